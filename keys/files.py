@@ -1,0 +1,72 @@
+"""Encrypted PKCS#8 key files."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from custody.errors import KeyStoreError, WrongPassphrase
+
+PASSPHRASE_ENV = "CUSTODY_PASSPHRASE"
+MIN_PASSPHRASE = 8
+
+
+def passphrase(*, confirm: bool = False, env: dict[str, str] | None = None) -> bytes:
+    """The key passphrase: from ``CUSTODY_PASSPHRASE``, else asked at the terminal.
+
+    Raises :class:`KeyStoreError` when there is neither (a job without a terminal).
+    """
+    env = os.environ if env is None else env
+    value = env.get(PASSPHRASE_ENV)
+    if value is None:
+        if not sys.stdin.isatty():
+            raise KeyStoreError(f"a passphrase is needed to use the private keys: set {PASSPHRASE_ENV} "
+                                "or run at a terminal")
+        value = getpass.getpass("Key passphrase: ")
+        if confirm and getpass.getpass("Repeat the passphrase: ") != value:
+            raise KeyStoreError("the two passphrases differ")
+    if len(value) < MIN_PASSPHRASE:
+        raise KeyStoreError(f"the key passphrase must have at least {MIN_PASSPHRASE} characters")
+    return value.encode("utf-8")
+
+
+def public_raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def write_private_key(path: Path, key: Ed25519PrivateKey, secret: bytes) -> None:
+    """Write ``key`` encrypted under ``secret``, atomically, readable only by its owner."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(secret),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, pem)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_private_key(path: Path, secret: bytes) -> Ed25519PrivateKey:
+    """Load and decrypt a key file; :class:`WrongPassphrase` if ``secret`` does not open it."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyStoreError(f"the private key file {path} is missing") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=secret)
+    except (ValueError, TypeError):
+        raise WrongPassphrase(f"the passphrase does not open {path.name} (or the file is damaged)") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyStoreError(f"{path.name} does not hold an Ed25519 key")
+    return key

@@ -1,0 +1,42 @@
+"""QR symbols for label texts (INTERFACES §1).
+
+The prefix ``CUS1:`` is encoded as an alphanumeric segment and the digits as a
+numeric segment, at error correction level M. Numeric mode is as dense as raw
+bytes and survives decoders that mangle byte mode (zbar's charset guessing,
+OpenCV's truncation at 0x00).
+"""
+
+from __future__ import annotations
+
+import segno
+from PIL import Image
+from segno import consts
+
+from custody.labels import QR_PREFIX
+
+
+def qr_code(text: str) -> segno.QRCode:
+    """The QR symbol of a label text (or of any other text, for tests)."""
+    if text.startswith(QR_PREFIX) and text[len(QR_PREFIX):].isdigit():
+        content: object = [
+            (QR_PREFIX, consts.MODE_ALPHANUMERIC),
+            (text[len(QR_PREFIX):], consts.MODE_NUMERIC),
+        ]
+    else:
+        content = text
+    return segno.make(content, error="m", boost_error=False, micro=False)
+
+
+def qr_image(text: str, module_px: int = 4, border: int = 4) -> Image.Image:
+    """A black-on-white greyscale image of the symbol, ``module_px`` pixels a module."""
+    code = qr_code(text)
+    size = code.symbol_size(scale=1, border=border)[0]
+    img = Image.new("L", (size, size), 255)
+    pixels = img.load()
+    for y, row in enumerate(code.matrix):
+        for x, dark in enumerate(row):
+            if dark:
+                pixels[x + border, y + border] = 0
+    if module_px != 1:
+        img = img.resize((size * module_px, size * module_px), Image.NEAREST)
+    return img

@@ -1,0 +1,126 @@
+"""The database connection: engine set-up for SQLite and PostgreSQL, sessions, migrations."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from custody.errors import InstanceError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and select psycopg 3 for them."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Connection settings for SQLite, applied to every new connection."""
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer; synchronous=FULL: a committed scan survives power loss.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str, *, immediate: bool = False) -> Engine:
+    """An engine; for SQLite, ``immediate`` makes every transaction ``BEGIN IMMEDIATE``."""
+    url = normalise_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection, record)
+        # Take transaction control from pysqlite so that we choose the BEGIN.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+#: The PostgreSQL advisory lock that serialises writers (an arbitrary constant: "cust").
+WRITER_LOCK = 0x63757374
+
+
+class Database:
+    """One database: an engine for reading, one for writing, a session factory, migrations."""
+
+    def __init__(self, url: str):
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.writer = make_engine(self.url, immediate=True) if self.is_sqlite else self.engine
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_sessions = sessionmaker(self.writer, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A read (or casual write) unit of work: committed on success, rolled back on error."""
+        with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A unit of work holding the database's single write lock from its start.
+
+        SQLite: ``BEGIN IMMEDIATE``. PostgreSQL: a transaction-scoped advisory
+        lock. Every append to the log goes through here, so the log never forks.
+        Committed on success, rolled back entirely on any exception.
+        """
+        with self.write_sessions() as session, session.begin():
+            if not self.is_sqlite:
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK})
+            yield session
+
+    def alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        config.attributes["engine"] = self.engine
+        return config
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent)."""
+        command.upgrade(self.alembic_config(), "head")
+
+    def check_schema(self) -> None:
+        if "alembic_version" not in inspect(self.engine).get_table_names():
+            raise InstanceError(f"the database at {self.safe_url} has no custody schema; run `custody init`")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self.writer.dispose()
+
+
+def database_url(home: Path, env: dict[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("CUSTODY_DATABASE_URL") or sqlite_url(home / "custody.db")

@@ -1,0 +1,145 @@
+"""Reading plan files (CSV folder or workbook) and importing a plan into the database."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from custody.errors import PlanError
+from custody.plan import ExamPlan, UnitKind, build_plan, plan_items, subject_rows, unit_rows
+from custody.sample import SamplePerson
+from store.models import Exam, Item, Person, Station, Subject, Unit
+
+Rows = list[dict[str, str]]
+SHEET_NAMES = {"subjects": ("subjects", "科目"), "units": ("units", "单位")}
+
+
+def _read_csv(path: Path) -> Rows:
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+    except UnicodeDecodeError:
+        # Exports from older office software in China are often GB18030.
+        with path.open(encoding="gb18030", newline="") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+
+
+def _read_workbook(path: Path) -> dict[str, Rows]:
+    from openpyxl import load_workbook
+
+    book = load_workbook(path, read_only=True, data_only=True)
+    tables: dict[str, Rows] = {}
+    for table, names in SHEET_NAMES.items():
+        sheet = next((book[n] for n in names if n in book.sheetnames), None)
+        if sheet is None:
+            raise PlanError([(path.name, None, f"the workbook has no sheet named {' or '.join(names)}")])
+        rows = sheet.iter_rows(values_only=True)
+        header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
+        tables[table] = [
+            {h: ("" if v is None else _cell_text(v)) for h, v in zip(header, row)}
+            for row in rows if any(v is not None and str(v).strip() for v in row)
+        ]
+    return tables
+
+
+def _cell_text(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%H:%M") if value.date().year == 1900 else value.date().isoformat()
+    if hasattr(value, "strftime"):
+        fmt = "%H:%M" if value.__class__.__name__ == "time" else "%Y-%m-%d"
+        return value.strftime(fmt)  # type: ignore[attr-defined]
+    return str(value)
+
+
+def read_plan_files(path: Path, exam: str, name: str) -> ExamPlan:
+    """Read and check a plan from a folder (``subjects.csv``, ``units.csv``) or an ``.xlsx`` workbook."""
+    if path.is_dir():
+        missing = [f for f in ("subjects.csv", "units.csv") if not (path / f).exists()]
+        if missing:
+            raise PlanError([(str(path), None, f"missing file(s) {', '.join(missing)}")])
+        return build_plan(exam, name, _read_csv(path / "subjects.csv"), _read_csv(path / "units.csv"))
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        tables = _read_workbook(path)
+        return build_plan(exam, name, tables["subjects"], tables["units"])
+    raise PlanError([(str(path), None, "a plan is a folder with subjects.csv and units.csv, or an .xlsx workbook")])
+
+
+def write_plan_files(plan: ExamPlan, folder: Path) -> None:
+    """Write a plan as the CSV folder that :func:`read_plan_files` reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, rows in (("subjects.csv", subject_rows(plan)), ("units.csv", unit_rows(plan))):
+        with (folder / file).open("w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def import_plan(session: Session, plan: ExamPlan, now: datetime, seal_prefix: str = "FT") -> int:
+    """Store the plan and every item it implies; returns the number of items.
+
+    All or nothing: the caller's transaction is rolled back on any error.
+    Units already known must agree with the plan (same kind and parent).
+    """
+    if session.get(Exam, plan.exam) is not None:
+        raise PlanError([("plan", None, f"exam {plan.exam} is already imported")])
+    known = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_([u.code for u in plan.units])))}
+    problems = []
+    for unit in plan.units:
+        old = known.get(unit.code)
+        if old is not None and (old.kind != unit.kind.value or old.parent != unit.parent):
+            problems.append(("units", None, f"unit {unit.code} exists as a {old.kind} under {old.parent}; "
+                                            f"the plan has a {unit.kind.value} under {unit.parent}"))
+    if problems:
+        raise PlanError(problems)
+    session.add(Exam(code=plan.exam, name=plan.name, created_at=now))
+    # Parents before children, so foreign keys hold row by row.
+    order = {k: i for i, k in enumerate([UnitKind.PRINTER, UnitKind.CITY, UnitKind.COUNTY, UnitKind.ZONE,
+                                         UnitKind.SITE, UnitKind.ROOM, UnitKind.SECURE_ROOM, UnitKind.GRADING])}
+    new_units = [u for u in sorted(plan.units, key=lambda u: order[u.kind]) if u.code not in known]
+    if new_units:
+        session.execute(insert(Unit), [
+            {"code": u.code, "kind": u.kind.value, "name": u.name, "parent": u.parent,
+             "candidates": u.candidates, "subjects": ";".join(u.subjects)} for u in new_units])
+    session.execute(insert(Subject), [
+        {"exam": plan.exam, "code": s.code, "name": s.name, "name_en": s.name_en, "starts_at": s.starts_at,
+         "ends_at": s.ends_at, "listening": s.listening} for s in plan.subjects])
+    items = plan_items(plan, seal_prefix=seal_prefix)
+    session.execute(insert(Item), [
+        {"exam": plan.exam, "item_id": i.item_id, "kind": int(i.kind), "subject": i.subject,
+         "destination": i.destination, "count": i.count, "seal": i.seal, "parent_box": i.parent_box}
+        for i in items])
+    return len(items)
+
+
+def load_plan(session: Session, exam: str) -> ExamPlan:
+    """Rebuild the :class:`ExamPlan` of an imported exam from the database."""
+    from custody.plan import Subject as PlanSubject
+    from custody.plan import Unit as PlanUnit
+
+    row = session.get(Exam, exam)
+    if row is None:
+        from custody.errors import NotFound
+        raise NotFound(f"no exam {exam!r} has been imported")
+    subjects = tuple(PlanSubject(s.code, s.name, s.starts_at, s.ends_at, s.listening, s.name_en)
+                     for s in session.scalars(select(Subject).where(Subject.exam == exam).order_by(Subject.id)))
+    units = tuple(PlanUnit(u.code, UnitKind(u.kind), u.name, u.parent, u.candidates,
+                           tuple(x for x in u.subjects.split(";") if x))
+                  for u in session.scalars(select(Unit).order_by(Unit.code)))
+    return ExamPlan(exam, row.name, subjects, units)
+
+
+def import_people(session: Session, people: list[SamplePerson]) -> None:
+    existing = set(session.scalars(select(Person.staff_id)))
+    rows = [{"staff_id": p.staff_id, "name": p.name, "unit": p.unit} for p in people if p.staff_id not in existing]
+    if rows:
+        session.execute(insert(Person), rows)
+
+
+def add_station(session: Session, code: str, unit: str, name: str, kid: str | None, now: datetime) -> Station:
+    station = Station(code=code, unit=unit, name=name, kid=kid, registered_at=now)
+    session.add(station)
+    return station

@@ -1,0 +1,100 @@
+"""Read-side queries shared by the command line and the web application."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+from sqlalchemy import or_, select
+
+from custody.errors import MalformedLabel, NotFound
+from custody.keyring import KeyRing, PublicKey, Role
+from custody.labels import ItemKind
+from store.instance import Instance
+from store.models import Item, Subject, Unit
+
+
+def label_text_of(instance: Instance, exam: str, item_id: str) -> str:
+    with instance.db.session() as s:
+        row = s.scalars(select(Item).where(Item.exam == exam, Item.item_id == item_id)).first()
+    if row is None:
+        raise NotFound(f"no item {item_id!r} in exam {exam!r}")
+    if row.label_text is None:
+        raise NotFound(f"item {item_id} has no label yet; run `custody labels issue`")
+    return row.label_text
+
+
+def keyring_from_json(text: str) -> KeyRing:
+    """A key ring from the JSON of ``custody keys list --json`` (or an export's keys.json)."""
+    try:
+        entries = json.loads(text)
+        if isinstance(entries, dict):
+            entries = entries.get("keys", [])
+        return KeyRing(
+            PublicKey(
+                public_raw=base64.b64decode(e["public_key"], validate=True),
+                role=Role(e["role"]), owner=e["owner"],
+                valid_from=datetime.fromisoformat(e["valid_from"]),
+                valid_until=datetime.fromisoformat(e["valid_until"]) if e.get("valid_until") else None,
+                revoked_at=datetime.fromisoformat(e["revoked_at"]) if e.get("revoked_at") else None,
+                revocation_reason=e.get("revocation_reason"),
+            )
+            for e in entries
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MalformedLabel(f"the key file is not a custody key list: {exc}") from None
+
+
+def units_below(instance: Instance, unit: str) -> set[str]:
+    """The unit and every unit under it."""
+    with instance.db.session() as s:
+        edges = s.execute(select(Unit.code, Unit.parent)).all()
+    children: dict[str, list[str]] = {}
+    for code, parent in edges:
+        if parent:
+            children.setdefault(parent, []).append(code)
+    found, todo = set(), [unit]
+    while todo:
+        code = todo.pop()
+        if code not in found:
+            found.add(code)
+            todo.extend(children.get(code, ()))
+    return found
+
+
+def printable_labels(instance: Instance, exam: str, *, subject: str | None = None, unit: str | None = None,
+                     box: str | None = None, item: str | None = None) -> list:  # list[PrintableLabel]
+    """The labelled items matching the filters, with their names resolved for printing."""
+    from printing.sheet import PrintableLabel
+
+    query = select(Item).where(Item.exam == exam, Item.label_text.is_not(None)).order_by(Item.id)
+    if subject:
+        query = query.where(Item.subject == subject)
+    if unit:
+        query = query.where(Item.destination.in_(units_below(instance, unit)))
+    if box:
+        query = query.where(or_(Item.item_id == box, Item.parent_box == box))
+    if item:
+        query = query.where(Item.item_id == item)
+    with instance.db.session() as s:
+        rows = s.scalars(query).all()
+        names = dict(s.execute(select(Unit.code, Unit.name)).all())
+        kinds = dict(s.execute(select(Unit.code, Unit.kind)).all())
+        parents = dict(s.execute(select(Unit.code, Unit.parent)).all())
+        subjects = dict(s.execute(select(Subject.code, Subject.name).where(Subject.exam == exam)).all())
+        from store.models import Exam
+        exam_row = s.get(Exam, exam)
+    if item and not rows:
+        raise NotFound(f"no labelled item {item!r} in exam {exam!r}")
+    exam_name = exam_row.name if exam_row else exam
+    result = []
+    for r in rows:
+        is_room = kinds.get(r.destination) == "room"
+        site = parents.get(r.destination) if is_room else r.destination
+        result.append(PrintableLabel(
+            text=r.label_text or "", item_id=r.item_id, kind=ItemKind(r.kind), exam_name=exam_name,
+            subject_name=subjects.get(r.subject, r.subject), site_name=names.get(site or "", site or ""),
+            room_name=names.get(r.destination) if is_room else None, count=r.count, seal=r.seal,
+            destination=r.destination))
+    return result

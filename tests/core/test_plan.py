@@ -1,0 +1,128 @@
+"""The exam plan: the sample exam's shape, the items it implies, and refused plans."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from custody.errors import PlanError
+from custody.labels import ItemKind
+from custody.plan import UnitKind, build_plan, plan_items, subject_rows, unit_rows
+from custody.sample import sample_people, sample_plan
+
+
+def test_the_city_sample_is_nanchang_sized_and_deterministic() -> None:
+    plan = sample_plan("city")
+    assert len(plan.of_kind(UnitKind.SITE)) == 50
+    assert len(plan.of_kind(UnitKind.ROOM)) == 1900
+    assert plan.candidates == 56000
+    assert [s.name for s in plan.subjects] == ["语文", "物理", "数学", "化学", "英语", "思想品德与历史"]
+    assert [s.code for s in plan.subjects if s.listening] == ["YY"]
+    assert all(20 <= r.candidates <= 30 for r in plan.of_kind(UnitKind.ROOM))
+    assert sample_plan("city") == plan
+    assert plan_items(sample_plan("city")) == plan_items(plan)
+
+
+def test_items_follow_the_plan() -> None:
+    plan = sample_plan("tiny")
+    items = plan_items(plan)
+    kinds = Counter(i.kind for i in items)
+    rooms, sites, counties = (plan.of_kind(k) for k in (UnitKind.ROOM, UnitKind.SITE, UnitKind.COUNTY))
+    subjects = len(plan.subjects)
+    assert kinds[ItemKind.PAPER_BUNDLE] == kinds[ItemKind.ANSWER_CARD_BUNDLE] == len(rooms) * subjects
+    assert kinds[ItemKind.LISTENING_DISC] == len(sites)  # English only
+    assert kinds[ItemKind.ANSWER_KEY] == subjects
+    assert kinds[ItemKind.BACKUP_PAPER] == len(counties) * subjects
+    assert kinds[ItemKind.BOX] == len(sites) * subjects
+    assert len({i.item_id for i in items}) == len(items)
+    assert len({i.seal for i in items}) == len(items)
+    by_id = {i.item_id: i for i in items}
+    for item in items:
+        if item.kind is ItemKind.PAPER_BUNDLE:
+            room = plan.unit(item.destination)
+            assert room.kind is UnitKind.ROOM and item.count == room.candidates
+            assert by_id[item.parent_box or ""].destination == room.parent
+        if item.kind is ItemKind.ANSWER_KEY:
+            assert plan.unit(item.destination).kind is UnitKind.GRADING
+        if item.kind is ItemKind.BOX:
+            assert item.count == sum(1 for i in items if i.parent_box == item.item_id)
+    backup = {i.destination: i.count for i in items if i.kind is ItemKind.BACKUP_PAPER and i.subject == "YW"}
+    assert sum(backup.values()) == plan.candidates
+
+
+def test_the_tables_written_read_back_to_the_same_plan() -> None:
+    plan = sample_plan("tiny")
+    assert build_plan(plan.exam, plan.name, subject_rows(plan), unit_rows(plan)) == plan
+
+
+def test_two_staff_for_every_handing_unit() -> None:
+    plan = sample_plan("tiny")
+    people = sample_people(plan)
+    per_unit = Counter(p.unit for p in people)
+    assert per_unit["360102-BMS"] == 2 and per_unit["K001-01"] == 2 and per_unit["3601-PJ"] == 2
+    assert len({p.staff_id for p in people}) == len(people)
+
+
+def _tables() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    plan = sample_plan("tiny")
+    return subject_rows(plan), unit_rows(plan)
+
+
+def _problems(subjects: list[dict[str, str]], units: list[dict[str, str]]) -> list[tuple[str, int | None, str]]:
+    with pytest.raises(PlanError) as caught:
+        build_plan("zk2017", "test", subjects, units)
+    return caught.value.problems
+
+
+def test_a_missing_column_is_named() -> None:
+    subjects, units = _tables()
+    for row in units:
+        del row["parent"]
+    assert _problems(subjects, units) == [("units", None, "missing column 'parent' (also accepted: 上级, 上级单位)")]
+
+
+def test_a_room_under_no_site_names_its_row() -> None:
+    subjects, units = _tables()
+    row = next(i for i, r in enumerate(units) if r["kind"] == "room")
+    units[row]["parent"] = ""
+    assert ("units", row + 2, f"{units[row]['code']} is a room under no site") in _problems(subjects, units)
+    units[row]["parent"] = "360102"
+    assert any("a room cannot sit under a county" in p[2] for p in _problems(subjects, units))
+
+
+def test_a_duplicate_room_is_refused_with_both_rows() -> None:
+    subjects, units = _tables()
+    first = next(i for i, r in enumerate(units) if r["kind"] == "room")
+    units.append(dict(units[first]))
+    problems = _problems(subjects, units)
+    assert problems == [("units", len(units) + 1, f"duplicate unit {units[first]['code']!r} (first on row {first + 2})")]
+
+
+def test_an_unknown_subject_is_refused() -> None:
+    subjects, units = _tables()
+    room = next(r for r in units if r["kind"] == "room")
+    room["subjects"] = "YW;SW"
+    assert any("unknown subject(s) SW" in p[2] for p in _problems(subjects, units))
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    subjects, units = _tables()
+    subjects[0]["start"] = "25:00"
+    subjects.append(dict(subjects[1]))
+    units[-1]["kind"] = "castle"
+    units[-2]["candidates"] = "many"
+    problems = _problems(subjects, units)
+    assert len(problems) == 4
+    assert "nothing was imported" in str(PlanError(problems))
+
+
+def test_chinese_headers_are_accepted() -> None:
+    subjects, units = _tables()
+    zh_units = [{"单位代码": r["code"], "类型": r["kind"], "名称": r["name"], "上级": r["parent"],
+                 "考生数": r["candidates"]} for r in units]
+    zh_subjects = [{"科目代码": r["code"], "科目": r["name"], "日期": r["date"], "开始": r["start"],
+                    "结束": r["end"], "听力": "是" if r["listening"] == "yes" else "否"} for r in subjects]
+    plan = build_plan("zk2017", "test", zh_subjects, zh_units)
+    assert plan.candidates == sample_plan("tiny").candidates
+    assert plan.subject("YY").listening

@@ -1,0 +1,40 @@
+"""Factories for tests: keys, payloads, fixed times. No global state."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from custody.keyring import KeyRing, PublicKey, Role, key_id
+from custody.labels import ItemKind, LabelPayload, Signer
+from keys.files import public_raw
+
+TEST_SECRET = b"test-passphrase-not-secret"
+T0 = datetime(2017, 6, 1, 8, 0, tzinfo=timezone.utc)
+
+
+class KeyFactory:
+    """Ed25519 keys with registry entries, for tests that need no instance."""
+
+    def __init__(self) -> None:
+        self.ring = KeyRing()
+
+    def make(self, role: Role = Role.LABEL_ISSUER, owner: str = "3601", valid_from: datetime = T0,
+             valid_until: datetime | None = None, revoked_at: datetime | None = None,
+             register: bool = True) -> tuple[Signer, PublicKey, Ed25519PrivateKey]:
+        private = Ed25519PrivateKey.generate()
+        raw = public_raw(private)
+        public = PublicKey(raw, role, owner, valid_from, valid_until, revoked_at,
+                           "test revocation" if revoked_at else None)
+        if register:
+            self.ring.add(public)
+        return Signer(key_id(raw), private.sign), public, private
+
+
+def make_payload(**overrides: object) -> LabelPayload:
+    fields: dict[str, object] = dict(item_id="YW-P-K037-12", kind=ItemKind.PAPER_BUNDLE, exam="zk2017", subject="YW",
+                                     destination="K037-12", count=30, issued_at=T0.replace(hour=9),
+                                     seal="FT170000123", parent_box="YW-X-K037")
+    fields.update(overrides)
+    return LabelPayload(**fields)  # type: ignore[arg-type]
