@@ -1,0 +1,191 @@
+"""Ingest benchmark for the custody log (issue 3).
+
+Prints, on SQLite and on PostgreSQL:
+  * events/s appended through Ledger.submit: station signatures checked, events
+    chained per item, custody rules run, leaves and tree nodes stored, a checkpoint
+    signed per batch, receipts (tlog-proofs) produced, in group-committed batches;
+  * inclusion-proof time at 1,000,000 leaves (median and p99 over random leaves);
+  * single-core Ed25519 verification speed on this machine (the limit) and the ratio.
+
+Events are signed before the clock starts: signing is the stations' work, not the server's.
+
+    .venv/bin/python bench/ingest.py [--events 20000] [--batch 1000] [--proof-leaves 1000000]
+                                     [--databases sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+
+PG_ADMIN = os.environ.get("CUSTODY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+SECRET = b"bench-passphrase-not-secret"
+T0 = datetime(2017, 5, 2, 1, 0, tzinfo=timezone.utc)
+
+
+def ed25519_rate(seconds: float = 2.0) -> float:
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    message = b"x" * 600
+    signature = key.sign(message)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(500):
+            public.verify(signature, message)
+        n += 500
+    return n / (time.perf_counter() - start)
+
+
+def make_database(kind: str, folder: Path) -> tuple[str, object]:
+    if kind == "sqlite":
+        return f"sqlite:///{folder / 'custody.db'}", None
+    from sqlalchemy import create_engine, text
+
+    name = f"custody_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, (admin, name)
+
+
+def drop_database(handle: object) -> None:
+    if handle is None:
+        return
+    from sqlalchemy import text
+
+    admin, name = handle  # type: ignore[misc]
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def city_instance(folder: Path, url: str):  # type: ignore[no-untyped-def]
+    from custody.sample import EXAM, sample_people, sample_plan
+    from store import simulation
+    from store.instance import init_instance
+    from store.issuance import issue_badges, issue_item_labels
+    from store.plans import import_people, import_plan
+
+    instance, _ = init_instance(folder / "home", origin="bench.exam/zk2017", institute="3601", now=T0,
+                                secret=SECRET, url=url)
+    plan = sample_plan("city")
+    with instance.db.write_session() as s:
+        import_plan(s, plan, T0, seal_prefix="FT17")
+        import_people(s, sample_people(plan))
+    instance.set_setting("exam", EXAM)
+    issue_item_labels(instance, EXAM, simulation.LABELS_AT)
+    issue_badges(instance, EXAM, simulation.LABELS_AT)
+    return instance, plan
+
+
+def bench_ingest(kind: str, events: int, batch: int) -> dict[str, float]:
+    from store import simulation
+    from store.ledger import Ledger
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url, handle = make_database(kind, Path(tmp))
+        try:
+            instance, plan = city_instance(Path(tmp), url)
+            clock = {"now": simulation.LABELS_AT}
+            ledger = Ledger(instance, clock=lambda: clock["now"])
+            ledger.record_labels(plan.exam)
+            sim = simulation.ExamSimulation(instance, plan,
+                                            simulation.register_stations(instance, plan, simulation.STATIONS_AT))
+            sim.build()
+            signed = []
+            for arrival, submissions in sim.batches(batch):
+                signed.append((arrival, submissions))
+                if sum(len(b) for _, b in signed) >= events:
+                    break
+            total = sum(len(b) for _, b in signed)
+            statuses: dict[str, int] = {}
+            start = time.perf_counter()
+            for arrival, submissions in signed:
+                clock["now"] = arrival
+                for result in ledger.submit(submissions):
+                    statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+            elapsed = time.perf_counter() - start
+            instance.close()
+            return {"events": total, "seconds": elapsed, "rate": total / elapsed, "batches": len(signed),
+                    "accepted": statuses.get("accepted", 0)}
+        finally:
+            drop_database(handle)
+
+
+def bench_proofs(kind: str, leaves: int, samples: int = 400) -> dict[str, float]:
+    """Build a tree of ``leaves`` synthetic leaves through the real store, then time proofs."""
+    from custody.log.merkle import leaf_hash
+    from store.instance import init_instance
+    from store.ledger import Ledger
+    from store.logstore import LogStore, NewLeaf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url, handle = make_database(kind, Path(tmp))
+        try:
+            instance, _ = init_instance(Path(tmp) / "home", origin="bench.exam/proofs", institute="3601", now=T0,
+                                        secret=SECRET, url=url)
+            ledger = Ledger(instance, clock=lambda: T0 + timedelta(days=1))
+            built = time.perf_counter()
+            chunk = 50_000
+            for start in range(0, leaves, chunk):
+                with instance.db.write_session() as s:
+                    rows = []
+                    for i in range(start, min(leaves, start + chunk)):
+                        data = b'{"n":%d,"type":"bench"}' % i
+                        rows.append(NewLeaf(data, leaf_hash(data), "bench", None, None, None, T0))
+                    LogStore(s).append(rows)
+            ledger.append_records([{"type": "bench_checkpoint"}])  # signs a checkpoint over it all
+            built = time.perf_counter() - built
+            size = ledger.size()
+            rng = random.Random(7)
+            times = []
+            for _ in range(samples):
+                index = rng.randrange(size)
+                t = time.perf_counter()
+                ledger.inclusion_proof(index)
+                times.append((time.perf_counter() - t) * 1000)
+            instance.close()
+            times.sort()
+            return {"size": size, "build_s": built, "median_ms": statistics.median(times),
+                    "p99_ms": times[int(len(times) * 0.99) - 1]}
+        finally:
+            drop_database(handle)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=30000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--proof-leaves", type=int, default=1_000_000)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    args = parser.parse_args()
+
+    verify_rate = ed25519_rate()
+    print(f"Ed25519 verification, one core: {verify_rate:,.0f}/s (the limit for ingest)")
+    targets = {"sqlite": 5000, "postgresql": 3000}
+    for kind in args.databases.split(","):
+        r = bench_ingest(kind, args.events, args.batch)
+        verdict = "PASS" if r["rate"] >= targets[kind] else "FAIL"
+        print(f"[{kind}] ingest: {r['events']:,} events in {r['batches']} batches, {r['seconds']:.1f} s: "
+              f"{r['rate']:,.0f} events/s (target >= {targets[kind]:,}) {verdict}; "
+              f"{r['rate'] / verify_rate:.2f} of the Ed25519 limit; accepted {r['accepted']:,}")
+        p = bench_proofs(kind, args.proof_leaves)
+        verdict = "PASS" if p["p99_ms"] <= 5 else "FAIL"
+        print(f"[{kind}] inclusion proof at {p['size']:,} leaves: median {p['median_ms']:.2f} ms, "
+              f"p99 {p['p99_ms']:.2f} ms (target <= 5 ms) {verdict}; tree built in {p['build_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

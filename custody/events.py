@@ -1,0 +1,321 @@
+"""Handover events: what a station signs at each scan, and how it is checked.
+
+An event is a JSON object (the station signs its RFC 8785 canonical bytes):
+
+=============  =============================================================
+field          meaning
+=============  =============================================================
+``v``          format version, 1
+``id``         the station's unique id for this event (idempotency key)
+``item``       item id (or box id) the label names
+``label``      SHA-256 (hex) of the label's COSE bytes, as scanned
+``action``     an :class:`Action` value
+``from_unit``  unit handing over (may be null, e.g. for a store or an open)
+``to_unit``    unit receiving / where it happens
+``handed_by``  people handing over: ``[{"staff": id, "badge": sha256 hex}]``
+``received_by`` people receiving, same shape (两人 each side where required)
+``station``    station code
+``station_time`` the station clock, RFC 3339 UTC with ``Z``, whole seconds
+``seal``       ``{"number": str|null, "condition": "intact"|"damaged"|"missing"}`` or null
+``count``      the count seen, or null
+``reason``     for exceptions: why (null otherwise)
+``note``       free text (null or up to 500 characters)
+``photo``      SHA-256 (hex) of a photo taken at the scan, or null
+``box``        for ``pack``: the box the item goes into (null otherwise)
+=============  =============================================================
+
+:func:`parse_event` checks shape and types strictly and raises
+:class:`MalformedEvent` naming the field; :func:`verify_event` also checks the
+station's signature with the key valid at the station time.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from custody.errors import CustodyError
+from custody.keyring import KeyRing, PublicKey, Role
+from custody.log.jcs import canonical_json
+
+EVENT_VERSION = 1
+MAX_EVENT_BYTES = 8192
+MAX_NOTE = 500
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+class EventError(CustodyError):
+    """An event was refused. Subclasses say why."""
+
+
+class MalformedEvent(EventError):
+    """The event is not well-formed: a field is missing, unknown or of the wrong type."""
+
+    exit_code = 2
+
+
+class EventSignatureError(EventError):
+    """The station's signature is missing, unknown, wrong, or by a revoked key."""
+
+
+class Action(str, enum.Enum):
+    """What happened at a scan. Values are stable: they are in signed events."""
+
+    ISSUE = "issue"                      # the printer hands the sealed item over
+    PACK = "pack"                        # put into a box
+    UNPACK = "unpack"                    # taken out of its box (the box is opened)
+    RECEIVE = "receive"                  # 接收
+    STORE = "store"                      # into a secure room 保管
+    TAKE_OUT = "take_out"                # out of a secure room
+    DEPART = "depart"                    # leaves with escorts 押运
+    ARRIVE = "arrive"                    # arrives with escorts
+    DISTRIBUTE = "distribute"            # 分发, county or site to the next tier
+    OPEN = "open"                        # 启封, in the exam room
+    SEAL = "seal"                        # 封装, answer cards after the exam
+    RETURN = "return"                    # back up the chain
+    RECEIVE_FOR_GRADING = "receive_for_grading"
+    GRADE = "grade"                      # 评阅
+    ARCHIVE = "archive"
+    DESTROY = "destroy"
+    # exceptions
+    SEAL_DAMAGED = "seal_damaged"
+    COUNT_MISMATCH = "count_mismatch"
+    MISSING = "missing"
+    FOUND = "found"
+
+    @property
+    def is_exception(self) -> bool:
+        return self in EXCEPTIONS
+
+
+EXCEPTIONS = frozenset({Action.SEAL_DAMAGED, Action.COUNT_MISMATCH, Action.MISSING, Action.FOUND})
+
+
+class SealCondition(str, enum.Enum):
+    INTACT = "intact"
+    DAMAGED = "damaged"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Person:
+    staff: str
+    badge: str  # SHA-256 hex of the badge label's COSE bytes
+
+    def as_json(self) -> dict[str, str]:
+        return {"staff": self.staff, "badge": self.badge}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A parsed handover event. ``raw`` is the exact JSON object that was signed."""
+
+    id: str
+    item: str
+    label: str
+    action: Action
+    from_unit: str | None
+    to_unit: str | None
+    handed_by: tuple[Person, ...]
+    received_by: tuple[Person, ...]
+    station: str
+    station_time: datetime
+    seal_number: str | None
+    seal_condition: SealCondition | None
+    count: int | None
+    reason: str | None
+    note: str | None
+    photo: str | None
+    box: str | None
+    raw: Mapping[str, Any]
+
+    @property
+    def people(self) -> tuple[Person, ...]:
+        return self.handed_by + self.received_by
+
+    def canonical(self) -> bytes:
+        return canonical_json(dict(self.raw))
+
+
+def format_time(when: datetime) -> str:
+    """RFC 3339 UTC with a ``Z`` and whole seconds: the one time format in events and leaves."""
+    if when.tzinfo is None:
+        raise ValueError("times in events must be timezone-aware")
+    return when.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str, field: str) -> datetime:
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text):
+        raise MalformedEvent(f"{field} must be a UTC time like 2017-06-20T00:20:00Z, found {text!r}")
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise MalformedEvent(f"{field} is not a real time: {text!r}") from None
+
+
+def label_hash(cose: bytes) -> str:
+    return hashlib.sha256(cose).hexdigest()
+
+
+def make_event(*, id: str, item: str, label: str, action: Action, station: str, station_time: datetime,
+               from_unit: str | None = None, to_unit: str | None = None,
+               handed_by: tuple[Person, ...] = (), received_by: tuple[Person, ...] = (),
+               seal_number: str | None = None, seal_condition: SealCondition | None = None,
+               count: int | None = None, reason: str | None = None, note: str | None = None,
+               photo: str | None = None, box: str | None = None) -> dict[str, Any]:
+    """The JSON object of an event, ready to sign. Checked by :func:`parse_event`."""
+    raw: dict[str, Any] = {
+        "v": EVENT_VERSION, "id": id, "item": item, "label": label, "action": action.value,
+        "from_unit": from_unit, "to_unit": to_unit,
+        "handed_by": [p.as_json() for p in handed_by], "received_by": [p.as_json() for p in received_by],
+        "station": station, "station_time": format_time(station_time),
+        "seal": None if seal_number is None and seal_condition is None else
+        {"number": seal_number, "condition": seal_condition.value if seal_condition else None},
+        "count": count, "reason": reason, "note": note, "photo": photo, "box": box,
+    }
+    parse_event(raw)
+    return raw
+
+
+FIELDS = {"v", "id", "item", "label", "action", "from_unit", "to_unit", "handed_by", "received_by", "station",
+          "station_time", "seal", "count", "reason", "note", "photo", "box"}
+
+
+def _opt_text(raw: Mapping[str, Any], field: str, limit: int = 64) -> str | None:
+    value = raw.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise MalformedEvent(f"{field} must be null or text of 1 to {limit} characters, found {value!r}")
+    return value
+
+
+def _people(raw: Mapping[str, Any], field: str) -> tuple[Person, ...]:
+    value = raw.get(field)
+    if not isinstance(value, list) or len(value) > 8:
+        raise MalformedEvent(f"{field} must be a list of at most 8 people")
+    people = []
+    for entry in value:
+        if not (isinstance(entry, Mapping) and set(entry) == {"staff", "badge"}
+                and isinstance(entry["staff"], str) and _ID.match(entry["staff"])
+                and isinstance(entry["badge"], str) and _HEX64.match(entry["badge"])):
+            raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
+        people.append(Person(entry["staff"], entry["badge"]))
+    if len({p.staff for p in people}) != len(people):
+        raise MalformedEvent(f"{field} names the same person twice")
+    return tuple(people)
+
+
+def parse_event(raw: Any) -> Event:
+    """Check an event's shape strictly; raise :class:`MalformedEvent` naming the field."""
+    if not isinstance(raw, Mapping):
+        raise MalformedEvent("an event must be a JSON object")
+    unknown, missing = set(raw) - FIELDS, FIELDS - set(raw)
+    if unknown or missing:
+        raise MalformedEvent(f"event fields: unknown {sorted(unknown)}, missing {sorted(missing)}")
+    if raw["v"] != EVENT_VERSION or isinstance(raw["v"], bool):
+        raise MalformedEvent(f"event version must be 1, found {raw['v']!r}")
+    for field in ("id", "item", "station"):
+        if not isinstance(raw[field], str) or not _ID.match(raw[field]):
+            raise MalformedEvent(f"{field} must be an id of letters, digits and ._:- (max 64), found {raw[field]!r}")
+    if not isinstance(raw["label"], str) or not _HEX64.match(raw["label"]):
+        raise MalformedEvent("label must be the SHA-256 (hex) of the scanned label")
+    try:
+        action = Action(raw["action"])
+    except ValueError:
+        raise MalformedEvent(f"unknown action {raw['action']!r}") from None
+    seal = raw["seal"]
+    seal_number = seal_condition = None
+    if seal is not None:
+        if not (isinstance(seal, Mapping) and set(seal) == {"number", "condition"}):
+            raise MalformedEvent("seal must be null or {number, condition}")
+        seal_number = _opt_text(seal, "number")
+        try:
+            seal_condition = SealCondition(seal["condition"]) if seal["condition"] is not None else None
+        except ValueError:
+            raise MalformedEvent(f"seal condition must be intact, damaged or missing, found {seal['condition']!r}") \
+                from None
+    count = raw["count"]
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or not 0 <= count < 10**6):
+        raise MalformedEvent(f"count must be null or a whole number, found {count!r}")
+    photo = raw["photo"]
+    if photo is not None and not (isinstance(photo, str) and _HEX64.match(photo)):
+        raise MalformedEvent("photo must be null or a SHA-256 hex digest")
+    reason = _opt_text(raw, "reason", 200)
+    if action.is_exception and reason is None:
+        raise MalformedEvent(f"a {action.value} exception needs a reason")
+    box = _opt_text(raw, "box")
+    if (action is Action.PACK) != (box is not None):
+        raise MalformedEvent("box is given for pack events and only for them")
+    event = Event(
+        id=raw["id"], item=raw["item"], label=raw["label"], action=action,
+        from_unit=_opt_text(raw, "from_unit"), to_unit=_opt_text(raw, "to_unit"),
+        handed_by=_people(raw, "handed_by"), received_by=_people(raw, "received_by"),
+        station=raw["station"], station_time=parse_time(raw["station_time"], "station_time"),
+        seal_number=seal_number, seal_condition=seal_condition, count=count, reason=reason,
+        note=_opt_text(raw, "note", MAX_NOTE), photo=photo, box=box, raw=raw,
+    )
+    if len(event.canonical()) > MAX_EVENT_BYTES:
+        raise MalformedEvent(f"an event may have at most {MAX_EVENT_BYTES} bytes")
+    return event
+
+
+@dataclass(frozen=True)
+class SignedEvent:
+    """An event with the station's key id (hex) and Ed25519 signature (base64)."""
+
+    event: Event
+    kid: str
+    sig: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"event": dict(self.event.raw), "kid": self.kid, "sig": self.sig}
+
+
+def sign_event(raw: Mapping[str, Any], kid: bytes, sign: Any) -> dict[str, Any]:
+    """A submission: the event, the station key id (hex) and the signature (base64) over its JCS bytes."""
+    event = parse_event(raw)
+    return {"event": dict(raw), "kid": kid.hex(), "sig": base64.b64encode(sign(event.canonical())).decode("ascii")}
+
+
+def parse_submission(submission: Any) -> tuple[Event, str, bytes]:
+    """Split a submission into its event, key id and signature, checking shapes only."""
+    if not (isinstance(submission, Mapping) and set(submission) == {"event", "kid", "sig"}):
+        raise MalformedEvent("a submission is an object with exactly event, kid and sig")
+    kid, sig = submission["kid"], submission["sig"]
+    if not (isinstance(kid, str) and re.fullmatch(r"[0-9a-f]{16}", kid)):
+        raise MalformedEvent("kid must be 16 lowercase hex digits")
+    try:
+        signature = base64.b64decode(sig, validate=True) if isinstance(sig, str) else b""
+    except ValueError:
+        signature = b""
+    if len(signature) != 64:
+        raise MalformedEvent("sig must be a base64 Ed25519 signature (64 bytes)")
+    return parse_event(submission["event"]), kid, signature
+
+
+def verify_submission(submission: Any, keys: KeyRing) -> tuple[SignedEvent, PublicKey]:
+    """Parse and verify a station's submission; raise :class:`MalformedEvent` or :class:`EventSignatureError`.
+
+    The signing key must be a station key registered for the event's station,
+    valid (and not revoked) at the event's station time.
+    """
+    event, kid, signature = parse_submission(submission)
+    from custody.errors import LabelError
+
+    try:
+        key = keys.verify(bytes.fromhex(kid), signature, event.canonical(), roles=[Role.STATION],
+                          signed_at=event.station_time, what=f"event {event.id} from {event.station}")
+    except LabelError as exc:
+        raise EventSignatureError(str(exc)) from None
+    if key.owner != event.station:
+        raise EventSignatureError(f"event {event.id} claims station {event.station} but is signed by the key of "
+                                  f"{key.owner}")
+    return SignedEvent(event, kid, submission["sig"]), key

@@ -1,0 +1,233 @@
+"""The tracker: every item's custody state, advanced one handover event at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from custody.errors import NotFound
+from custody.events import Action, Event
+from custody.labels import ItemKind
+from custody.plan import ExamPlan, Subject, UnitKind
+from custody.rules.judge import Judgement
+from custody.rules.model import Alert, BackupOrder, ItemInfo, ItemState, Outcome, RuleConfig, Status
+from custody.rules.places import Geography
+
+#: Actions on a box that move everything packed in it (transitively, for boxes in boxes).
+PROPAGATING = frozenset({Action.ISSUE, Action.RECEIVE, Action.STORE, Action.TAKE_OUT, Action.DEPART, Action.ARRIVE,
+                         Action.DISTRIBUTE, Action.RETURN, Action.RECEIVE_FOR_GRADING, Action.GRADE, Action.ARCHIVE,
+                         Action.DESTROY, Action.MISSING, Action.FOUND})
+
+
+def _same_course(a: ItemState, b: ItemState) -> bool:
+    """Whether an item has moved in lockstep with its box (so the box's verdicts are its own)."""
+    return (a.holder, a.status, a.heading, a.sender, a.last_time) == (b.holder, b.status, b.heading, b.sender,
+                                                                      b.last_time)
+
+
+class Tracker:
+    """Custody states of an exam's items, advanced by :meth:`record` in log order.
+
+    ``states`` are those stored after earlier batches (an item without one is
+    in its initial state: issued, held by the printer, in its label's box).
+    The tracker's whole memory is these states and the backup orders, so a
+    tracker rebuilt from the stored states and orders judges the next event
+    exactly as one that ran straight through. Nothing reads a clock.
+    """
+
+    def __init__(self, plan: ExamPlan, items: Mapping[str, ItemInfo], config: RuleConfig | None = None,
+                 states: Mapping[str, ItemState] | None = None, backup_orders: Iterable[BackupOrder] = ()):
+        self.plan = plan
+        self.items = dict(items)
+        self.config = config or RuleConfig()
+        self.geo = Geography(plan)
+        self._states: dict[str, ItemState] = dict(states or {})
+        self._orders: list[BackupOrder] = list(backup_orders)
+        printers = plan.of_kind(UnitKind.PRINTER)
+        self._printer = printers[0].code if len(printers) == 1 else None
+        self._subjects = {s.code: s for s in plan.subjects}
+        self._packed: dict[str, set[str]] = {}
+        for item_id in self.items:
+            box = self.state(item_id).in_box
+            if box is not None:
+                self._packed.setdefault(box, set()).add(item_id)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def state(self, item_id: str) -> ItemState:
+        """The item's state now; raises :class:`NotFound` for an item not in the item table."""
+        state = self._states.get(item_id)
+        if state is not None:
+            return state
+        info = self.items.get(item_id)
+        if info is None:
+            raise NotFound(f"item {item_id} is not in the item table")
+        return ItemState(item=item_id, holder=self._printer, in_box=info.parent_box, seal=info.seal,
+                         count=info.count)
+
+    def packed_in(self, box: str) -> list[str]:
+        """The items packed in ``box`` now (not unpacked), sorted."""
+        return sorted(self._packed.get(box, ()))
+
+    @property
+    def backup_orders(self) -> tuple[BackupOrder, ...]:
+        return tuple(self._orders)
+
+    def add_backup_order(self, subject: str, units: set[str] | frozenset[str], at: datetime) -> None:
+        """Activate the backup papers of ``subject`` in ``units`` (and under them) from ``at`` on."""
+        if at.tzinfo is None:
+            raise ValueError("a backup order's time must be timezone-aware")
+        self._orders.append(BackupOrder(subject, frozenset(units), at))
+
+    def order_covers(self, subject: str, place: str | None, at: datetime) -> bool:
+        return place is not None and any(
+            o.subject == subject and o.at <= at and any(self.geo.within(place, u) for u in o.units)
+            for o in self._orders)
+
+    def subject(self, code: str) -> Subject | None:
+        return self._subjects.get(code)
+
+    # --- recording -------------------------------------------------------------------
+
+    def record(self, event: Event, received_at: datetime) -> Outcome:
+        """Judge ``event`` (received by the server at ``received_at``) and advance the states.
+
+        The event counts whatever it breaks (the caller has logged it already):
+        the alerts say what is wrong; ``changed`` holds the new state of every
+        item whose state changed (the scanned item first, then what was packed in
+        it). The order of alerts is deterministic.
+        """
+        if received_at.tzinfo is None:
+            raise ValueError("received_at must be timezone-aware")
+        judge = Judgement(self, event, received_at)
+        judge.times()
+        info = self.items.get(event.item)
+        if info is None:
+            judge.unknown()
+            return Outcome(judge.alerts, {})
+        scanned = self.state(event.item)
+        subject = self.subject(info.subject)
+        judge.label(info, scanned)
+        judge.people()
+        judge.seal(info, scanned)
+        judge.opened(info, scanned)
+        judge.count(info, scanned, subject)
+        judge.reports(scanned)
+        # A box is opened by unpacking it: an open on a box means just that.
+        action = Action.UNPACK if event.action is Action.OPEN and info.kind is ItemKind.BOX else event.action
+        affected = [event.item] + self._contents(event.item, action)
+        before = {i: self.state(i) for i in affected}
+        box_codes: set[str] = set()
+        changed: dict[str, ItemState] = {}
+        for n, item_id in enumerate(affected):
+            item_info, state = self.items[item_id], before[item_id]
+            alerts = judge.item(item_info, state, action, n == 0, self.subject(item_info.subject))
+            if n == 0:
+                box_codes = {a.code for a in alerts}
+                if len(affected) > 1:
+                    alerts = [replace(a, details={**a.details, "contents": affected[1:]}) for a in alerts]
+            elif _same_course(state, before[event.item]):
+                alerts = [a for a in alerts if a.code not in box_codes]
+            judge.alerts.extend(alerts)
+            new = self._advance(state, action, event, judge, scanned=n == 0)
+            if new != state:
+                changed[item_id] = new
+        for item_id, new in changed.items():
+            self._store(before[item_id], new)
+        return Outcome(judge.alerts, changed)
+
+    def _contents(self, item_id: str, action: Action) -> list[str]:
+        if action is Action.UNPACK:
+            return self.packed_in(item_id)
+        if action not in PROPAGATING:
+            return []
+        found: list[str] = []
+        queue, seen = [item_id], {item_id}
+        while queue:
+            for inner in self.packed_in(queue.pop(0)):
+                if inner not in seen and inner in self.items:
+                    seen.add(inner)
+                    found.append(inner)
+                    queue.append(inner)
+        return found
+
+    def _store(self, old: ItemState, new: ItemState) -> None:
+        self._states[new.item] = new
+        if old.in_box != new.in_box:
+            if old.in_box is not None:
+                self._packed.get(old.in_box, set()).discard(new.item)
+            if new.in_box is not None:
+                self._packed.setdefault(new.in_box, set()).add(new.item)
+
+    def _advance(self, state: ItemState, action: Action, event: Event, judge: Judgement, *,
+                 scanned: bool) -> ItemState:
+        """The state after ``event``: the facts of the scanned item always; custody unless a backlog."""
+        new = replace(state, **judge.facts) if scanned else state
+        if judge.backlog(state):
+            return new
+        cfg = self.config
+        to, frm, holder = event.to_unit, event.from_unit, state.holder
+        received = tuple(p.staff for p in event.received_by)
+        handed = tuple(p.staff for p in event.handed_by)
+        accountable = received or handed or state.people
+        place = (frm or to or holder) if action is Action.DEPART else (to or frm or holder)
+        when = event.station_time
+        if when - judge.received_at > cfg.clock_ahead:
+            when = judge.received_at  # a clock that runs ahead must not push the item's time ahead
+        changes: dict[str, Any] = dict(
+            last_time=when if state.last_time is None else max(state.last_time, when),
+            last_place=place, last_action=event.action.value, last_event=event.id)
+        if scanned and state.in_box is not None and action is not Action.PACK:
+            changes["in_box"] = None  # scanned on its own: it is out of its box
+        arrived: dict[str, Any] = dict(heading=None, sender=None, people=accountable)
+        if action is Action.ISSUE:
+            changes.update(holder=to or frm or holder, status=Status.ISSUED, heading=to,
+                           sender=(frm or holder) if to else None, people=accountable)
+        elif action is Action.RECEIVE:
+            changes.update(holder=to or holder, status=Status.HELD, **arrived)
+        elif action is Action.ARRIVE:  # the escorts are there; the sender still hands it over
+            changes.update(holder=to or holder, status=Status.HELD, heading=None, sender=state.sender or frm,
+                           people=accountable)
+        elif action is Action.FOUND:
+            changes.update(holder=to or frm or holder, status=Status.HELD, **arrived)
+        elif action is Action.RECEIVE_FOR_GRADING:
+            changes.update(holder=to or holder, status=Status.GRADING, **arrived)
+        elif action is Action.STORE:
+            changes.update(holder=to or holder, status=Status.STORED, **arrived)
+        elif action is Action.TAKE_OUT:
+            changes.update(holder=to or self.geo.parent(holder) or holder, status=Status.HELD, **arrived)
+        elif action is Action.DEPART:
+            changes.update(holder=frm or holder, status=Status.IN_TRANSIT, heading=to, sender=frm or holder,
+                           people=handed or state.people)
+        elif action is Action.DISTRIBUTE:
+            changes.update(holder=to or holder, status=Status.DISTRIBUTED, heading=to, sender=frm or holder,
+                           people=accountable)
+        elif action is Action.RETURN:
+            changes.update(holder=(to if received else frm) or holder, status=Status.RETURNED, heading=to,
+                           sender=frm or holder, people=accountable)
+        elif action is Action.OPEN:
+            changes.update(holder=place, status=Status.OPENED, **arrived)
+        elif action is Action.SEAL:
+            changes.update(holder=place, status=Status.SEALED, **arrived)
+        elif action in (Action.GRADE, Action.ARCHIVE, Action.DESTROY):
+            status = {Action.GRADE: Status.GRADED, Action.ARCHIVE: Status.ARCHIVED,
+                      Action.DESTROY: Status.DESTROYED}[action]
+            changes.update(holder=to or frm or holder, status=status, **arrived)
+        elif action is Action.MISSING:
+            changes.update(status=Status.MISSING)
+        elif action is Action.UNPACK:
+            changes["in_box"] = None
+            if scanned and self.items[state.item].kind is ItemKind.BOX:
+                changes.update(status=Status.OPENED, holder=holder or place)
+        elif action is Action.PACK:
+            box = self.items.get(event.box or "")
+            if box is not None and box.kind is ItemKind.BOX and box.item_id != state.item:
+                changes["in_box"] = box.item_id
+        return replace(new, **changes)
+
+
+def alert_codes(alerts: Iterable[Alert]) -> list[str]:
+    """The codes of ``alerts``, in order (a convenience for callers and tests)."""
+    return [a.code for a in alerts]

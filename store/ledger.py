@@ -1,0 +1,534 @@
+"""The ledger: every accepted record becomes one leaf of the Merkle log.
+
+All appends go through :meth:`Ledger.append_batch`, one write transaction
+each (SQLite ``BEGIN IMMEDIATE`` / a PostgreSQL advisory lock), so the log
+never forks, however many threads and processes write. Concurrent callers of
+:meth:`Ledger.submit` are merged by a group-commit writer thread: one
+transaction and one checkpoint signature for many events.
+
+What survives a crash: a batch is committed whole (leaves, tree nodes, head,
+item chains, alerts, checkpoint) or not at all. A caller gets its receipts
+only after the commit; a station that got no receipt sends again, and the
+replay is recognised by its event id (idempotent: one leaf per event).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy.orm import Session
+
+from custody.errors import CustodyError, LabelError
+from custody.events import Event, EventError, format_time, verify_submission
+from custody.keyring import KeyRing, Role
+from custody.labels import cose_from_text
+from custody.log.jcs import canonical_json
+from custody.log.merkle import leaf_hash
+from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
+from custody.log.proofs import format_consistency_proof, format_tlog_proof
+from store.instance import Instance
+from store.logstore import LogStore, NewLeaf, check_not_rolled_back, write_witness_copy
+from store.models import AlertRecord, IssuedLabel, Item, ItemHead, KeyRecord, LogCheckpoint, LogLeaf, LoggedKey
+
+#: Bytes of a refused submission kept as evidence (its SHA-256 covers all of it).
+MAX_EVIDENCE = 4096
+MAX_BATCH = 2000
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@dataclass
+class _Pending:
+    """One submission waiting for the writer: verified (or refused) before taking the lock."""
+
+    submission: Any
+    event: Event | None = None
+    kid: str = ""
+    sig: str = ""
+    error: str | None = None
+    error_code: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+class Ledger:
+    """The custody log of one instance."""
+
+    def __init__(self, instance: Instance, *, clock: Callable[[], datetime] | None = None):
+        self.instance = instance
+        self.db = instance.db
+        self.origin = instance.origin
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self._keyring: KeyRing | None = None
+        self._queue: queue.Queue[tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]]] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._custody: Any = None  # the custody rules tracker, built on first use
+
+    # --- keys -----------------------------------------------------------------------
+
+    def _log_public(self) -> bytes:
+        with self.db.session() as s:
+            row = s.scalars(select(KeyRecord).where(KeyRecord.role == Role.LOG_SIGNER.value,
+                                                    KeyRecord.private_file.is_not(None))
+                            .order_by(KeyRecord.valid_from.desc())).first()
+        if row is None:
+            raise CustodyError("the instance has no log signing key; run `custody init`")
+        return row.public_raw
+
+    def log_key(self) -> str:
+        """The log's public key as a signed-note verifier key ``<origin>+<hash>+<base64>``."""
+        return verifier_key(self.origin, self._log_public())
+
+    def verifier(self) -> NoteVerifier:
+        return parse_verifier_key(self.log_key())
+
+    def keyring(self, refresh: bool = False) -> KeyRing:
+        if self._keyring is None or refresh:
+            self._keyring = self.instance.keys.keyring()
+        return self._keyring
+
+    # --- reading --------------------------------------------------------------------
+
+    def size(self) -> int:
+        with self.db.session() as s:
+            return LogStore(s).head()[0]
+
+    def latest_checkpoint(self) -> str:
+        with self.db.session() as s:
+            row = LogStore(s).latest_checkpoint()
+        if row is None:
+            raise CustodyError("the log has no checkpoint yet")
+        return row.note
+
+    def checkpoint(self, size: int) -> str:
+        with self.db.session() as s:
+            row = LogStore(s).checkpoint_at(size)
+        if row is None:
+            from custody.errors import NotFound
+            raise NotFound(f"no checkpoint was signed at tree size {size}")
+        return row.note
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        with self.db.session() as s:
+            return [(r.size, r.note) for r in s.scalars(select(LogCheckpoint).order_by(LogCheckpoint.size))]
+
+    def leaf(self, index: int) -> LogLeaf:
+        with self.db.session() as s:
+            row = s.get(LogLeaf, index)
+        if row is None:
+            from custody.errors import NotFound
+            raise NotFound(f"the log has no leaf {index}")
+        return row
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> str:
+        """A c2sp.org/tlog-proof@v1 text for leaf ``index`` against a signed checkpoint.
+
+        Against the latest checkpoint by default, or the one signed at ``size``.
+        """
+        from custody.errors import NotFound
+
+        with self.db.session() as s:
+            store = LogStore(s)
+            row = store.checkpoint_at(size) if size is not None else store.latest_checkpoint()
+            if row is None:
+                raise NotFound(f"no checkpoint was signed at tree size {size}")
+            if index >= row.size:
+                raise NotFound(f"leaf {index} is not in the checkpoint of size {row.size}")
+            return format_tlog_proof(index, store.proof(index, row.size), row.note.encode())
+
+    def consistency_proof(self, old: int, new: int | None = None) -> str:
+        from custody.log.merkle import consistency_proof
+
+        with self.db.session() as s:
+            store = LogStore(s)
+            new = store.head()[0] if new is None else new
+            return format_consistency_proof(consistency_proof(old, new, store.get_nodes))
+
+    def item_history(self, exam: str, item_id: str) -> list[dict[str, Any]]:
+        """Every leaf about an item, oldest first, with its alerts."""
+        with self.db.session() as s:
+            leaves = s.scalars(select(LogLeaf).where(LogLeaf.item == item_id).order_by(LogLeaf.idx)).all()
+            alerts = s.scalars(select(AlertRecord).where(AlertRecord.item == item_id)).all()
+        by_leaf: dict[int, list[dict[str, Any]]] = {}
+        for a in alerts:
+            by_leaf.setdefault(a.leaf_idx, []).append(_alert_json(a))
+        return [{"index": leaf.idx, "leaf_hash": leaf.hash.hex(), "leaf": json.loads(leaf.data),
+                 "received_at": leaf.received_at.isoformat(), "alerts": by_leaf.get(leaf.idx, [])}
+                for leaf in leaves]
+
+    def alerts(self, units: set[str] | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        query = select(AlertRecord).order_by(AlertRecord.id.desc()).limit(limit)
+        if units is not None:
+            query = query.where(AlertRecord.unit.in_(units))
+        with self.db.session() as s:
+            return [_alert_json(a) for a in s.scalars(query)]
+
+    def item_states(self, exam: str) -> dict[str, dict[str, Any]]:
+        with self.db.session() as s:
+            rows = s.execute(select(ItemHead.item, ItemHead.state).where(ItemHead.state.is_not(None))).all()
+        return {item: json.loads(state) for item, state in rows}
+
+    # --- writing --------------------------------------------------------------------
+
+    def submit(self, submissions: Sequence[Any], *, station: str | None = None) -> list[dict[str, Any]]:
+        """Verify and append station submissions; one result per submission, in order.
+
+        Verification (signatures) runs in the caller's thread; the append runs in
+        the group-commit writer. Results: ``accepted`` (with index, leaf hash and
+        a receipt), ``duplicate`` (already in the log: same index and receipt) or
+        ``refused`` (with the reason; the refusal itself is a leaf, as evidence).
+        """
+        keys = self.keyring()
+        pending = [self._verify(sub, keys) for sub in submissions]
+        if any(p.error_code in ("unknown_key",) for p in pending):
+            # A key registered a moment ago by another process: look again once.
+            keys = self.keyring(refresh=True)
+            pending = [self._verify(sub, keys) if p.error_code == "unknown_key" else p
+                       for sub, p in zip(submissions, pending)]
+        done: Future[list[dict[str, Any]]] = Future()
+        self._ensure_writer()
+        self._queue.put((pending, station, done))
+        return done.result()
+
+    def _verify(self, submission: Any, keys: KeyRing) -> _Pending:
+        pending = _Pending(submission)
+        try:
+            signed, _ = verify_submission(submission, keys)
+        except EventError as exc:
+            pending.error, pending.error_code = str(exc), _code(exc)
+            return pending
+        pending.event, pending.kid, pending.sig = signed.event, signed.kid, signed.sig
+        return pending
+
+    def _ensure_writer(self) -> None:
+        with self._writer_lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_loop, name="custody-ledger-writer", daemon=True)
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            group = [first]
+            count = len(first[0])
+            while count < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                group.append(more)
+                count += len(more[0])
+            try:
+                results = self._append_pending([p for pending, _, _ in group for p in pending])
+            except BaseException as exc:  # the whole group failed: nothing was stored
+                self._custody = None
+                for _, _, done in group:
+                    done.set_exception(exc)
+                continue
+            offset = 0
+            for pending, _, done in group:
+                done.set_result(results[offset:offset + len(pending)])
+                offset += len(pending)
+
+    def _append_pending(self, pending: list[_Pending]) -> list[dict[str, Any]]:
+        now = self.clock()
+        received = format_time(now)
+        results: list[dict[str, Any]] = []
+        with self.db.write_session() as s:
+            store = LogStore(s)
+            verifier = self.verifier()
+            check_not_rolled_back(store, self.instance.home, verifier)
+            builder = _BatchBuilder(s, received, now)
+            builder.add_key_facts()
+            builder.prefetch(p.event.item for p in pending if p.event is not None)
+            builder.prefetch_labels(p.event.label for p in pending if p.event is not None)
+            known = builder.known_events(f"{p.event.station}/{p.event.id}" for p in pending if p.event is not None)
+            keys_seen: dict[str, int] = {}
+            for p in pending:
+                if p.event is None:
+                    results.append(builder.refuse(p.submission, p.error_code or "malformed", p.error or "", None))
+                    continue
+                event = p.event
+                key = f"{event.station}/{event.id}"
+                if key in keys_seen or key in known:
+                    results.append({"status": "duplicate", "event_id": event.id, "_key": key})
+                    continue
+                problem = builder.label_problem(event)
+                if problem:
+                    results.append(builder.refuse(p.submission, "label_not_issued", problem, event.station))
+                    continue
+                keys_seen[key] = len(builder.leaves)
+                results.append(builder.handover(event, p.kid, p.sig, key))
+            first, integration = store.append(builder.leaves)
+            builder.finish(first, self._judge)
+            note = store.sign_checkpoint(self.origin, self._log_private(), verifier, now)
+            for r in results:
+                key = r.pop("_key", None)
+                if r["status"] == "duplicate":
+                    existing = builder.existing_event(key) if key else None
+                    r["index"] = existing if existing is not None else first + keys_seen[key or ""]
+                else:
+                    r["index"] += first
+                relative = r["index"] - first
+                data = builder.leaves[relative].data if relative >= 0 else s.get(LogLeaf, r["index"]).data
+                r["leaf_hash"] = leaf_hash(data).hex()
+                r["receipt"] = format_tlog_proof(r["index"], store.proof(r["index"], integration.new_size),
+                                                 note, extra=data)
+        write_witness_copy(self.instance.home, note)
+        return results
+
+    def _log_private(self) -> Any:
+        return self.instance.keys.private_key(Role.LOG_SIGNER, self.instance.institute, self.clock())
+
+    def _judge(self, session: Session, first: int, end: int, accepted: list[tuple[int, Event, datetime]]) -> None:
+        """Run the custody rules over accepted handovers; store alerts and item states."""
+        if not accepted and self._custody is None:
+            return
+        from store.custody_rules import judge
+
+        self._custody = judge(session, self.instance.current_exam(), first, end, accepted, self._custody)
+
+    def append_records(self, records: Iterable[dict[str, Any]]) -> list[int]:
+        """Append institute records (a backup order, a verification result) as leaves; returns indexes."""
+        now = self.clock()
+        with self.db.write_session() as s:
+            store = LogStore(s)
+            verifier = self.verifier()
+            check_not_rolled_back(store, self.instance.home, verifier)
+            builder = _BatchBuilder(s, format_time(now), now)
+            builder.add_key_facts()
+            marks = [builder.record(dict(r)) for r in records]
+            first, _ = store.append(builder.leaves)
+            builder.finish(first, self._judge)
+            note = store.sign_checkpoint(self.origin, self._log_private(), verifier, now)
+        if any(leaf.type == "backup_order" for leaf in builder.leaves):
+            # The tracker learns orders from the log when it is built: rebuild it.
+            self._custody = None
+        write_witness_copy(self.instance.home, note)
+        return [first + m for m in marks]
+
+    def record_labels(self, exam: str) -> int:
+        """Append a ``label`` leaf for every issued label not yet in the log; returns how many."""
+        now = self.clock()
+        with self.db.write_session() as s:
+            store = LogStore(s)
+            verifier = self.verifier()
+            check_not_rolled_back(store, self.instance.home, verifier)
+            builder = _BatchBuilder(s, format_time(now), now)
+            builder.add_key_facts()
+            logged = set(s.scalars(select(IssuedLabel.label_hash)))
+            rows = s.execute(select(Item.item_id, Item.label_text, Item.issued_at)
+                             .where(Item.exam == exam, Item.label_text.is_not(None)).order_by(Item.id)).all()
+            count = 0
+            for item_id, text, issued_at in rows:
+                cose = cose_from_text(text)
+                assert cose is not None
+                digest = hashlib.sha256(cose).hexdigest()
+                if digest in logged:
+                    continue
+                builder.label(item_id, text, digest, issued_at)
+                count += 1
+            first, _ = store.append(builder.leaves)
+            builder.finish(first, self._judge)
+            note = store.sign_checkpoint(self.origin, self._log_private(), verifier, now)
+        write_witness_copy(self.instance.home, note)
+        return count
+
+    def close(self) -> None:
+        pass
+
+
+def _code(exc: Exception) -> str:
+    name = type(exc).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def _alert_json(a: AlertRecord) -> dict[str, Any]:
+    return {"id": a.id, "index": a.leaf_idx, "item": a.item, "unit": a.unit, "code": a.code,
+            "severity": a.severity, "message": a.message, "message_zh": a.message_zh,
+            "details": json.loads(a.details or "{}"), "created_at": a.created_at.isoformat()}
+
+
+class _BatchBuilder:
+    """Builds the leaves of one batch and the rows that go with them."""
+
+    def __init__(self, session: Session, received: str, now: datetime):
+        self.session = session
+        self.received = received
+        self.now = now
+        self.leaves: list[NewLeaf] = []
+        self.heads: dict[str, bytes | None] = {}
+        self.existing_heads: dict[str, bytes | None] = {}
+        self.issued: dict[str, str] = {}
+        self.item_of: list[str | None] = []
+        self.labels: list[tuple[str, str, int]] = []
+        self.handovers: list[tuple[int, Event]] = []
+        self.key_marks: list[tuple[int, str, int]] = []
+
+    def prefetch(self, items: Iterable[str]) -> None:
+        """Read the chain heads of ``items`` in one query (and remember which rows exist)."""
+        wanted = [i for i in dict.fromkeys(items) if i not in self.heads]
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            found = dict(self.session.execute(select(ItemHead.item, ItemHead.leaf_hash)
+                                              .where(ItemHead.item.in_(chunk))).all())
+            self.existing_heads.update(found)
+            for item in chunk:
+                self.heads[item] = found.get(item)
+
+    def _prev(self, item: str) -> bytes | None:
+        if item not in self.heads:
+            self.prefetch([item])
+        return self.heads[item]
+
+    def _add(self, leaf: dict[str, Any], item: str | None, event_key: str | None = None,
+             station: str | None = None) -> int:
+        data = canonical_json(leaf)
+        digest = leaf_hash(data)
+        self.leaves.append(NewLeaf(data, digest, leaf["type"], item, event_key, station, self.now))
+        if item is not None:
+            self.heads[item] = digest
+        return len(self.leaves) - 1
+
+    def _chained(self, leaf: dict[str, Any], item: str) -> dict[str, Any]:
+        prev = self._prev(item)
+        return {**leaf, "item": item, "item_prev": prev.hex() if prev else None}
+
+    def known_events(self, keys: Iterable[str]) -> set[str]:
+        """Which of these idempotency keys are already in the log (one query per 500)."""
+        wanted = list(dict.fromkeys(keys))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            found.update(self.session.scalars(select(LogLeaf.event_key)
+                                              .where(LogLeaf.event_key.in_(wanted[start:start + 500]))))
+        return found
+
+    def existing_event(self, key: str) -> int | None:
+        return self.session.scalar(select(LogLeaf.idx).where(LogLeaf.event_key == key))
+
+    def prefetch_labels(self, hashes: Iterable[str]) -> None:
+        wanted = [h for h in dict.fromkeys(hashes) if h not in self.issued]
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            self.issued.update(self.session.execute(select(IssuedLabel.label_hash, IssuedLabel.item)
+                                                    .where(IssuedLabel.label_hash.in_(chunk))).all())
+
+    def label_problem(self, event: Event) -> str | None:
+        if event.label not in self.issued:
+            self.prefetch_labels([event.label])
+        owner = self.issued.get(event.label)
+        if owner is None:
+            return (f"event {event.id}: the scanned label {event.label[:16]}… was never issued by the institute "
+                    "(forged, photocopied from another item, or damaged)")
+        if owner != event.item:
+            return f"event {event.id}: the scanned label belongs to item {owner}, not {event.item}"
+        return None
+
+    def handover(self, event: Event, kid: str, sig: str, key: str) -> dict[str, Any]:
+        leaf = self._chained({"type": "handover", "event": dict(event.raw), "kid": kid, "sig": sig,
+                              "received_at": self.received}, event.item)
+        mark = self._add(leaf, event.item, key, event.station)
+        self.handovers.append((mark, event))
+        return {"status": "accepted", "event_id": event.id, "index": mark}
+
+    def refuse(self, submission: Any, code: str, reason: str, station: str | None) -> dict[str, Any]:
+        try:
+            presented = canonical_json(submission) if isinstance(submission, (dict, list)) else \
+                str(submission).encode("utf-8", "replace")
+        except Exception:
+            presented = repr(submission).encode("utf-8", "replace")
+        event_id = None
+        if isinstance(submission, Mapping) and isinstance(submission.get("event"), Mapping):
+            event_id = submission["event"].get("id")
+            station = station or (submission["event"].get("station") if isinstance(
+                submission["event"].get("station"), str) else None)
+        leaf = {"type": "refusal", "station": station, "error": code, "reason": reason[:500],
+                "presented_sha256": hashlib.sha256(presented).hexdigest(),
+                "presented": _b64(presented[:MAX_EVIDENCE]), "presented_bytes": len(presented),
+                "received_at": self.received}
+        mark = self._add(leaf, None, None, station[:64] if isinstance(station, str) else None)
+        return {"status": "refused", "event_id": event_id if isinstance(event_id, str) else None,
+                "error": code, "reason": reason, "index": mark}
+
+    def label(self, item: str, text: str, digest: str, issued_at: datetime | None) -> None:
+        leaf = self._chained({"type": "label", "label": digest, "text": text,
+                              "issued_at": format_time(issued_at) if issued_at else None,
+                              "received_at": self.received}, item)
+        self.labels.append((digest, item, self._add(leaf, item)))
+
+    def record(self, leaf: dict[str, Any]) -> int:
+        if not isinstance(leaf.get("type"), str) or leaf["type"] in ("handover", "label", "refusal", "key"):
+            raise ValueError("an institute record needs its own type")
+        leaf = {**leaf, "received_at": self.received}
+        item = leaf.get("item")
+        if isinstance(item, str):
+            leaf = self._chained(leaf, item)
+        return self._add(leaf, item if isinstance(item, str) else None)
+
+    def add_key_facts(self) -> None:
+        """Log registry facts not yet in the log: new keys and revocations (one query, usually empty)."""
+        rows = self.session.execute(
+            select(KeyRecord, LoggedKey.revoked_idx, LoggedKey.key_id)
+            .outerjoin(LoggedKey, LoggedKey.key_id == KeyRecord.id)
+            .where(or_(LoggedKey.key_id.is_(None),
+                       and_(KeyRecord.revoked_at.is_not(None), LoggedKey.revoked_idx.is_(None))))
+            .order_by(KeyRecord.id)).all()
+        for key, revoked_idx, logged_id in rows:
+            if logged_id is None:
+                mark = self._add({"type": "key", "kid": key.kid, "role": key.role, "owner": key.owner,
+                                  "public_key": _b64(key.public_raw),
+                                  "valid_from": format_time(key.valid_from),
+                                  "valid_until": format_time(key.valid_until) if key.valid_until else None,
+                                  "received_at": self.received}, None)
+                self.key_marks.append((key.id, "registered", mark))
+            if key.revoked_at is not None and revoked_idx is None:
+                mark = self._add({"type": "revocation", "kid": key.kid, "public_key": _b64(key.public_raw),
+                                  "revoked_at": format_time(key.revoked_at), "reason": key.revocation_reason,
+                                  "received_at": self.received}, None)
+                self.key_marks.append((key.id, "revoked", mark))
+
+    def finish(self, first: int,
+               judge: Callable[[Session, int, int, list[tuple[int, Event, datetime]]], None]) -> None:
+        """Store the rows that go with the leaves: chain heads, issued labels, key marks, rules."""
+        s = self.session
+        last_of: dict[str, int] = {}
+        for i, leaf in enumerate(self.leaves):
+            if leaf.item is not None:
+                last_of[leaf.item] = i
+        self.prefetch(last_of)
+        updates = [{"k": item, "h": self.leaves[i].hash, "x": first + i}
+                   for item, i in last_of.items() if item in self.existing_heads]
+        if updates:
+            table = ItemHead.__table__
+            s.connection().execute(table.update().where(table.c.item == bindparam("k"))
+                                   .values(leaf_hash=bindparam("h"), idx=bindparam("x")), updates)
+        inserts = [{"item": item, "leaf_hash": self.leaves[i].hash, "idx": first + i, "state": None,
+                    "state_size": 0} for item, i in last_of.items() if item not in self.existing_heads]
+        if inserts:
+            s.execute(insert(ItemHead), inserts)
+        for digest, item, mark in self.labels:
+            s.add(IssuedLabel(label_hash=digest, item=item, leaf_idx=first + mark))
+        for key_id, what, mark in self.key_marks:
+            row = s.get(LoggedKey, key_id)
+            if what == "registered":
+                s.add(LoggedKey(key_id=key_id, registered_idx=first + mark))
+            else:
+                if row is None:
+                    s.flush()
+                    row = s.get(LoggedKey, key_id)
+                assert row is not None
+                row.revoked_idx = first + mark
+        s.flush()
+        judge(s, first, first + len(self.leaves), [(first + mark, event, self.now) for mark, event in self.handovers])

@@ -1,0 +1,189 @@
+"""The storage driver of the Merkle log: leaves, nodes, the head, checkpoints.
+
+The tree arithmetic is the core's (``custody.log.merkle.integrate``); this
+module only reads the nodes the core asks for and stores what it returns, on
+SQLite or PostgreSQL alike. Every method runs inside the caller's write
+transaction (``Database.write_session``), so a batch is stored whole or not at
+all: a crash before the commit leaves the previous tree, consistent; after the
+commit, leaves, nodes, head and checkpoint are all durable together.
+
+The latest checkpoint is also kept outside the database, in the instance
+folder (``checkpoint``), as a witness would. A database restored from a backup
+older than that file is refused (:class:`LogRollback`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from custody.errors import LogError
+from custody.log.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from custody.log.merkle import (
+    EMPTY_ROOT, Integration, consistency_proof, inclusion_proof, integrate, verify_consistency,
+)
+from custody.log.note import NoteVerifier, parse_unverified_note, sign_note
+from store.models import LogCheckpoint, LogHead, LogLeaf, LogNode
+
+
+class LogRollback(LogError):
+    """The database is older than a checkpoint this instance signed: restored from a backup, or rewritten."""
+
+
+class CheckpointInconsistent(LogError):
+    """Signing was refused: the new tree is not an extension of a checkpoint signed before."""
+
+
+@dataclass(frozen=True)
+class NewLeaf:
+    data: bytes
+    hash: bytes
+    type: str
+    item: str | None
+    event_key: str | None
+    station: str | None
+    received_at: datetime
+
+
+class LogStore:
+    """The log's tables, read and written through one session (one transaction)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        #: Nodes read or written in this transaction; a complete node never changes.
+        self.cache: dict[tuple[int, int], bytes] = {}
+
+    def head(self) -> tuple[int, bytes]:
+        row = self.session.get(LogHead, 1)
+        return (row.size, row.root) if row else (0, EMPTY_ROOT)
+
+    def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The hashes of ``ids``; raises if any is missing (the tree is damaged).
+
+        Served from the cache first (nodes are immutable once written); the rest
+        in one indexed query per tree level.
+        """
+        if not ids:
+            return []
+        wanted: dict[int, list[int]] = {}
+        for level, idx in dict.fromkeys(ids):
+            if (level, idx) not in self.cache:
+                wanted.setdefault(level, []).append(idx)
+        for level, indexes in wanted.items():
+            for start in range(0, len(indexes), 500):
+                rows = self.session.execute(select(LogNode.idx, LogNode.hash).where(
+                    LogNode.level == level, LogNode.idx.in_(indexes[start:start + 500])))
+                self.cache.update({(level, idx): h for idx, h in rows})
+        missing = [i for i in ids if i not in self.cache]
+        if missing:
+            raise LogError(f"the stored tree lacks node(s) {missing[:5]} (level, index): the log tables are damaged")
+        return [self.cache[i] for i in ids]
+
+    def append(self, leaves: Sequence[NewLeaf]) -> tuple[int, Integration]:
+        """Store ``leaves`` after the current tree; returns (first index, integration)."""
+        size, _ = self.head()
+        result = integrate(size, [leaf.hash for leaf in leaves], self.get_nodes)
+        self.cache.update(result.nodes)
+        if leaves:
+            self.session.execute(insert(LogLeaf), [
+                {"idx": size + i, "data": leaf.data, "hash": leaf.hash, "type": leaf.type, "item": leaf.item,
+                 "event_key": leaf.event_key, "station": leaf.station, "received_at": leaf.received_at}
+                for i, leaf in enumerate(leaves)])
+            self.session.execute(insert(LogNode), [
+                {"level": level, "idx": idx, "hash": h} for (level, idx), h in result.nodes.items()])
+        head = self.session.get(LogHead, 1)
+        if head is None:
+            self.session.add(LogHead(id=1, size=result.new_size, root=result.root))
+        else:
+            head.size, head.root = result.new_size, result.root
+        self.session.flush()
+        return size, result
+
+    # --- checkpoints ---------------------------------------------------------------
+
+    def latest_checkpoint(self) -> LogCheckpoint | None:
+        return self.session.scalars(select(LogCheckpoint).order_by(LogCheckpoint.size.desc()).limit(1)).first()
+
+    def checkpoint_at(self, size: int) -> LogCheckpoint | None:
+        return self.session.get(LogCheckpoint, size)
+
+    def sign_checkpoint(self, origin: str, sign_key: object, verifier: NoteVerifier, now: datetime) -> bytes:
+        """Sign the current head, after proving it extends the latest signed checkpoint.
+
+        Idempotent at one size: an existing checkpoint at the current size is returned.
+        """
+        size, root = self.head()
+        existing = self.checkpoint_at(size)
+        if existing is not None:
+            return existing.note.encode()
+        previous = self.latest_checkpoint()
+        if previous is not None:
+            old = open_checkpoint(previous.note.encode(), verifier).checkpoint
+            if old.size > size:
+                raise LogRollback(f"the log has {size} leaves but a checkpoint for {old.size} was signed")
+            try:
+                verify_consistency(old.size, size, old.root_hash, root,
+                                   consistency_proof(old.size, size, self.get_nodes))
+            except LogError as exc:
+                raise CheckpointInconsistent(f"refusing to sign size {size}: not consistent with the checkpoint "
+                                             f"at size {old.size}: {exc}") from None
+        note = sign_note(Checkpoint(origin, size, root).body(), origin, sign_key)  # type: ignore[arg-type]
+        self.session.add(LogCheckpoint(size=size, note=note.decode(), signed_at=now))
+        self.session.flush()
+        return note
+
+    def proof(self, index: int, size: int) -> list[bytes]:
+        return inclusion_proof(index, size, self.get_nodes)
+
+
+# --- the witness copy of the latest checkpoint, outside the database --------------------
+
+
+def write_witness_copy(home: Path, note: bytes) -> None:
+    """Replace ``home/checkpoint`` atomically (write, fsync, rename) if ``note`` is newer."""
+    path = home / "checkpoint"
+    current = read_witness_copy(home)
+    new_size = parse_checkpoint(parse_unverified_note(note).body).size
+    if current is not None and parse_checkpoint(parse_unverified_note(current).body).size >= new_size:
+        return
+    tmp = path.with_name(f"checkpoint.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(note)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_witness_copy(home: Path) -> bytes | None:
+    try:
+        return (home / "checkpoint").read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def check_not_rolled_back(store: LogStore, home: Path, verifier: NoteVerifier) -> None:
+    """Refuse a database older than the checkpoint kept in the instance folder."""
+    held = read_witness_copy(home)
+    if held is None:
+        return
+    checkpoint = open_checkpoint(held, verifier).checkpoint
+    size, root = store.head()
+    if size < checkpoint.size:
+        raise LogRollback(
+            f"the database holds {size} leaves but this instance signed a checkpoint at size {checkpoint.size} "
+            f"(kept in {home / 'checkpoint'}): the database was restored from an older backup or truncated. "
+            "Refusing to run; restore the latest database or investigate.")
+    try:
+        verify_consistency(checkpoint.size, size, checkpoint.root_hash, root,
+                           consistency_proof(checkpoint.size, size, store.get_nodes))
+    except LogError as exc:
+        raise LogRollback(
+            f"the database's tree is not an extension of the checkpoint at size {checkpoint.size} that this "
+            f"instance signed (kept in {home / 'checkpoint'}): history was rewritten ({exc}). Refusing to run."
+        ) from None

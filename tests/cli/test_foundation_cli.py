@@ -1,0 +1,134 @@
+"""The foundation commands as a user runs them: init, plan import, items, keys, labels."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from custody.labels import cose_from_text
+from tests.factories import TEST_SECRET
+
+
+@pytest.fixture
+def run(tmp_path: Path, db_url: str):
+    env = {"CUSTODY_HOME": str(tmp_path / "home"), "CUSTODY_DATABASE_URL": db_url,
+           "CUSTODY_PASSPHRASE": TEST_SECRET.decode()}
+
+    def invoke(*args: str, ok: bool = True):
+        result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+    return invoke
+
+
+@pytest.fixture
+def exam(run, tmp_path: Path):
+    run("init")
+    run("plan", "sample", "--scale", "tiny", str(tmp_path / "plan"))
+    out = run("plan", "import", str(tmp_path / "plan"), "--exam", "zk2017", "--name", "2017年南昌市中考").output
+    assert "80 items" in out
+    run("labels", "issue")
+    return run
+
+
+def test_items_list_json_has_one_object_a_line(exam) -> None:
+    lines = exam("items", "list", "--subject", "YY", "--json").output.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert {r["subject"] for r in rows} == {"YY"}
+    assert {"id", "kind", "subject", "destination"} <= set(rows[0])
+    assert sum(r["kind"] == "listening_disc" for r in rows) == 2
+
+
+def test_label_text_verifies_and_prints_the_fields(exam) -> None:
+    text = exam("labels", "text", "YW-P-K001-01").output.strip()
+    result = json.loads(exam("labels", "verify", text).output)
+    assert result["item"] == "YW-P-K001-01" and result["valid"] is True
+    assert result["subject"] == "YW" and result["destination"] == "K001-01"
+
+
+def test_a_refused_label_exits_non_zero_with_its_reason(exam) -> None:
+    text = exam("labels", "text", "YW-P-K001-01").output.strip()
+    changed = text[:-10] + ("1" if text[-10] != "1" else "2") + text[-9:]
+    result = exam("labels", "verify", changed, ok=False)
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["valid"] is False
+    not_ours = exam("labels", "verify", "SF1234567890", ok=False)
+    assert not_ours.exit_code == 1 and json.loads(not_ours.stdout)["error"] == "not_a_custody_label"
+
+
+def test_an_independent_cose_library_verifies_our_label(exam) -> None:
+    from pycose.keys import OKPKey
+    from pycose.keys.curves import Ed25519
+    from pycose.messages import Sign1Message
+
+    keys = json.loads(exam("keys", "list", "--json").output)
+    issuer = next(k for k in keys if k["role"] == "label_issuer")
+    text = exam("labels", "text", "SX-C-K002-02").output.strip()
+    message = _pycose_decode(cose_from_text(text))
+    message.key = OKPKey(crv=Ed25519, x=base64.b64decode(issuer["public_key"]))
+    assert message.verify_signature()
+    assert message.phdr  # EdDSA in the protected header
+    assert message.uhdr[next(iter(message.uhdr))] == bytes.fromhex(issuer["kid"])
+    # A label whose payload was altered fails the same independent check.
+    raw = bytearray(cose_from_text(text))
+    raw[40] ^= 1
+    tampered = _pycose_decode(bytes(raw))
+    tampered.key = message.key
+    assert not tampered.verify_signature()
+
+
+def _pycose_decode(data: bytes):
+    """pycose's own decoder, fed as it expects: pycose 1.1 predates cbor2 6, which
+    returns tuples and frozendicts inside tags, so hand it a list and a dict."""
+    import cbor2
+    from pycose.messages import Sign1Message
+
+    tagged = cbor2.loads(data)
+    assert tagged.tag == Sign1Message.cbor_tag
+    protected, unprotected, payload, signature = tagged.value
+    return Sign1Message.from_cose_obj([protected, dict(unprotected), payload, signature], True)
+
+
+def test_a_bad_plan_is_refused_with_row_and_reason_and_nothing_imported(run, tmp_path: Path) -> None:
+    run("init")
+    run("plan", "sample", "--scale", "tiny", str(tmp_path / "plan"))
+    units = tmp_path / "plan" / "units.csv"
+    lines = units.read_text(encoding="utf-8").splitlines()
+    lines.append(lines[-1])  # a duplicate room
+    units.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run("plan", "import", str(tmp_path / "plan"), "--exam", "zk2017", "--name", "x", ok=False)
+    assert result.exit_code == 2
+    assert f"units row {len(lines)}: duplicate unit 'K002-02'" in result.output
+    assert run("items", "list", "--json").output == ""
+
+
+def test_keys_list_json_describes_every_key(exam) -> None:
+    keys = json.loads(exam("keys", "list", "--json").output)
+    assert {k["role"] for k in keys} == {"label_issuer", "badge_issuer", "log_signer"}
+    for k in keys:
+        assert len(base64.b64decode(k["public_key"])) == 32
+        assert {"kid", "owner", "valid_from", "valid_until", "revoked_at"} <= set(k)
+
+
+def test_offline_verification_from_a_key_file(exam, tmp_path: Path) -> None:
+    (tmp_path / "keys.json").write_text(exam("keys", "list", "--json").output, encoding="utf-8")
+    text = exam("labels", "text", "YW-P-K001-01").output.strip()
+    result = CliRunner().invoke(cli, ["labels", "verify", "--keys", str(tmp_path / "keys.json"), text],
+                                env={"CUSTODY_HOME": str(tmp_path / "nowhere")})
+    assert result.exit_code == 0 and json.loads(result.output)["valid"]
+
+
+def test_without_an_instance_the_user_is_told_what_to_do(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "custody", "--home", str(tmp_path / "none"), "items", "list"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "run `custody init`" in result.stderr and "Traceback" not in result.stderr

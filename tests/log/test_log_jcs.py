@@ -1,0 +1,78 @@
+"""Leaves: RFC 8785 canonical JSON, and refusing every other byte form of the same object."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from custody.errors import LeafError
+from custody.log.jcs import canonical_json, loads_leaf
+
+
+def test_rfc_8785_examples(vector: Callable[[str], Any]) -> None:
+    for case in vector("jcs_rfc8785.json")["cases"]:
+        assert canonical_json(json.loads(case["input"])) == case["canonical"].encode("utf-8"), case["name"]
+
+
+def test_a_handover_leaf_round_trips() -> None:
+    leaf = {
+        "type": "handover",
+        "item": "ZK2017-0101-03-B",
+        "item_prev": None,
+        "kid": "00112233aabbccdd",
+        "event": {"from": "unit/3601", "to": "room/12", "count": 30, "at": "2017-06-07T07:30:00Z"},
+        "received_at": "2017-06-07T07:30:02Z",
+    }
+    data = canonical_json(leaf)
+    assert data.startswith(b'{"event":{"at":')
+    assert loads_leaf(data) == leaf
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("whitespace", b'{"type": "x"}'),
+        ("unsorted-keys", b'{"type":"x","a":1}'),
+        ("float-form-of-an-integer", b'{"n":1.0,"type":"x"}'),
+        ("escaped-non-ascii", b'{"type":"\\u00e9"}'),
+        ("duplicate-key", b'{"type":"x","type":"y"}'),
+        ("not-an-object", b'["type"]'),
+        ("no-type", b'{"kind":"x"}'),
+        ("type-not-a-string", b'{"type":1}'),
+        ("invalid-utf8", b'{"type":"\xff"}'),
+        ("nan", b'{"n":NaN,"type":"x"}'),
+        ("integer-beyond-2^53", b'{"n":9007199254740993,"type":"x"}'),
+        ("truncated-tail", b'{"type":"x"'),
+        ("trailing-newline", b'{"type":"x"}\n'),
+    ],
+)
+def test_non_canonical_or_malformed_leaves_are_refused(name: str, data: bytes) -> None:
+    with pytest.raises(LeafError):
+        loads_leaf(data)
+
+
+def test_values_jcs_cannot_represent_are_refused() -> None:
+    for bad in ({"n": float("nan")}, {"n": 2**60}, {1: "x"}, {"s": {1, 2}}):
+        with pytest.raises(LeafError):
+            canonical_json(bad)
+
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=5), st.text(max_size=10))
+def test_every_leaf_round_trips_byte_for_byte(body: dict[str, Any], kind: str) -> None:
+    leaf = {**body, "type": kind}
+    data = canonical_json(leaf)
+    assert loads_leaf(data) == leaf
+    assert canonical_json(loads_leaf(data)) == data

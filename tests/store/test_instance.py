@@ -1,0 +1,127 @@
+"""Instances, keys and plan import, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import stat
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from custody.errors import KeyRevoked, MissingKey, NotFound, PlanError, WrongPassphrase
+from custody.keyring import Role
+from custody.labels import verify_label
+from custody.sample import EXAM, sample_plan
+from keys.files import read_private_key
+from store.instance import init_instance, open_instance
+from store.issuance import issue_item_labels
+from store.models import Item, KeyRecord, Unit
+from store.plans import import_plan, read_plan_files, write_plan_files
+from store.queries import label_text_of
+from tests.factories import T0, TEST_SECRET
+
+
+def test_init_creates_encrypted_keys_and_is_idempotent(make_instance, tmp_path: Path) -> None:
+    instance = make_instance()
+    files = sorted((instance.home / "keys").iterdir())
+    assert len(files) == 3
+    for f in files:
+        assert f.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+        with pytest.raises(WrongPassphrase):
+            read_private_key(f, b"not-the-passphrase")
+    again, done = init_instance(instance.home, origin="other", institute="9999", now=T0, secret=TEST_SECRET,
+                                url=instance.db.url)
+    assert not any("created" in line for line in done)
+    assert again.origin == "test.exam/zk2017"
+    again.close()
+    with instance.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(KeyRecord)) == 3
+
+
+def test_import_is_all_or_nothing(make_instance, tmp_path: Path) -> None:
+    instance = make_instance()
+    plan = sample_plan("tiny")
+    with instance.db.write_session() as s:
+        assert import_plan(s, plan, T0) == 80
+    with pytest.raises(PlanError, match="already imported"):
+        with instance.db.write_session() as s:
+            import_plan(s, plan, T0)
+    # A plan whose unit contradicts a stored one changes nothing at all.
+    from dataclasses import replace
+
+    units = tuple(replace(u, parent="360103-Q1") if u.code == "K001" else u for u in plan.units)
+    other = replace(plan, exam="zk2018", units=units)
+    with pytest.raises(PlanError, match="K001 exists as a site under 360102-Q1"):
+        with instance.db.write_session() as s:
+            import_plan(s, other, T0)
+    with instance.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Item)) == 80
+        assert s.get(Unit, "K001").parent == "360102-Q1"
+
+
+def test_plan_files_round_trip_through_csv(tmp_path: Path) -> None:
+    plan = sample_plan("tiny")
+    write_plan_files(plan, tmp_path / "plan")
+    assert read_plan_files(tmp_path / "plan", plan.exam, plan.name) == plan
+
+
+def test_plan_workbook_is_read(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    from custody.plan import subject_rows, unit_rows
+
+    plan = sample_plan("tiny")
+    book = Workbook()
+    book.remove(book.active)
+    for title, rows in (("科目", subject_rows(plan)), ("单位", unit_rows(plan))):
+        sheet = book.create_sheet(title)
+        sheet.append(list(rows[0]))
+        for row in rows:
+            sheet.append([int(v) if v.isdigit() and k == "candidates" else v for k, v in row.items()])
+    book.save(tmp_path / "plan.xlsx")
+    assert read_plan_files(tmp_path / "plan.xlsx", plan.exam, plan.name) == plan
+
+
+def test_labels_issued_in_bulk_verify_against_the_registry(tiny_exam) -> None:
+    ring = tiny_exam.keys.keyring()
+    with tiny_exam.db.session() as s:
+        rows = s.scalars(select(Item)).all()
+    assert rows and all(r.label_text for r in rows)
+    for row in rows[:20]:
+        label = verify_label(row.label_text, ring)
+        assert (label.payload.item_id, label.payload.count, label.payload.seal) == (row.item_id, row.count, row.seal)
+    with pytest.raises(NotFound):
+        label_text_of(tiny_exam, EXAM, "nope")
+
+
+def test_rotation_and_revocation_through_the_manager(tiny_exam) -> None:
+    old_text = label_text_of(tiny_exam, EXAM, "YW-P-K001-01")
+    later = T0 + timedelta(days=3)
+    new_key = tiny_exam.keys.rotate(Role.LABEL_ISSUER, "3601", later)
+    issue_item_labels(tiny_exam, EXAM, later + timedelta(minutes=1), reissue=True, item_ids=["YW-P-K001-01"])
+    new_text = label_text_of(tiny_exam, EXAM, "YW-P-K001-01")
+    ring = tiny_exam.keys.keyring()
+    assert verify_label(old_text, ring).key.kid != new_key.kid
+    assert verify_label(new_text, ring).key.kid == new_key.kid
+    # Revoking the new key an hour in voids the label it signed after that hour only.
+    tiny_exam.keys.revoke(new_key.kid_hex, later + timedelta(seconds=30), "station laptop stolen")
+    with pytest.raises(KeyRevoked, match="station laptop stolen"):
+        verify_label(new_text, tiny_exam.keys.keyring())
+    assert verify_label(old_text, tiny_exam.keys.keyring())
+    with pytest.raises(MissingKey):
+        tiny_exam.keys.signer(Role.LABEL_ISSUER, "3601", later + timedelta(hours=1))
+    with pytest.raises(NotFound):
+        tiny_exam.keys.revoke("00" * 8, later, "no such key")
+
+
+def test_a_wrong_passphrase_is_refused_before_anything_is_signed(tiny_exam) -> None:
+    reopened = open_instance(tiny_exam.home, secret=b"wrong-passphrase", url=tiny_exam.db.url)
+    try:
+        with pytest.raises(WrongPassphrase):
+            issue_item_labels(reopened, EXAM, T0 + timedelta(hours=1), reissue=True)
+    finally:
+        reopened.close()
+    with tiny_exam.db.session() as s:
+        assert {r for r in s.scalars(select(Item.issued_at))} == {T0}

@@ -1,0 +1,181 @@
+"""The ledger: signed events in, one linear Merkle log out, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from custody.events import Action
+from custody.log.checkpoint import open_checkpoint
+from custody.log.jcs import canonical_json
+from custody.log.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency
+from custody.log.note import parse_verifier_key
+from custody.log.proofs import parse_consistency_proof, parse_tlog_proof, verify_tlog_proof
+from store.ledger import Ledger
+from store.logstore import CheckpointInconsistent, LogRollback
+from store.models import LogLeaf
+from tests.store.ledger_helpers import Desk
+
+T = datetime(2017, 6, 12, 2, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def ledger(tiny_exam):
+    clock = {"now": T}
+    ledger = Ledger(tiny_exam, clock=lambda: clock["now"])
+    ledger.clock_state = clock  # type: ignore[attr-defined]
+    ledger.record_labels("zk2017")
+    return ledger
+
+
+@pytest.fixture
+def desk(tiny_exam):
+    return Desk(tiny_exam, "3601", T - timedelta(days=10))
+
+
+def _leaves(ledger: Ledger) -> list[bytes]:
+    with ledger.db.session() as s:
+        return [d for (d,) in s.execute(select(LogLeaf.data).order_by(LogLeaf.idx))]
+
+
+def test_labels_and_keys_are_leaves_and_the_root_recomputes(ledger: Ledger) -> None:
+    leaves = _leaves(ledger)
+    types = [json.loads(d)["type"] for d in leaves]
+    assert types.count("label") == 80 and types.count("key") == 3
+    assert all(canonical_json(json.loads(d)) == d for d in leaves)  # exactly JCS
+    checkpoint = open_checkpoint(ledger.latest_checkpoint().encode(), parse_verifier_key(ledger.log_key()))
+    assert checkpoint.checkpoint.size == len(leaves)
+    assert checkpoint.checkpoint.root_hash == root_from_leaf_hashes(leaf_hash(d) for d in leaves)
+
+
+def test_accepted_events_get_receipts_that_prove_inclusion(ledger: Ledger, desk: Desk) -> None:
+    ledger.clock_state["now"] = T + timedelta(minutes=1)
+    submissions = desk.receive_events(5, T)
+    results = ledger.submit(submissions)
+    assert [r["status"] for r in results] == ["accepted"] * 5
+    verifier = parse_verifier_key(ledger.log_key())
+    for submission, result in zip(submissions, results):
+        proof = parse_tlog_proof(result["receipt"])
+        leaf = json.loads(proof.extra)
+        assert leaf["type"] == "handover" and leaf["event"] == submission["event"]
+        assert leaf["kid"] == submission["kid"] and leaf["sig"] == submission["sig"]
+        verify_tlog_proof(result["receipt"], leaf_hash(proof.extra), verifier)
+        assert proof.index == result["index"]
+
+
+def test_a_replayed_event_is_one_leaf(ledger: Ledger, desk: Desk) -> None:
+    submission = desk.receive_events(1, T)[0]
+    first = ledger.submit([submission])[0]
+    size = ledger.size()
+    again = ledger.submit([submission, submission])
+    assert [r["status"] for r in again] == ["duplicate", "duplicate"]
+    assert {r["index"] for r in again} == {first["index"]}
+    assert ledger.size() == size
+
+
+def test_item_chains_link_each_items_leaves(ledger: Ledger, desk: Desk) -> None:
+    item = "YW-X-K001"
+    ledger.submit([desk.event(item, Action.RECEIVE, T, frm="36-YS", to="3601")])
+    ledger.submit([desk.event(item, Action.STORE, T + timedelta(minutes=5), frm="3601", to="3601-BMS")])
+    history = ledger.item_history("zk2017", item)
+    assert [h["leaf"]["type"] for h in history] == ["label", "handover", "handover"]
+    assert history[0]["leaf"]["item_prev"] is None
+    for prev, cur in zip(history, history[1:]):
+        assert cur["leaf"]["item_prev"] == prev["leaf_hash"]
+
+
+@pytest.mark.parametrize("breakage", ["bit-flip-in-sig", "unknown-key", "wrong-station", "unsigned",
+                                      "malformed-event", "forged-label"])
+def test_bad_submissions_are_refused_and_the_refusal_is_evidence(ledger: Ledger, desk: Desk, breakage: str) -> None:
+    submission = desk.receive_events(1, T)[0]
+    if breakage == "bit-flip-in-sig":
+        sig = bytearray(base64.b64decode(submission["sig"]))
+        sig[5] ^= 1
+        submission["sig"] = base64.b64encode(bytes(sig)).decode()
+    elif breakage == "unknown-key":
+        submission["kid"] = "00" * 8
+    elif breakage == "wrong-station":
+        submission["event"]["station"] = "ST-360102"
+    elif breakage == "unsigned":
+        del submission["sig"]
+    elif breakage == "malformed-event":
+        submission["event"]["count"] = "thirty"
+    elif breakage == "forged-label":
+        submission = desk.event("YW-X-K001", Action.RECEIVE, T, frm="36-YS", to="3601", label="ab" * 32)
+    before = ledger.size()
+    result = ledger.submit([submission])[0]
+    assert result["status"] == "refused" and result["reason"]
+    leaves = _leaves(ledger)[before:]
+    refusal = json.loads(leaves[-1])
+    assert refusal["type"] == "refusal" and refusal["error"] == result["error"]
+    assert not any(json.loads(d)["type"] == "handover" for d in leaves)
+
+
+def test_a_crash_mid_batch_stores_nothing_and_the_log_still_verifies(ledger: Ledger, desk: Desk,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    size, checkpoint = ledger.size(), ledger.latest_checkpoint()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr("store.logstore.LogStore.sign_checkpoint", crash)
+    with pytest.raises(RuntimeError, match="power cut"):
+        ledger.submit(desk.receive_events(10, T))
+    monkeypatch.undo()
+    assert ledger.size() == size and ledger.latest_checkpoint() == checkpoint
+    results = ledger.submit(desk.receive_events(10, T + timedelta(minutes=1)))
+    assert all(r["status"] == "accepted" for r in results)
+    leaves = _leaves(ledger)
+    cp = open_checkpoint(ledger.latest_checkpoint().encode(), parse_verifier_key(ledger.log_key())).checkpoint
+    assert cp.root_hash == root_from_leaf_hashes(leaf_hash(d) for d in leaves)
+
+
+def test_consistency_proofs_link_every_pair_of_checkpoints(ledger: Ledger, desk: Desk) -> None:
+    for k in range(3):
+        ledger.submit(desk.receive_events(3, T + timedelta(minutes=k)))
+    verifier = parse_verifier_key(ledger.log_key())
+    heads = [open_checkpoint(note.encode(), verifier).checkpoint for _, note in ledger.checkpoints()]
+    for old in heads:
+        for new in heads:
+            if old.size <= new.size:
+                proof = parse_consistency_proof(ledger.consistency_proof(old.size, new.size))
+                verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
+
+
+def test_a_database_restored_from_an_old_backup_is_refused(ledger: Ledger, desk: Desk, tiny_exam) -> None:
+    ledger.submit(desk.receive_events(3, T))
+    cut = ledger.size()
+    ledger.submit(desk.receive_events(3, T + timedelta(minutes=1)))
+    # The administrator "restores" the log to an older state: the tail is gone.
+    with tiny_exam.db.write_session() as s:
+        from store.models import LogCheckpoint, LogHead, LogNode
+
+        s.execute(delete(LogLeaf).where(LogLeaf.idx >= cut))
+        s.execute(delete(LogCheckpoint).where(LogCheckpoint.size > cut))
+        head = s.get(LogHead, 1)
+        head.size = cut
+    with pytest.raises(LogRollback, match="older backup"):
+        ledger.submit(desk.receive_events(1, T + timedelta(minutes=2)))
+
+
+def test_the_log_refuses_to_sign_against_an_inconsistent_checkpoint(ledger: Ledger, desk: Desk, tiny_exam) -> None:
+    from custody.keyring import Role
+    from custody.log.checkpoint import Checkpoint
+    from custody.log.note import sign_note
+    from store.models import LogCheckpoint
+
+    ledger.submit(desk.receive_events(2, T))
+    size = ledger.size()
+    # A forged history: someone with the log key signed a different root at this size.
+    key = tiny_exam.keys.private_key(Role.LOG_SIGNER, "3601", T)
+    fake = sign_note(Checkpoint(ledger.origin, size, b"\x07" * 32).body(), ledger.origin, key)
+    with tiny_exam.db.write_session() as s:
+        s.get(LogCheckpoint, size).note = fake.decode()
+    (tiny_exam.home / "checkpoint").unlink()
+    with pytest.raises(CheckpointInconsistent, match=f"size {size}"):
+        ledger.submit(desk.receive_events(1, T + timedelta(minutes=3)))
