@@ -1,0 +1,160 @@
+"""The pages: dashboard, item timeline, registry forms, languages, and hostile text in every field."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from store.accounts import Account
+from store.models import KeyRecord, Person, Station, Unit
+from tests.web.conftest import csrf_token
+
+INJECTIONS = ["<script>alert('x')</script>", "'; DROP TABLE people; --", "\" onmouseover=\"alert(1)",
+              "1' OR '1'='1", "{{ 7*7 }}"]
+
+
+def test_the_dashboard_is_in_chinese_and_shows_the_exam_day(client_as) -> None:
+    page = client_as("admin").get("/dashboard")
+    assert page.status_code == 200
+    html = page.text
+    for words in ("考试当日", "夜间核验", "最新检查点", "逾期", "警报", "试卷袋所在环节", "语文"):
+        assert words in html, words
+    assert "尚未运行" in html  # no nightly verification has run on this instance
+    assert re.search(r"\d+ 条记录", html)  # the checkpoint's size
+    assert 'lang="zh-CN"' in html
+
+
+def test_english_is_one_click_away(client_as) -> None:
+    client = client_as("admin")
+    switched = client.get("/lang/en?next=/dashboard")
+    assert switched.headers["Location"] == "/dashboard"
+    html = client.get("/dashboard").text
+    assert "Exam day" in html and "Nightly verification" in html and 'lang="en"' in html
+    client.get("/lang/zh_CN")
+    assert "考试当日" in client.get("/dashboard").text
+
+
+def test_the_item_page_shows_the_label_and_the_whole_custody_timeline(client_as) -> None:
+    html = client_as("admin").get("/items/YW-P-K001-01").text
+    assert "FT17" in html  # the seal number from the label
+    assert "有效，密钥" in html  # the label's signature verifies
+    for step in ("接收", "存入保密室", "分发", "启封"):  # received, stored, distributed, opened
+        assert step in html, step
+    assert "随箱 YW-X-K001" in html  # the box's handovers while the bundle was inside it
+    assert "东湖区中招办" in html and "交出人" in html and "接收人" in html
+    proofs = re.findall(r'href="/api/v1/proofs/inclusion/(\d+)"', html)
+    assert len(proofs) >= 5
+
+
+def test_every_inclusion_link_on_an_item_page_proves_that_leaf(client_as, app) -> None:
+    from custody.log.note import parse_verifier_key
+    from custody.log.proofs import verify_tlog_proof
+
+    client = client_as("admin")
+    ledger = app.extensions["custody"].ledger
+    key = parse_verifier_key(ledger.log_key())
+    html = client.get("/items/YW-C-K001-01").text  # an answer-card bundle: out, sealed, back to grading
+    indexes = re.findall(r'href="/api/v1/proofs/inclusion/(\d+)"', html)
+    assert len(indexes) >= 8
+    assert "封装" in html and "评卷点接收" in html
+    for index in indexes[::3]:
+        proof = client.get(f"/api/v1/proofs/inclusion/{index}").text
+        assert verify_tlog_proof(proof, ledger.leaf(int(index)).hash, key).index == int(index)
+
+
+def test_the_label_pdf_downloads(client_as) -> None:
+    response = client_as("admin").get("/labels/pdf?box=YW-X-K001&lang=en")
+    assert response.status_code == 200 and response.mimetype == "application/pdf"
+    assert response.data.startswith(b"%PDF")
+    assert "labels-YW-X-K001.pdf" in response.headers["Content-Disposition"]
+
+
+def test_an_administrator_registers_a_station_and_revokes_its_key(client_as, exam_day) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    client = client_as("admin")
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    code = f"ST-NEW-{uuid.uuid4().hex[:6]}"
+    page = client.get("/stations")
+    response = client.post("/stations", data={"csrf_token": csrf_token(page.text), "code": code, "unit": "K001",
+                                              "name": "东湖实验中学 备用交接台", "public_key": raw.hex()})
+    assert response.status_code == 303, response.text
+    with exam_day.instance.db.session() as s:
+        station = s.get(Station, code)
+        assert station is not None and station.unit == "K001"
+        kid = station.kid
+    page = client.get("/keys")
+    response = client.post("/keys/revoke", data={"csrf_token": csrf_token(page.text), "kid": kid,
+                                                 "reason": "交接台电脑遗失"})
+    assert response.status_code == 303
+    with exam_day.instance.db.session() as s:
+        key = s.scalars(select(KeyRecord).where(KeyRecord.kid == kid)).one()
+        assert key.revoked_at is not None and key.revocation_reason == "交接台电脑遗失"
+    duplicate = client.post("/stations", data={"csrf_token": csrf_token(page.text), "code": code + "X",
+                                               "unit": "K001", "name": "x", "public_key": raw.hex()})
+    assert duplicate.status_code == 400 and "此公钥已登记" in duplicate.text
+
+
+def test_an_officer_may_not_revoke_institute_keys(client_as, exam_day) -> None:
+    with exam_day.instance.db.session() as s:
+        institute = s.scalars(select(KeyRecord).where(KeyRecord.role == "label_issuer")).first()
+    client = client_as("east")
+    page = client.get("/keys")
+    response = client.post("/keys/revoke", data={"csrf_token": csrf_token(page.text), "kid": institute.kid,
+                                                 "reason": "because"})
+    assert response.status_code == 404
+    assert client.post("/keys/rotate", data={"csrf_token": csrf_token(page.text),
+                                             "role": "log_signer"}).status_code == 403
+
+
+@pytest.mark.parametrize("text", INJECTIONS, ids=["script", "sql", "attribute", "sql-or", "template"])
+def test_hostile_text_in_every_field_is_stored_verbatim_and_shown_harmlessly(client_as, exam_day, text: str) -> None:
+    client = client_as("admin")
+    suffix = uuid.uuid4().hex[:6]
+    page = client.get("/people")
+    token = csrf_token(page.text)
+    assert client.post("/people", data={"csrf_token": token, "staff_id": f"P{suffix}", "name": text,
+                                        "unit": "K001"}).status_code == 303
+    assert client.post("/people", data={"csrf_token": token, "staff_id": text, "name": "x",
+                                        "unit": "K001"}).status_code == 400  # ids are letters and digits
+    assert client.post("/units", data={"csrf_token": token, "code": f"U{suffix}", "kind": "room", "name": text,
+                                       "parent": "K001"}).status_code == 302
+    assert client.post("/accounts", data={"csrf_token": token, "username": f"a{suffix}", "display_name": text,
+                                          "role": "auditor", "unit": "K001",
+                                          "password": "long-enough-password"}).status_code == 303
+    assert client.post("/accounts", data={"csrf_token": token, "username": text, "display_name": "x",
+                                          "role": "auditor", "unit": "K001",
+                                          "password": "long-enough-password"}).status_code == 400
+    with exam_day.instance.db.session() as s:
+        assert s.get(Person, f"P{suffix}").name == text
+        assert s.get(Unit, f"U{suffix}").name == text
+        assert s.scalars(select(Account).where(Account.username == f"a{suffix}")).one().display_name == text
+        assert s.scalar(select(Person).limit(1)) is not None  # the tables are all still there
+    for path in ("/people", "/units", "/accounts", f"/items?q={text}", f"/audit?target={text}"):
+        html = client.get(path).text
+        assert "<script>alert" not in html and 'onmouseover="alert' not in html, path
+        assert ">49<" not in html
+    assert client.get("/items/" + text.replace("/", "")).status_code == 404
+    search = client.get("/items", query_string={"q": text})
+    assert search.status_code == 200 and "共 0 件" in search.text
+
+
+def test_errors_show_a_friendly_page_and_never_a_stack_trace(client_as, monkeypatch, app) -> None:
+    client = client_as("admin")
+    from web import dashboard
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(dashboard, "build_overview", broken)
+    app.extensions["custody"].cache.clear()
+    response = client.get("/dashboard")
+    assert response.status_code == 500
+    assert "服务器出错" in response.text and "事件编号" in response.text
+    assert "Traceback" not in response.text and "secret internals" not in response.text
+    assert client.get("/no/such/page").status_code == 404
+    assert client.post("/dashboard").status_code in (400, 405)

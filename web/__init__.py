@@ -1,0 +1,111 @@
+"""The web application and HTTP API of custody: ``create_app(config)``.
+
+``config`` is a mapping. It must give the instance, either as ``INSTANCE``
+(an open :class:`store.instance.Instance`) or as ``HOME`` (and optionally
+``DATABASE_URL`` and ``PASSPHRASE``); every upper-case key is also Flask
+configuration (see :data:`web.settings.DEFAULTS`). Optional: ``LEDGER`` (a
+:class:`store.ledger.Ledger` to share), ``CLOCK`` (a callable returning the
+current time, for tests and replays), ``PASSWORD_HASHER`` (an argon2
+``PasswordHasher``), ``DEADLINES`` (see :class:`web.settings.Deadlines`).
+``SECRET_KEY`` defaults to a random key kept in the instance folder (0600).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from apiflask import APIFlask
+from argon2 import PasswordHasher
+from flask import Response, g, request
+from flask_wtf.csrf import CSRFProtect
+
+from web.settings import Deadlines, load_secret_key, merged
+
+
+def _open_instance(config: Mapping[str, Any]) -> Any:
+    from store.instance import open_instance
+
+    instance = config.get("INSTANCE")
+    if instance is not None:
+        return instance
+    home = config.get("HOME")
+    if home is None:
+        raise ValueError("create_app needs INSTANCE or HOME in its config")
+    secret = config.get("PASSPHRASE")
+    return open_instance(Path(home), secret=secret.encode() if isinstance(secret, str) else secret,
+                         url=config.get("DATABASE_URL"))
+
+
+def create_app(config: Mapping[str, Any]) -> APIFlask:
+    from store.ledger import Ledger
+    from web.state import NonceCache, WebState
+
+    settings = merged(config)
+    instance = _open_instance(config)
+    app = APIFlask(__name__, title="custody API", version="1", spec_path="/api/v1/openapi.json", docs_path=None,
+                   json_errors=False)
+    app.config.update(settings)
+    app.config.pop("INSTANCE", None)
+    app.config.pop("LEDGER", None)
+    app.config.pop("PASSPHRASE", None)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_secret_key(instance.home)
+    from web.openapi import SECURITY_SCHEMES, finish_spec
+
+    app.config["SECURITY_SCHEMES"] = SECURITY_SCHEMES
+    from web.api_schemas import ErrorOut
+
+    app.config["HTTP_ERROR_SCHEMA"] = ErrorOut
+    app.config["VALIDATION_ERROR_SCHEMA"] = ErrorOut
+    app.spec_processor(finish_spec)
+
+    clock = config.get("CLOCK") or (lambda: datetime.now(UTC))
+    ledger = config.get("LEDGER") or Ledger(instance)
+    skew = app.config["STATION_CLOCK_SKEW"]
+    app.extensions["custody"] = WebState(
+        instance=instance, ledger=ledger, hasher=config.get("PASSWORD_HASHER") or PasswordHasher(),
+        deadlines=Deadlines.from_config(app.config.get("DEADLINES")), clock=clock,
+        nonces=NonceCache(skew.total_seconds()))
+
+    from web.i18n import init_i18n
+
+    init_i18n(app)
+    csrf = CSRFProtect(app)
+
+    from web import admin, api, auth, dashboard, items, labels, registry
+    from web.errors import register_error_handlers
+
+    for blueprint in (auth.bp, dashboard.bp, items.bp, registry.bp, admin.bp, labels.bp):
+        app.register_blueprint(blueprint)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(api.witness)
+    csrf.exempt(api.bp)
+    csrf.exempt(api.witness)
+    register_error_handlers(app)
+
+    @app.before_request
+    def _load_principal() -> None:
+        auth.load_session_principal()
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Content-Security-Policy",
+                           "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                           "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        if app.config["SESSION_COOKIE_SECURE"]:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if not request.path.startswith(("/static/", "/api/", "/checkpoint")) and g.get("principal") is not None:
+            headers["Cache-Control"] = "no-store"
+        return response
+
+    from web.templating import init_templating
+
+    init_templating(app)
+    return app

@@ -1,0 +1,154 @@
+"""Keys (rotate, revoke), accounts and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from custody.errors import NotFound
+from custody.keyring import Role
+from store.models import KeyRecord
+from web.accounts import ROLES, AccountError, create_account, list_accounts, set_disabled
+from web.audit import ACTIONS, audit, entries
+from web.auth import current_principal, current_scope, has_role, login_required, roles_required
+from web.forms import AccountForm, AccountToggleForm, RevokeForm, RotateForm
+from web.names import ROLES as ROLE_NAMES
+from web.scope import unit_tree
+from web.state import state
+
+bp = Blueprint("admin", __name__)
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+def _station_units() -> dict[str, str]:
+    from sqlalchemy import select
+
+    from store.models import Station
+
+    with state().instance.db.session() as s:
+        return dict(s.execute(select(Station.code, Station.unit)).all())
+
+
+def _visible_keys() -> list[KeyRecord]:
+    """The whole registry for administrators; for others the institute's and witnesses' public keys
+    and the station keys of their units."""
+    records = state().instance.keys.records()
+    scope = current_scope()
+    if scope.everything:
+        return records
+    stations = _station_units()
+    return [k for k in records
+            if k.role != Role.STATION.value or scope.allows(stations.get(k.owner))]
+
+
+@bp.route("/keys")
+@login_required
+def keys() -> Any:
+    return render_template("keys.html", rows=_visible_keys(), rotate_form=RotateForm(), revoke_form=RevokeForm(),
+                           can_rotate=has_role(), can_revoke=has_role("officer"), now=state().now())
+
+
+@bp.route("/keys/rotate", methods=["POST"])
+@roles_required()
+def rotate() -> Any:
+    form = RotateForm()
+    if not form.validate_on_submit():
+        abort(400)
+    st = state()
+    key = st.instance.keys.rotate(Role(form.role.data), st.instance.institute, st.now())
+    st.keys_changed()
+    audit(current_principal(), "rotate_key", form.role.data or "", key.kid_hex)  # type: ignore[arg-type]
+    flash(_("New %(role)s key %(kid)s; the old key no longer signs.", role=form.role.data, kid=key.kid_hex), "info")
+    return redirect(url_for("admin.keys"), 303)
+
+
+@bp.route("/keys/revoke", methods=["POST"])
+@roles_required("officer")
+def revoke() -> Any:
+    form = RevokeForm()
+    if not form.validate_on_submit():
+        return render_template("keys.html", rows=_visible_keys(), rotate_form=RotateForm(), revoke_form=form,
+                               can_rotate=has_role(), can_revoke=True, now=state().now()), 400
+    st = state()
+    kid = (form.kid.data or "").lower()
+    if not has_role():
+        # Officers revoke the station keys of their own units, nothing else.
+        stations = {k.kid for k in _visible_keys() if k.role == Role.STATION.value}
+        if kid not in stations:
+            abort(404)
+    try:
+        st.instance.keys.revoke(kid, st.now(), (form.reason.data or "").strip())
+    except NotFound:
+        abort(404)
+    st.keys_changed()
+    audit(current_principal(), "revoke_key", kid, form.reason.data or "")  # type: ignore[arg-type]
+    flash(_("Key %(kid)s is revoked from now on.", kid=kid), "info")
+    return redirect(url_for("admin.keys"), 303)
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+@bp.route("/accounts", methods=["GET", "POST"])
+@roles_required()
+def accounts() -> Any:
+    st = state()
+    form = AccountForm()
+    form.role.choices = [(r, str(ROLE_NAMES[r])) for r in ROLES]
+    tree = unit_tree(st.instance)
+    form.unit.choices = [("", "—")] + [(c, f"{u.name} ({c})") for c, u in sorted(tree.units.items())]
+    status = 200
+    if form.is_submitted():
+        if form.validate():
+            try:
+                create_account(st.instance, (form.username.data or "").strip(), form.password.data or "",
+                               form.role.data or "", form.unit.data or None, st.now(),
+                               display_name=(form.display_name.data or "").strip(), hasher=st.hasher)
+            except AccountError as exc:
+                flash(str(exc), "error")
+                status = 400
+            else:
+                audit(current_principal(), "add_account", form.username.data or "",  # type: ignore[arg-type]
+                      f"role={form.role.data} unit={form.unit.data}")
+                flash(_("Account %(name)s created.", name=form.username.data), "info")
+                return redirect(url_for("admin.accounts"), 303)
+        else:
+            status = 400
+    return render_template("accounts.html", rows=list_accounts(st.instance), form=form,
+                           toggle=AccountToggleForm(), tree=tree), status
+
+
+@bp.route("/accounts/toggle", methods=["POST"])
+@roles_required()
+def toggle_account() -> Any:
+    form = AccountToggleForm()
+    if not form.validate_on_submit():
+        abort(400)
+    principal = current_principal()
+    assert principal is not None
+    account_id = int(form.account_id.data)
+    if account_id == principal.account_id:
+        flash(_("You cannot disable your own account."), "error")
+        return redirect(url_for("admin.accounts"), 303)
+    try:
+        account = set_disabled(state().instance, account_id, bool(form.disable.data))
+    except AccountError:
+        abort(404)
+    audit(principal, "disable_account" if form.disable.data else "enable_account", account.username)
+    return redirect(url_for("admin.accounts"), 303)
+
+
+# --- audit trail ------------------------------------------------------------------------------
+
+@bp.route("/audit")
+@roles_required("auditor")
+def audit_log() -> Any:
+    action = request.args.get("action", "")
+    if action and action not in ACTIONS:
+        action = ""
+    target = request.args.get("target", "").strip()[:200]
+    return render_template("audit.html", rows=entries(state().instance, limit=300, action=action or None,
+                                                      target=target or None),
+                           actions=ACTIONS, action=action, target=target)

@@ -1,0 +1,69 @@
+"""The exam-day dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from web.auth import current_principal, current_scope, login_required
+from web.logview import checkpoint_summary, last_verification
+from web.names import STAGE_ORDER, TIER_ORDER
+from web.overview import build_overview, load_items, load_subjects
+from web.scope import unit_tree
+from web.state import state
+
+bp = Blueprint("dashboard", __name__)
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+
+@bp.route("/")
+def home() -> Any:
+    if current_principal() is None:
+        return redirect(url_for("auth.login"))
+    return redirect(url_for("dashboard.index"))
+
+
+@bp.route("/dashboard")
+@login_required
+def index() -> Any:
+    st = state()
+    scope = current_scope()
+    exam = st.exam()
+    boxes = request.args.get("view") == "boxes"
+    now = st.now()
+    size = st.ledger.size()
+    tree = unit_tree(st.instance)
+
+    def compute() -> Any:
+        items = st.cached(("items", exam), lambda: load_items(st.instance, exam))
+        subjects = load_subjects(st.instance, exam)
+        return build_overview(items, st.item_states(exam, size), subjects, scope, tree, now, st.deadlines,
+                              boxes=boxes)
+
+    # Recomputed when the log grows, the minute changes, or for another scope.
+    overview = st.cached(("overview", exam, scope.root, boxes, size, now.replace(second=0, microsecond=0)), compute)
+    recent = st.ledger.alerts(None if scope.everything else set(scope.units or ()), limit=300)
+    alerts = sorted(recent, key=lambda a: (SEVERITY_RANK.get(a["severity"], 3), -a["id"]))[:15]
+    return render_template(
+        "dashboard.html", overview=overview, alerts=alerts, checkpoint=checkpoint_summary(st.ledger, st.instance),
+        verification=last_verification(st.instance), tree=tree, alert_total=len(recent), scope=scope, exam=exam,
+        now=now, log_size=size,
+        stage_order=STAGE_ORDER, tier_order=TIER_ORDER, boxes=boxes)
+
+
+@bp.route("/alerts")
+@login_required
+def alerts() -> Any:
+    st = state()
+    scope = current_scope()
+    severity = request.args.get("severity", "")
+    code = request.args.get("code", "").strip()[:40]
+    found = st.ledger.alerts(None if scope.everything else set(scope.units or ()), limit=2000)
+    codes = sorted({a["code"] for a in found})
+    if severity in SEVERITY_RANK:
+        found = [a for a in found if a["severity"] == severity]
+    if code:
+        found = [a for a in found if a["code"] == code]
+    return render_template("alerts.html", alerts=found[:500], total=len(found), severity=severity, code=code,
+                           codes=codes, tree=unit_tree(st.instance))

@@ -1,0 +1,62 @@
+"""The HTML forms (Flask-WTF: every one carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, Regexp
+
+CODE = Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", message=_l("Letters, digits and . _ : - only."))
+
+
+class LoginForm(FlaskForm):
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
+    next = HiddenField()
+
+
+class PostForm(FlaskForm):
+    """A form that is only a button (logout, issue badges): the CSRF token is its content."""
+
+
+class StationForm(FlaskForm):
+    code = StringField(_l("Station code"), validators=[DataRequired(), Length(max=64), CODE])
+    unit = SelectField(_l("Unit"), validators=[DataRequired()], choices=[])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    public_key = StringField(_l("Public key (base64 or hex, 32 bytes)"), validators=[DataRequired(), Length(max=100)])
+
+
+class PersonForm(FlaskForm):
+    staff_id = StringField(_l("Staff id"), validators=[DataRequired(), Length(max=64), CODE])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])
+    unit = SelectField(_l("Unit"), validators=[DataRequired()], choices=[])
+
+
+class UnitForm(FlaskForm):
+    code = StringField(_l("Unit code"), validators=[DataRequired(), Length(max=32), CODE])
+    kind = SelectField(_l("Kind"), validators=[DataRequired()], choices=[])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    parent = SelectField(_l("Parent unit"), validators=[Optional()], choices=[])
+
+
+class RotateForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=["label_issuer", "badge_issuer", "log_signer"])
+
+
+class RevokeForm(FlaskForm):
+    kid = StringField(_l("Key id"), validators=[DataRequired(), Regexp(r"^[0-9a-fA-F]{16}$")])
+    reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=500)])
+
+
+class AccountForm(FlaskForm):
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)])
+    display_name = StringField(_l("Display name"), validators=[Optional(), Length(max=100)])
+    role = SelectField(_l("Role"), choices=[])
+    unit = SelectField(_l("Unit"), validators=[Optional()], choices=[])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(min=10, max=256)])
+
+
+class AccountToggleForm(FlaskForm):
+    account_id = HiddenField(validators=[DataRequired(), Regexp(r"^\d{1,9}$")])
+    disable = BooleanField()

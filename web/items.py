@@ -1,0 +1,80 @@
+"""Items: the list (filtered, within the scope) and each item's page with its custody timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy import func, select
+
+from custody.labels import ItemKind
+from store.models import Item, Subject
+from web.audit import audit
+from web.auth import current_principal, current_scope, login_required
+from web.lookup import find_item
+from web.scope import unit_tree
+from web.state import state
+from web.timeline import people_names, timeline, verified_label
+
+bp = Blueprint("items", __name__)
+PAGE = 50
+
+
+@bp.route("/items")
+@login_required
+def index() -> Any:
+    st = state()
+    scope = current_scope()
+    exam = st.exam()
+    q = request.args.get("q", "").strip()[:64]
+    subject = request.args.get("subject", "").strip()[:8]
+    kind = request.args.get("kind", "").strip()[:32]
+    try:
+        page = max(1, min(int(request.args.get("page", "1")), 100000))
+    except ValueError:
+        page = 1
+    query = select(Item).where(Item.exam == exam)
+    if q:
+        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Item.item_id.like(f"%{escaped}%", escape="\\"))
+    if subject:
+        query = query.where(Item.subject == subject)
+    if kind:
+        try:
+            query = query.where(Item.kind == int(ItemKind.from_slug(kind)))
+        except ValueError:
+            abort(400)
+    if not scope.everything:
+        query = query.where(Item.destination.in_(sorted(scope.units or ())))
+    with st.instance.db.session() as s:
+        total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = list(s.scalars(query.order_by(Item.id).offset((page - 1) * PAGE).limit(PAGE)))
+        subjects = list(s.scalars(select(Subject).where(Subject.exam == exam).order_by(Subject.starts_at)))
+    states = st.item_states(exam) if rows else {}
+    pages = max(1, -(-total // PAGE))
+    return render_template("items.html", rows=rows, states=states, total=total, page=page, pages=pages,
+                           q=q, subject=subject, kind=kind, subjects=subjects, kinds=[k.slug for k in ItemKind
+                                                                                      if k != ItemKind.BADGE],
+                           tree=unit_tree(st.instance))
+
+
+@bp.route("/items/<item_id>")
+@login_required
+def show(item_id: str) -> Any:
+    st = state()
+    scope = current_scope()
+    exam = st.exam()
+    item = find_item(st.instance, exam, item_id, scope)
+    principal = current_principal()
+    assert principal is not None
+    audit(principal, "view_item", item.item_id)
+    label, label_error = verified_label(item, st.ledger)
+    entries = timeline(st.ledger, exam, item)
+    state_now = st.item_states(exam).get(item.item_id)
+    with st.instance.db.session() as s:
+        contents = list(s.scalars(select(Item.item_id).where(Item.exam == exam, Item.parent_box == item.item_id)
+                                  .order_by(Item.item_id)))
+        subject = s.scalars(select(Subject).where(Subject.exam == exam, Subject.code == item.subject)).first()
+    return render_template("item.html", item=item, label=label, label_error=label_error, entries=entries,
+                           state_now=state_now, people=people_names(st.instance), tree=unit_tree(st.instance),
+                           contents=contents, subject=subject, kind=ItemKind(item.kind).slug, scope=scope)

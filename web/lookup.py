@@ -1,0 +1,30 @@
+"""Finding things within the principal's scope; anything outside is "not found"."""
+
+from __future__ import annotations
+
+from flask import abort
+from sqlalchemy import select
+
+from store.instance import Instance
+from store.models import Item, Station
+from web.scope import Scope
+
+
+def find_item(instance: Instance, exam: str, item_id: str, scope: Scope) -> Item:
+    if len(item_id) > 64:
+        abort(404)
+    with instance.db.session() as s:
+        item = s.scalars(select(Item).where(Item.exam == exam, Item.item_id == item_id)).first()
+    if item is None or not scope.allows(item.destination):
+        abort(404)
+    return item
+
+
+def find_station(instance: Instance, code: str, scope: Scope) -> Station:
+    if len(code) > 64:
+        abort(404)
+    with instance.db.session() as s:
+        station = s.get(Station, code)
+    if station is None or not scope.allows(station.unit):
+        abort(404)
+    return station

@@ -1,0 +1,60 @@
+"""What every template may use: the principal, the navigation, names of codes, time formatting."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, g, request
+from flask_babel import format_datetime, get_locale
+from flask_babel import lazy_gettext as _l
+
+from web import names
+from web.forms import PostForm
+
+#: (endpoint, label, roles that see it; empty = every logged-in account)
+NAVIGATION = [
+    ("dashboard.index", _l("Dashboard"), ()),
+    ("items.index", _l("Items"), ()),
+    ("dashboard.alerts", _l("Alerts"), ()),
+    ("labels.index", _l("Labels"), ("officer",)),
+    ("registry.units", _l("Units"), ()),
+    ("registry.stations", _l("Stations"), ()),
+    ("registry.people", _l("People"), ()),
+    ("admin.keys", _l("Keys"), ()),
+    ("admin.accounts", _l("Accounts"), ("admin",)),
+    ("admin.audit_log", _l("Audit trail"), ("auditor",)),
+]
+
+
+def local_time(value: Any, pattern: str = "yyyy-MM-dd HH:mm:ss") -> str:
+    """A time in the institute's zone (Asia/Shanghai by default), from a datetime or ISO text."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    return str(format_datetime(value, pattern))
+
+
+def init_templating(app: Flask) -> None:
+    app.jinja_env.filters["localtime"] = local_time
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+
+    @app.context_processor
+    def _context() -> dict[str, Any]:
+        principal = g.get("principal")
+        visible = []
+        if principal is not None:
+            visible = [(e, label) for e, label, roles in NAVIGATION
+                       if not roles or principal.is_admin or principal.role in roles]
+        locale = str(get_locale() or "zh_CN")
+        return {
+            "principal": principal, "display_name": g.get("display_name"), "navigation": visible,
+            "lang": "en" if locale.startswith("en") else "zh_CN", "html_lang": "en" if locale.startswith("en")
+            else "zh-CN", "names": names, "name_of": names.name_of, "logout_form": PostForm(formdata=None),
+            "current_endpoint": request.endpoint,
+        }
