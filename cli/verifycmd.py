@@ -1,0 +1,378 @@
+"""``custody verify`` (the nightly integrity check) and ``custody witness`` (the province's cosigner).
+
+Exit codes: 0 everything holds; 1 anything is wrong (each broken leaf, item or
+checkpoint is named) or the witness refuses a checkpoint; 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.context import Context, emit_json, pass_ctx
+
+DEFAULT_SCHEDULE = "*-*-* 02:30:00"
+
+
+def _systemd_units(schedule: str, home: Path) -> str:
+    exe = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else Path("custody")
+    return f"""# /etc/systemd/system/custody-verify.service
+[Unit]
+Description=custody nightly log verification
+After=network-online.target postgresql.service
+
+[Service]
+Type=oneshot
+User=custody
+Environment=CUSTODY_HOME={home}
+EnvironmentFile=/etc/custody/verify.env
+ExecStart={exe} verify
+Nice=10
+IOSchedulingClass=idle
+
+# /etc/systemd/system/custody-verify.timer
+[Unit]
+Description=Run custody verify on schedule ({schedule})
+
+[Timer]
+OnCalendar={schedule}
+Persistent=true
+RandomizedDelaySec=5min
+
+[Install]
+WantedBy=timers.target
+"""
+
+
+@click.command()
+@click.option("--full", is_flag=True, help="Verify every leaf from the start, not just what came since the last "
+                                          "successful run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the signed report as JSON.")
+@click.option("--receipts", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of station receipts (tlog-proof texts, one file per event) that must be in the log.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report to FILE (HTML if it ends in .html, else JSON).")
+@click.option("--witness-home", "witness_homes", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A witness folder (custody witness --home) whose checkpoints the log must extend. Repeatable.")
+@click.option("--workers", type=click.IntRange(min=0), envvar="CUSTODY_VERIFY_WORKERS",
+              help="Processes for signature checks (default: one per core; 0: none).")
+@click.option("--alert-command", envvar="CUSTODY_ALERT_COMMAND",
+              help="On failure run this program with the report path as last argument (no shell). "
+                   "Env: CUSTODY_ALERT_COMMAND.")
+@click.option("--alert-webhook", envvar="CUSTODY_ALERT_WEBHOOK",
+              help="On failure POST the JSON report to this URL. Env: CUSTODY_ALERT_WEBHOOK.")
+@click.option("--unsafe-unsigned-report", is_flag=True,
+              help="Do not sign the report (no key passphrase at hand). Such a run never becomes the base of an "
+                   "incremental run.")
+@click.option("--print-systemd", is_flag=True, help="Print a systemd service and timer for this instance and exit.")
+@click.option("--schedule", envvar="CUSTODY_VERIFY_SCHEDULE", default=DEFAULT_SCHEDULE, show_default=True,
+              help="systemd OnCalendar schedule used by --print-systemd. Env: CUSTODY_VERIFY_SCHEDULE.")
+@pass_ctx
+def verify(ctx: Context, full: bool, as_json: bool, receipts: Path | None, report_file: Path | None,
+           witness_homes: tuple[Path, ...], workers: int | None, alert_command: str | None,
+           alert_webhook: str | None, unsafe_unsigned_report: bool, print_systemd: bool, schedule: str) -> None:
+    """Verify the whole custody log: exit 0 only if everything holds, 1 naming what is broken.
+
+    Recomputes leaf hashes and the tree from the stored bytes, checks every
+    signed checkpoint and its consistency with the next, each item's hash chain,
+    every station signature with the key valid at that time, every label, the
+    custody rules (re-run), and the checkpoints held outside the database. The
+    signed report is kept in the database and in <home>/reports/.
+    """
+    if print_systemd:
+        click.echo(_systemd_units(schedule, ctx.home), nl=False)
+        return
+    from store.verification import VerifyOptions, notify_failure, verify_instance
+
+    from custody.errors import KeyStoreError
+
+    instance = ctx.instance()
+    bar = _progress_bar()
+    try:
+        outcome = verify_instance(instance, VerifyOptions(
+            full=full, receipts=receipts, witness_homes=witness_homes, workers=workers,
+            sign=not unsafe_unsigned_report, progress=bar.update if bar else None))
+    except KeyStoreError as exc:  # configuration, not evidence: exit 2
+        raise click.UsageError(f"cannot sign the report with the log key: {exc} "
+                               "(set CUSTODY_PASSPHRASE, or --unsafe-unsigned-report)") from None
+    finally:
+        if bar:
+            bar.close()
+    report = outcome.report
+    if report_file is not None:
+        from custody.verify.report import render_html
+
+        text = render_html(report) if report_file.suffix.lower() in (".html", ".htm") else \
+            json.dumps(report, ensure_ascii=False, indent=1) + "\n"
+        report_file.write_text(text, encoding="utf-8")
+    if as_json:
+        emit_json({**report, "report_path": str(outcome.json_path), "html_path": str(outcome.html_path)})
+    else:
+        from custody.verify.report import render_text
+
+        click.echo(render_text(report), nl=False)
+        click.echo(f"report: {outcome.json_path} ({outcome.html_path.name if outcome.html_path else ''})")
+    if not outcome.ok:
+        if alert_command or alert_webhook:
+            assert outcome.json_path is not None
+            for line in notify_failure(outcome.json_path, report, command=alert_command, webhook=alert_webhook):
+                click.echo(line, err=True)
+        for f in report["findings"][:20]:
+            click.echo(f"FAIL {f['code']} @ {f['where']}: {f['message']}", err=True)
+        raise SystemExit(1)
+
+
+class _Bar:
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(unit="leaf", unit_scale=True, file=sys.stderr, desc="verify")
+        self.done = 0
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _progress_bar() -> _Bar | None:
+    return _Bar() if sys.stderr.isatty() else None
+
+
+# --- the witness ----------------------------------------------------------------------------
+
+class _Source:
+    """Where the witness reads the log: the city's URL, or a local instance (``--local``, for cron and tests)."""
+
+    def __init__(self, url: str | None, local: Path | None, instance: Any = None):
+        self.url = url.rstrip("/") if url else None
+        self.local = local if local is not None or instance is None else instance.home
+        self.instance = instance
+
+    def _ledger(self) -> Any:
+        from store.instance import open_instance
+        from store.ledger import Ledger
+
+        assert self.local is not None
+        if self.instance is not None:
+            class _Kept:  # the caller's instance: not closed here
+                def __init__(self, inner: Any) -> None:
+                    self.inner = inner
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(self.inner, name)
+
+                def close(self) -> None:
+                    pass
+
+            return Ledger(_Kept(self.instance))  # type: ignore[arg-type]
+        return Ledger(open_instance(self.local))
+
+    def checkpoint(self) -> bytes:
+        if self.local is not None:
+            ledger = self._ledger()
+            try:
+                return ledger.latest_checkpoint().encode()
+            finally:
+                ledger.instance.close()
+        return self._get(f"{self.url}/checkpoint").encode()
+
+    def consistency(self, old: int, new: int) -> list[bytes]:
+        from custody.log.proofs import parse_consistency_proof
+
+        if old == 0 or old == new:
+            return []
+        if self.local is not None:
+            ledger = self._ledger()
+            try:
+                return parse_consistency_proof(ledger.consistency_proof(old, new))
+            finally:
+                ledger.instance.close()
+        return parse_consistency_proof(self._get(f"{self.url}/api/v1/proofs/consistency?old={old}&new={new}"))
+
+    def post(self, note: bytes, line: str) -> str:
+        if self.local is not None:
+            from store.verification import add_cosignature
+
+            ledger = self._ledger()
+            try:
+                add_cosignature(ledger.instance, note)
+                return "stored in the local instance"
+            finally:
+                ledger.instance.close()
+        import requests
+
+        response = requests.post(f"{self.url}/api/v1/cosignatures", data=note,
+                                 headers={"Content-Type": "text/plain; charset=utf-8"}, timeout=30)
+        return f"POST {self.url}/api/v1/cosignatures answered {response.status_code}"
+
+    @staticmethod
+    def _get(url: str) -> str:
+        import requests
+
+        from custody.errors import CustodyError
+
+        try:
+            response = requests.get(url, timeout=30)
+        except requests.RequestException as exc:
+            raise CustodyError(f"cannot reach {url}: {exc}") from None
+        if response.status_code != 200:
+            raise CustodyError(f"GET {url} answered {response.status_code}: {response.text[:200]}")
+        response.encoding = "utf-8"
+        return response.text
+
+
+def _witness_config(home: Path, log_key: str | None, name: str | None) -> dict[str, Any]:
+    from custody.log.note import parse_verifier_key
+
+    path = home / "witness.json"
+    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if log_key:
+        if log_key.startswith("@"):
+            log_key = Path(log_key[1:]).read_text(encoding="utf-8").strip()
+        parse_verifier_key(log_key)
+        if config.get("log_key") and config["log_key"] != log_key:
+            raise click.UsageError(f"{path} already trusts the log key {config['log_key']}; refusing to replace it "
+                                   "(edit the file on purpose if the city rotated its log key)")
+        config["log_key"] = log_key
+    if not config.get("log_key"):
+        raise click.UsageError("the first run needs --log-key (the city's `custody log-key` output, or @FILE)")
+    config["name"] = name or config.get("name") or "witness"
+    home.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+    return config
+
+
+def _witness_key(home: Path, name: str, secret: bytes | None = None) -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from custody.log.note import cosigner_key
+    from keys.files import passphrase, public_raw, read_private_key, write_private_key
+
+    path = home / "witness-key.pem"
+    if path.exists():
+        return read_private_key(path, secret or passphrase())
+    key = Ed25519PrivateKey.generate()
+    write_private_key(path, key, secret or passphrase(confirm=True))
+    (home / "witness.vkey").write_text(cosigner_key(name, public_raw(key)) + "\n", encoding="utf-8")
+    click.echo(f"created the witness key; give the city this cosigner key: {cosigner_key(name, public_raw(key))}",
+               err=True)
+    return key
+
+
+def witness_once(home: Path, source: _Source, *, log_key: str | None = None, name: str | None = None,
+                 post: bool = True, now: datetime | None = None, secret: bytes | None = None) -> dict[str, Any]:
+    """One round: fetch, verify against the held checkpoint, cosign, store, post back. Raises WitnessRefusal."""
+    from custody.log.checkpoint import open_checkpoint
+    from custody.log.note import parse_verifier_key
+    from custody.verify.witness import witness_checkpoint
+    from keys.files import public_raw
+
+    config = _witness_config(home, log_key, name)
+    verifier = parse_verifier_key(config["log_key"])
+    key = _witness_key(home, config["name"], secret)
+    held_path = home / "checkpoint"
+    held = held_path.read_bytes() if held_path.exists() else None
+    new_note = source.checkpoint()
+    old_size = open_checkpoint(held, verifier).checkpoint.size if held else 0
+    from custody.errors import LogError
+    from custody.log.checkpoint import parse_checkpoint
+    from custody.log.note import parse_unverified_note
+
+    try:
+        new_size = parse_checkpoint(parse_unverified_note(new_note).body).size
+    except LogError:
+        new_size = old_size
+    proof = source.consistency(old_size, new_size) if held and new_size > old_size else []
+    when = now or datetime.now(timezone.utc)
+    result = witness_checkpoint(new_note, held, proof, verifier, name=config["name"], signer=key,
+                                timestamp=int(when.timestamp()), public_raw=public_raw(key))
+    size = result.checkpoint.size
+    (home / "checkpoints").mkdir(exist_ok=True)
+    (home / "checkpoints" / str(size)).write_bytes(result.note)
+    tmp = held_path.with_suffix(".tmp")
+    tmp.write_bytes(result.note)
+    tmp.replace(held_path)
+    posted = "not posted (--no-post)"
+    if post:
+        try:
+            posted = source.post(result.note, result.line)
+        except Exception as exc:  # noqa: BLE001 - the witness has done its part; the city only failed to take it
+            posted = f"NOT POSTED: {type(exc).__name__}: {exc}"
+    return {"size": size, "root": result.checkpoint.root_hash.hex(), "previous_size": result.previous_size,
+            "cosignature": result.line.strip(), "posted": posted}
+
+
+@click.command()
+@click.option("--url", envvar="CUSTODY_WITNESS_URL", help="The city's base URL (GET /checkpoint, "
+                                                          "/api/v1/proofs/consistency; POST /api/v1/cosignatures).")
+@click.option("--local", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Read a local instance folder instead of a URL (cron on the same host, tests).")
+@click.option("--home", "witness_home", required=True, type=click.Path(file_okay=False, path_type=Path),
+              envvar="CUSTODY_WITNESS_HOME", help="The witness's own folder: key, trusted log key, held checkpoints.")
+@click.option("--log-key", help="The city's log verifier key (or @FILE); needed on the first run only.")
+@click.option("--name", help="The witness's key name (first run; default 'witness').")
+@click.option("--once", is_flag=True, help="One round, then exit (for cron).")
+@click.option("--interval", type=click.IntRange(min=5), default=300, show_default=True,
+              help="Seconds between rounds without --once.")
+@click.option("--no-post", is_flag=True, help="Do not send the cosignature back to the city.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per round.")
+def witness(url: str | None, local: Path | None, witness_home: Path, log_key: str | None, name: str | None,
+            once: bool, interval: int, no_post: bool, as_json: bool) -> None:
+    """Witness the city's log: verify each new checkpoint extends the one held, cosign it, keep it.
+
+    Refuses (exit 1, loudly) a checkpoint that is forged, smaller than the one
+    held (a rollback) or not consistent with it (a fork).
+    """
+    from custody.verify.witness import WitnessRefusal
+
+    if (url is None) == (local is None):
+        raise click.UsageError("give exactly one of --url or --local")
+    source = _Source(url, local)
+    while True:
+        try:
+            result = witness_once(witness_home, source, log_key=log_key, name=name, post=not no_post)
+        except WitnessRefusal as exc:
+            click.echo(f"WITNESS ALARM: {exc}", err=True)
+            click.echo(f"见证告警：拒绝副署，{exc}", err=True)
+            raise SystemExit(1) from None
+        if as_json:
+            click.echo(json.dumps(result, ensure_ascii=False))
+        else:
+            click.echo(f"cosigned size {result['size']} (root {result['root']}); {result['posted']}")
+        if once:
+            return
+        log_key = None
+        time.sleep(interval)
+
+
+@click.command("witness-trust")
+@click.argument("cosigner_key")
+@pass_ctx
+def witness_trust(ctx: Context, cosigner_key: str) -> None:
+    """Register a witness's cosigner key (from `custody witness`) so its cosignatures are checked."""
+    from custody.keyring import Role
+    from custody.log.note import ALG_COSIGNATURE_V1, parse_verifier_key
+
+    verifier = parse_verifier_key(cosigner_key.strip())
+    if verifier.alg != ALG_COSIGNATURE_V1:
+        raise click.UsageError("expected a cosigner key (signature type 0x04), as written in witness.vkey")
+    instance = ctx.instance()
+    key = instance.keys.register(verifier.public_raw, Role.WITNESS, verifier.name, datetime.now(timezone.utc))
+    click.echo(f"registered witness {verifier.name} key {key.kid_hex}")
+
+
+def register(group: click.Group) -> None:
+    for command in (verify, witness, witness_trust):
+        group.add_command(command)

@@ -1,0 +1,62 @@
+"""The witness (c2sp.org/tlog-cosignature): accept a new checkpoint only if it extends the one held.
+
+Run by the province against the city's log. :func:`witness_checkpoint` is the
+whole decision: the new checkpoint must be signed by the log key, no smaller
+than the one held, and proved consistent with it; then it is cosigned. A
+refusal (:class:`WitnessRefusal`) is the alarm: the city's log forked, was
+rolled back, or serves a forged checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from custody.errors import LogError
+from custody.log.checkpoint import Checkpoint, open_checkpoint
+from custody.log.merkle import verify_consistency
+from custody.log.note import NoteVerifier, Signer, add_signature_lines, cosign
+
+
+class WitnessRefusal(LogError):
+    """The witness refuses to cosign: the checkpoint is forged, rolled back or inconsistent with the held one."""
+
+
+@dataclass(frozen=True)
+class Cosigned:
+    """A checkpoint the witness verified and cosigned."""
+
+    checkpoint: Checkpoint
+    line: str
+    note: bytes
+    previous_size: int | None
+
+
+def witness_checkpoint(new_note: bytes, held_note: bytes | None, proof: Sequence[bytes], log_key: NoteVerifier, *,
+                       name: str, signer: Signer, timestamp: int, public_raw: bytes | None = None) -> Cosigned:
+    """Verify ``new_note`` against ``held_note`` with the consistency ``proof``; cosign it at ``timestamp``.
+
+    Raises :class:`WitnessRefusal` naming both sizes and roots. ``held_note``
+    None is the first checkpoint the witness sees (trusted on first use, with
+    the log key the witness was configured with).
+    """
+    try:
+        new = open_checkpoint(new_note, log_key).checkpoint
+    except LogError as exc:
+        raise WitnessRefusal(f"the log served a checkpoint that is not signed by its key "
+                             f"{log_key.name}+{log_key.key_id:08x}: {exc}") from None
+    previous: int | None = None
+    if held_note is not None:
+        old = open_checkpoint(held_note, log_key).checkpoint
+        previous = old.size
+        if new.size < old.size:
+            raise WitnessRefusal(f"ROLLBACK: the log now says size {new.size} (root {new.root_hash.hex()}), but the "
+                                 f"witness holds a checkpoint at size {old.size} (root {old.root_hash.hex()})")
+        try:
+            verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
+        except LogError as exc:
+            raise WitnessRefusal(f"FORK: the checkpoint at size {new.size} (root {new.root_hash.hex()}) is not "
+                                 f"consistent with the held checkpoint at size {old.size} "
+                                 f"(root {old.root_hash.hex()}): {exc}") from None
+    line = cosign(new.body(), name, signer, timestamp, public_raw=public_raw)
+    return Cosigned(new, line, add_signature_lines(new_note, [line]), previous)

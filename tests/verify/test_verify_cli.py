@@ -1,0 +1,116 @@
+"""``custody verify`` and ``custody witness`` on the command line: exit codes, reports, alert hooks."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from cli.verifycmd import register
+from tests.factories import TEST_SECRET
+from tests.verify import tampering
+from tests.verify.conftest import handover_indexes
+
+if "verify" not in cli.commands:  # until cli/main.py registers it
+    register(cli)
+
+
+def _run(sim, *args: str, env: dict[str, str] | None = None):
+    environment = {"CUSTODY_DATABASE_URL": sim.instance.db.url, "CUSTODY_PASSPHRASE": TEST_SECRET.decode(),
+                   **(env or {})}
+    return CliRunner().invoke(cli, ["--home", str(sim.instance.home), *args], env=environment,
+                              catch_exceptions=False)
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_verify_exits_0_on_a_clean_log_and_1_naming_what_is_broken(simulated, tmp_path: Path) -> None:
+    result = _run(simulated, "verify", "--json", "--workers", "0", "--report", str(tmp_path / "r.html"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] and Path(report["report_path"]).exists() and report["signature"]["alg"] == "Ed25519"
+    assert "核验通过" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+    k = handover_indexes(simulated.instance)[5]
+    tampering.modify_leaf(simulated.instance, k)
+    script = tmp_path / "alert.py"
+    script.write_text("import sys, pathlib\npathlib.Path(sys.argv[1]).write_text(sys.argv[2])\n", encoding="utf-8")
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = _run(simulated, "verify", "--full", "--workers", "0",
+                      env={"CUSTODY_ALERT_COMMAND": f"{sys.executable} {script} {tmp_path / 'alerted'}",
+                           "CUSTODY_ALERT_WEBHOOK": f"http://127.0.0.1:{server.server_port}/hook"})
+    finally:
+        server.shutdown()
+    assert result.exit_code == 1
+    assert f"leaf_hash_mismatch @ leaf {k}" in result.output
+    assert "核验失败" in result.output
+    alerted = Path((tmp_path / "alerted").read_text(encoding="utf-8"))
+    assert json.loads(alerted.read_text(encoding="utf-8"))["ok"] is False
+    assert _Hook.received and _Hook.received[-1]["finding_counts"]["leaf_hash_mismatch"] == 1
+
+
+def test_print_systemd_uses_the_schedule(simulated) -> None:
+    result = _run(simulated, "verify", "--print-systemd", env={"CUSTODY_VERIFY_SCHEDULE": "*-*-* 03:15:00"})
+    assert result.exit_code == 0
+    assert "OnCalendar=*-*-* 03:15:00" in result.output and "ExecStart=" in result.output
+    assert "[Install]" in result.output and "Type=oneshot" in result.output
+
+
+def test_witness_cosigns_and_raises_the_alarm_on_a_rewritten_log(make_simulated, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = make_simulated()
+    monkeypatch.setenv("CUSTODY_PASSPHRASE", "province-passphrase")
+    key = _run(sim, "log-key") if "log-key" in cli.commands else None
+    from store.ledger import Ledger
+
+    log_key = key.output.strip() if key is not None and key.exit_code == 0 else Ledger(sim.instance).log_key()
+    province = tmp_path / "province"
+    # --local reads the city's instance folder: give it the city's database through the environment.
+    monkeypatch.setenv("CUSTODY_DATABASE_URL", sim.instance.db.url)
+    runner = CliRunner()
+    first = runner.invoke(cli, ["witness", "--local", str(sim.instance.home), "--home", str(province),
+                                "--log-key", log_key, "--name", "province.witness", "--once", "--json"])
+    assert first.exit_code == 0, first.output
+    line = json.loads(first.output.strip().splitlines()[-1])
+    assert line["size"] > 500 and line["cosignature"].startswith("— province.witness ")
+    # The city registers the witness and keeps its cosignatures; the verifier checks them.
+    vkey = (province / "witness.vkey").read_text(encoding="utf-8").strip()
+    assert _run(sim, "witness-trust", vkey).exit_code == 0
+    from store.verification import add_cosignature
+
+    add_cosignature(sim.instance, (province / "checkpoint").read_bytes())
+    assert "— province.witness" in Ledger(sim.instance).checkpoint(line["size"])
+    assert sim.verify(full=True, witness_homes=[province]).ok
+
+    tampering.rewrite_history(sim.instance, handover_indexes(sim.instance)[3])
+    again = runner.invoke(cli, ["witness", "--local", str(sim.instance.home), "--home", str(province), "--once"])
+    assert again.exit_code == 1
+    assert "WITNESS ALARM" in again.output and "见证告警" in again.output
+
+
+def test_no_passphrase_to_sign_the_report_is_a_usage_error(simulated) -> None:
+    result = CliRunner().invoke(cli, ["--home", str(simulated.instance.home), "verify", "--workers", "0"],
+                                env={"CUSTODY_DATABASE_URL": simulated.instance.db.url, "CUSTODY_PASSPHRASE": None})
+    assert result.exit_code == 2 and "CUSTODY_PASSPHRASE" in result.output
+    unsigned = _run(simulated, "verify", "--workers", "0", "--unsafe-unsigned-report", "--json",
+                    env={"CUSTODY_PASSPHRASE": ""})
+    assert unsigned.exit_code == 0 and "signature" not in json.loads(unsigned.output)

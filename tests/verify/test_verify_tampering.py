@@ -1,0 +1,172 @@
+"""The mutation suite: one named case per kind of tampering, each detected and named (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from store.logstore import read_witness_copy
+from tests.verify import tampering
+from tests.verify.conftest import codes, handover_indexes, head, leaf_json, named, simulate
+
+
+def _middle_handover(sim) -> int:
+    indexes = handover_indexes(sim.instance)
+    return indexes[len(indexes) // 2]
+
+
+def test_modified_leaf(simulated) -> None:
+    assert simulated.verify().ok
+    k = _middle_handover(simulated)
+    item = leaf_json(simulated.instance, k)["item"]
+    tampering.modify_leaf(simulated.instance, k)
+    outcome = simulated.verify(full=True)
+    assert not outcome.ok
+    [found] = [f for f in named(outcome, "leaf_hash_mismatch") if f["index"] == k]
+    assert found["item"] == item and found["expected"] != found["found"]
+    assert any(f["index"] == k for f in named(outcome, "bad_station_signature"))
+
+
+def test_deleted_leaf(simulated) -> None:
+    k = _middle_handover(simulated)
+    item = leaf_json(simulated.instance, k)["item"]
+    from store.models import LogLeaf
+    from tests.verify.conftest import delete_rows
+
+    delete_rows(simulated.instance, LogLeaf, LogLeaf.idx == k)
+    outcome = simulated.verify(full=True)
+    assert not outcome.ok
+    assert [f["index"] for f in named(outcome, "leaf_missing")] == [k]
+    # the item's chain names the leaf after the hole
+    assert any(f["item"] == item for f in named(outcome, "item_chain_broken"))
+
+
+def test_inserted_leaf(simulated) -> None:
+    k = _middle_handover(simulated)
+    tampering.insert_leaf(simulated.instance, k)
+    outcome = simulated.verify(full=True)
+    assert not outcome.ok
+    assert [f["index"] for f in named(outcome, "leaf_inserted")] == [k]
+    assert "leaf_beyond_head" in codes(outcome)
+
+
+def test_reordered_leaves(simulated) -> None:
+    indexes = handover_indexes(simulated.instance)
+    i, j = indexes[10], indexes[40]
+    tampering.swap_leaves(simulated.instance, i, j)
+    outcome = simulated.verify(full=True)
+    assert not outcome.ok
+    moved = {f["index"]: f["found"] for f in named(outcome, "leaf_reordered")}
+    assert set(moved) == {i, j} and f"leaf {j}" in moved[i] and f"leaf {i}" in moved[j]
+
+
+def test_truncated_tail(simulated) -> None:
+    assert simulated.verify().ok
+    size, _ = head(simulated.instance)
+    left = tampering.truncate_tail(simulated.instance, 7)
+    for full in (False, True):
+        outcome = simulated.verify(full=full)
+        assert not outcome.ok
+        [cut] = named(outcome, "log_truncated")
+        assert cut["index"] == left and cut["expected"] == f"{size} leaves"
+        assert any(f["size"] == size for f in named(outcome, "checkpoint_beyond_log"))
+
+
+def test_forged_checkpoint(simulated) -> None:
+    size, _ = head(simulated.instance)
+    tampering.forge_checkpoint(simulated.instance, size)
+    outcome = simulated.verify(full=True)
+    assert not outcome.ok
+    assert [f["size"] for f in named(outcome, "checkpoint_bad_signature")] == [size]
+
+
+def test_inconsistent_checkpoint(simulated) -> None:
+    sizes = [s for s, _ in __import__("store.ledger", fromlist=["Ledger"]).Ledger(simulated.instance).checkpoints()]
+    middle = sizes[len(sizes) // 2]
+    tampering.inconsistent_checkpoint(simulated.instance, middle)
+    outcome = simulated.verify(full=True)
+    assert not outcome.ok
+    assert [f["size"] for f in named(outcome, "checkpoint_root_mismatch")] == [middle]
+    assert any(f["size"] in (middle, sizes[sizes.index(middle) + 1]) for f in named(outcome, "checkpoint_inconsistent"))
+
+
+def test_rewritten_history_recomputed_hashes(make_simulated, tmp_path) -> None:
+    sim = make_simulated()
+    # The province witnesses the log before the rewrite.
+    from cli.verifycmd import _Source, witness_once
+
+    witness_home = tmp_path / "province"
+    from store.ledger import Ledger
+
+    witness_once(witness_home, _Source(None, None, sim.instance), log_key=Ledger(sim.instance).log_key(),
+                 name="province.witness", post=False, secret=b"province-passphrase")
+    k = _middle_handover(sim)
+    tampering.rewrite_history(sim.instance, k)
+    # Self-consistent: nothing inside the database betrays it...
+    inside = sim.verify(full=True, witness_homes=())
+    assert not inside.ok  # ...but the witness copy in the instance folder does
+    assert named(inside, "history_rewritten")
+    assert not {"leaf_hash_mismatch", "checkpoint_bad_signature", "checkpoint_root_mismatch"} & codes(inside)
+    # An insider who also rewrites the instance folder is still caught by the province's witness.
+    (sim.instance.home / "checkpoint").unlink()
+    (sim.instance.home / "reports" / "latest.json").unlink()
+    from store.verification_models import VerificationRun, VerificationState
+    from tests.verify.conftest import delete_rows
+
+    delete_rows(sim.instance, VerificationState)
+    delete_rows(sim.instance, VerificationRun)
+    outside = sim.verify(full=True, witness_homes=[witness_home])
+    assert not outside.ok
+    [caught] = named(outside, "history_rewritten")
+    assert "witness" in caught["message"]
+
+
+def test_revoked_key_signature(simulated) -> None:
+    k = _middle_handover(simulated)
+    leaf = leaf_json(simulated.instance, k)
+    from datetime import datetime
+
+    at = datetime.fromisoformat(leaf["event"]["station_time"].replace("Z", "+00:00")) - timedelta(minutes=1)
+    simulated.instance.keys.revoke(leaf["kid"], at, "station laptop stolen")
+    outcome = simulated.verify(full=True)
+    assert not outcome.ok
+    revoked = {f["index"]: f for f in named(outcome, "revoked_key_signature")}
+    assert k in revoked and revoked[k]["item"] == leaf["item"]
+    assert all(leaf_json(simulated.instance, i)["kid"] == leaf["kid"] for i in revoked)
+
+
+def test_restored_old_backup(make_simulated, tmp_path) -> None:
+    sim = make_simulated(limit=240)
+    saved = tampering.backup(sim.instance, tmp_path / "backup.db")
+    simulate(sim.instance, sim.plan, sim.receipts, skip=240)
+    assert sim.verify().ok
+    size, _ = head(sim.instance)
+    assert read_witness_copy(sim.instance.home) is not None
+    tampering.restore(sim.instance, saved)
+    for full in (False, True):
+        outcome = sim.verify(full=full)
+        assert not outcome.ok
+        rolled = named(outcome, "log_rolled_back")
+        assert rolled and all(f["size"] == size for f in rolled)
+        assert any("witness copy" in f["message"] for f in rolled)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_deleted_alert_is_named(simulated, full: bool) -> None:
+    from sqlalchemy import select
+
+    from store.models import AlertRecord
+    from tests.verify.conftest import delete_rows
+
+    if not full:
+        assert simulated.verify().ok  # nothing new since: the incremental run has no alert in range
+    with simulated.instance.db.session() as s:
+        alert = s.scalars(select(AlertRecord).order_by(AlertRecord.id)).first()
+        where = (alert.leaf_idx, alert.item, alert.code)
+    delete_rows(simulated.instance, AlertRecord, AlertRecord.id == alert.id)
+    outcome = simulated.verify(full=True)
+    [missing] = named(outcome, "alert_missing")
+    assert (missing["index"], missing["item"], missing["expected"]) == where
+    assert json.dumps(outcome.report, ensure_ascii=False)
