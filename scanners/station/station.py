@@ -1,0 +1,275 @@
+"""The station: its home, caches, outbox and server link, and the sessions it runs.
+
+:class:`Station` is what the window, the headless runner and ``custody
+station`` commands use. It never loses a confirmed event: :meth:`confirm`
+returns only after the events are signed and on disk (see
+:mod:`scanners.station.outbox`); :meth:`sync` fetches what the station needs
+to work offline and sends the outbox, and never raises for a network or
+server failure (the report says what failed; the next sync retries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from custody.errors import CustodyError
+from custody.events import Action, format_time
+from custody.labels import ItemKind, Signer
+from scanners.station.caches import HELD_ACTION, BundleCache, ExpectedCache, KeyBundle
+from scanners.station.client import HttpTransport, StationClient, Transport, TransportError
+from scanners.station.errors import BundleError, StationError
+from scanners.station.home import StationConfig, StationHome
+from scanners.station.manifest import ManifestItem, make_manifests
+from scanners.station.outbox import Backoff, Outbox
+from scanners.station.sender import SendReport, Sender
+from scanners.station.session import OUTGOING, HandoverSession
+from scanners.station.verdict import Knowledge
+
+
+class SessionIncomplete(CustodyError):
+    """The session cannot be confirmed yet; ``problems`` says why (people, missing items, nothing to record)."""
+
+    exit_code = 3
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("the handover cannot be confirmed yet: " + "; ".join(m for _, m in problems))
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class SyncReport:
+    bundle: str | None = None  # "updated", or None when it could not be fetched
+    expected: dict[str, int] = field(default_factory=dict)
+    send: SendReport | None = None
+    refusals_reported: int = 0
+    refusals_note: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def online(self) -> bool:
+        return not any(e.startswith("offline") for e in self.errors)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"bundle": self.bundle, "expected": self.expected, "send": self.send.as_json() if self.send else None,
+                "refusals_reported": self.refusals_reported, "refusals_note": self.refusals_note,
+                "errors": self.errors}
+
+
+class Station:
+    def __init__(self, home: StationHome, *, secret: bytes | None = None, transport: Transport | None = None,
+                 clock: Callable[[], datetime] = utc_now, backoff: Backoff | None = None):
+        self.home = home
+        self.config: StationConfig = home.config()
+        self.clock = clock
+        self._secret = secret
+        self._transport = transport
+        self._signer: Signer | None = None
+        self.outbox = Outbox(home.outbox_path, self.config.code)
+        self.bundles = BundleCache(home.bundle_path, self.config.log_key)
+        self.expected_cache = ExpectedCache(home.expected_dir)
+        self.backoff = backoff or Backoff()
+
+    def close(self) -> None:
+        self.outbox.close()
+        if isinstance(self._transport, HttpTransport):
+            self._transport.close()
+
+    # --- keys and the server -------------------------------------------------------------
+
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = self.home.signer(self._secret)
+            if self._signer.kid.hex() != self.config.kid:
+                raise StationError(f"the station key file holds key {self._signer.kid.hex()}, station.json names "
+                                   f"{self.config.kid}")
+        return self._signer
+
+    def transport(self) -> Transport:
+        if self._transport is None:
+            self._transport = HttpTransport(self.config.server)
+        return self._transport
+
+    def client(self) -> StationClient:
+        return StationClient(self.transport(), self.config.code, self.signer(), self.clock)
+
+    def sender(self) -> Sender:
+        return Sender(self.outbox, self.client(), self.config.log_key, backoff=self.backoff, clock=self.clock)
+
+    # --- caches ------------------------------------------------------------------------------
+
+    def bundle(self) -> KeyBundle | None:
+        try:
+            return self.bundles.load()
+        except BundleError:
+            return None
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(hours=self.config.stale_after_hours)
+
+    def bundle_status(self) -> dict[str, Any]:
+        bundle = self.bundle()
+        if bundle is None:
+            return {"present": False, "stale": True, "age_hours": None, "issued_at": None}
+        age = bundle.age(self.clock())
+        return {"present": True, "stale": bundle.is_stale(self.clock(), self.stale_after),
+                "age_hours": round(age.total_seconds() / 3600, 1), "issued_at": format_time(bundle.issued_at),
+                "stale_after_hours": self.config.stale_after_hours}
+
+    def sync(self, actions: Sequence[str] = (), *, send: bool = True, force: bool = True) -> SyncReport:
+        """Fetch the key bundle and expected lists, send the outbox, report refusals. Never raises for the
+        network: an unreachable server is an ``offline: ...`` error in the report."""
+        report = SyncReport()
+        client = self.client()
+        try:
+            response = client.key_bundle()
+            if response.status == 200:
+                self.bundles.store(response.json())
+                report.bundle = "updated"
+            else:
+                report.errors.append(f"key bundle: server answered {response.status}: {response.error_message()}")
+            for action in dict.fromkeys([*actions, HELD_ACTION]):
+                response = client.expected(action)
+                if response.status == 200:
+                    listed = self.expected_cache.store(action, response.json(), self.clock())
+                    report.expected[action] = len(listed.entries)
+                else:
+                    report.errors.append(f"expected list ({action}): server answered {response.status}: "
+                                         f"{response.error_message()}")
+        except TransportError as exc:
+            report.errors.append(f"offline: {exc}")
+        except BundleError as exc:
+            report.errors.append(str(exc))
+        if send:
+            report.send = self.sender().send_due(force=force)
+            report.errors.extend(e if not e.startswith("cannot reach") else f"offline: {e}"
+                                 for e in report.send.errors)
+            if report.online:
+                self.report_refusals(report)
+        return report
+
+    def report_refusals(self, report: SyncReport) -> None:
+        """Send refusal evidence to the proposed ``POST /api/v1/refusals``; kept locally until it exists."""
+        pending = self.outbox.unreported_refusals()
+        if not pending:
+            return
+        body = [{"id": f"{self.config.code}-R{r['seq']:07d}", "session": r["session"], "seen_at": r["seen_at"],
+                 "reason": r["reason"], "message": r["message"], "text": r["text"], "text_sha256": r["text_sha256"],
+                 "frame": r["frame"], "item": r["item"]} for r in pending]
+        try:
+            response = self.client().post_refusals(body)
+        except TransportError as exc:
+            report.refusals_note = f"offline: {exc}"
+            return
+        if response.status in (404, 405):
+            report.refusals_note = (f"the server has no refusal-report endpoint yet; {len(pending)} refusal(s) kept "
+                                    "in the outbox")
+            return
+        if response.status != 200:
+            report.refusals_note = f"server answered {response.status}: {response.error_message()}"
+            return
+        results = response.json().get("results", [])
+        done = {r["seq"]: str(res.get("receipt", "")) for r, res in zip(pending, results, strict=False)
+                if isinstance(res, dict) and res.get("status") in ("accepted", "duplicate")}
+        self.outbox.mark_refusals_reported(done)
+        report.refusals_reported = len(done)
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    def knowledge(self, action: Action) -> tuple[Knowledge, str, str | None]:
+        bundle = self.bundle()
+        listed = self.expected_cache.load(action.value)
+        held = self.expected_cache.load(HELD_ACTION)
+        k = Knowledge(action=action, unit=self.config.unit, keyring=bundle.keyring if bundle else None,
+                      expected=dict(listed.entries) if listed else {},
+                      held=dict(held.entries) if held and action.value != HELD_ACTION else {},
+                      history=self.outbox.history(), has_list=listed is not None)
+        return k, ("server" if listed else "none"), (format_time(listed.fetched_at) if listed else None)
+
+    def new_session(self, action: Action, counterpart: str | None) -> HandoverSession:
+        knowledge, source, fetched = self.knowledge(action)
+        session = HandoverSession(self.outbox.allocate_session_id(), action, self.config.unit, self.config.code,
+                                  counterpart, knowledge, source, fetched)
+        self.save_draft(session)
+        return session
+
+    def resume_session(self, session_id: str | None = None) -> HandoverSession | None:
+        draft = self.outbox.load_draft(session_id)
+        if draft is None:
+            return None
+        knowledge, _, _ = self.knowledge(Action(draft["action"]))
+        return HandoverSession.from_json(draft, knowledge)
+
+    def save_draft(self, session: HandoverSession) -> None:
+        self.outbox.save_draft(session.id, session.to_json(), self.clock())
+
+    def keep_refusals(self, session: HandoverSession) -> int:
+        """Store the session's refusal evidence (idempotent); returns how many were new."""
+        new = 0
+        for text, verdict in session._verdicts.items():
+            if not verdict.refused:
+                continue
+            r = session.refused.get(hashlib.sha256(text.strip().encode()).hexdigest())
+            new += self.outbox.record_refusal(session=session.id, seen_at=self.clock(), reason=verdict.reason,
+                                              message=verdict.message("en"), text=text,
+                                              text_sha256=hashlib.sha256(text.strip().encode()).hexdigest(),
+                                              frame=r.frame if r else None, item=verdict.item)
+        return new
+
+    def checkpoint_session(self, session: HandoverSession) -> None:
+        """After a change: keep refusal evidence and the draft (both durable)."""
+        if session.take_changed():
+            self.keep_refusals(session)
+            self.save_draft(session)
+
+    def confirm(self, session: HandoverSession) -> list[str]:
+        """Sign and store the session's events; returns their ids. Raises :class:`SessionIncomplete`."""
+        problems = session.problems("en")
+        if problems:
+            raise SessionIncomplete(problems)
+        self.keep_refusals(session)
+        now = self.clock()
+        ids = self.outbox.record_session(session.id, session.action.value, session.counterpart, session.summary(),
+                                         session.event_drafts(now), self.signer(), now)
+        if session.action in OUTGOING:
+            self.write_manifest(session, now)
+        return ids
+
+    def cancel(self, session: HandoverSession) -> None:
+        self.keep_refusals(session)
+        self.outbox.drop_draft(session.id)
+
+    def write_manifest(self, session: HandoverSession, now: datetime) -> list[str]:
+        """The manifest QR texts of a confirmed outgoing session, saved under manifests/ (text and PNG)."""
+        from scanners.station.manifest import manifest_image
+
+        items = [ManifestItem(s.item, ItemKind.from_slug(s.kind), s.count, s.label_hash, s.box)
+                 for s in session._recorded()]
+        texts = make_manifests(id=session.id, from_unit=session.from_unit or self.config.unit,
+                               to_unit=session.to_unit or self.config.unit, action=session.action.value,
+                               created_at=now, station=self.config.code, items=items, signer=self.signer())
+        folder = self.home.manifests_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, text in enumerate(texts, 1):
+            (folder / f"{session.id}-{n}.txt").write_text(text + "\n", encoding="ascii")
+            manifest_image(text).save(folder / f"{session.id}-{n}.png")  # type: ignore[attr-defined]
+        return texts
+
+    def status(self) -> dict[str, Any]:
+        counts = self.outbox.counts()
+        oldest = self.outbox.oldest_pending()
+        return {"station": self.config.code, "unit": self.config.unit, "server": self.config.server,
+                "kid": self.config.kid, "log_key": self.config.log_key, "bundle": self.bundle_status(),
+                "expected": {a: format_time(lst.fetched_at) for a in self.expected_cache.actions()
+                             if (lst := self.expected_cache.load(a)) is not None},
+                "outbox": counts, "oldest_pending": None if oldest is None else
+                {"id": oldest[0], "station_time": oldest[1], "last_error": oldest[2]},
+                "drafts": [{"session": s, "updated_at": t} for s, t in self.outbox.drafts()]}
