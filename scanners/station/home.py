@@ -19,7 +19,7 @@ import base64
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,7 @@ class StationHome:
         raw = public_raw(key)
         config = StationConfig(server=server.rstrip("/"), code=code, unit=unit, log_key=log_key,
                                kid=key_id(raw).hex(), public_key=base64.b64encode(raw).decode("ascii"),
-                               created_at=format_time(now.astimezone(timezone.utc)),
+                               created_at=format_time(now.astimezone(UTC)),
                                stale_after_hours=stale_after_hours)
         write_json_atomic(home.config_path, asdict(config))
         return home, config

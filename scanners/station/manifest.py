@@ -36,7 +36,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cbor2
 
@@ -96,7 +96,7 @@ def make_manifests(*, id: str, from_unit: str, to_unit: str, action: str, create
                    items: Sequence[ManifestItem], signer: Signer) -> list[str]:
     """The QR texts of a manifest, :data:`ITEMS_PER_PART` items a part."""
     chunks = [list(items[i:i + ITEMS_PER_PART]) for i in range(0, len(items), ITEMS_PER_PART)] or [[]]
-    when = created_at.astimezone(timezone.utc).replace(microsecond=0)
+    when = created_at.astimezone(UTC).replace(microsecond=0)
     return [sign_manifest(Manifest(id, from_unit, to_unit, action, when, station, tuple(chunk), n, len(chunks)),
                           signer) for n, chunk in enumerate(chunks, 1)]
 
@@ -157,7 +157,7 @@ def verify_manifest(text: str, keys: KeyRing) -> Manifest:
     if cbor2.dumps(body, canonical=True) != payload:
         raise ManifestError("the manifest payload is not deterministically encoded")
     station = _text(body, 7, "station")
-    created = datetime.fromtimestamp(_uint(body.get(6), "created-at"), timezone.utc)
+    created = datetime.fromtimestamp(_uint(body.get(6), "created-at"), UTC)
     try:
         key = keys.verify(unprotected[4], signature, _sig_structure(payload), roles=[Role.STATION],
                           signed_at=created, what=f"manifest of {station}")

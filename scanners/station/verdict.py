@@ -25,8 +25,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from custody.errors import BadSignature, KeyNotValid, KeyRevoked, LabelError, MalformedLabel, NotACustodyLabel, \
-    UnknownKey
+from custody.errors import (
+    BadSignature,
+    KeyNotValid,
+    KeyRevoked,
+    LabelError,
+    MalformedLabel,
+    NotACustodyLabel,
+    UnknownKey,
+)
 from custody.events import Action
 from custody.keyring import KeyRing
 from custody.labels import ItemKind, Label, verify_label
