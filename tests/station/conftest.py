@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,23 @@ def db_url(tmp_path: Path) -> str:
 
 
 @dataclass
+class MovableClock:
+    """The real time moved by ``offset``: a test lets a day pass on the server or the station."""
+
+    offset: timedelta = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+@dataclass
 class LiveServer:
     """The custody web app on waitress in a thread; ``stop()`` and ``start()`` keep the same port."""
 
     app: Any
     instance: Any
     ledger: Any
+    clock: MovableClock = field(default_factory=MovableClock)
     port: int = 0
     _server: Any = None
     _thread: threading.Thread | None = None
@@ -81,9 +92,10 @@ def live_server(tiny_exam: Any) -> Iterator[LiveServer]:
     from store.ledger import Ledger
     from tests.web.conftest import make_app
 
-    ledger = Ledger(tiny_exam)
+    clock = MovableClock()
+    ledger = Ledger(tiny_exam, clock=clock)
     ledger.record_labels("zk2017")
-    server = LiveServer(make_app(tiny_exam, LEDGER=ledger), tiny_exam, ledger)
+    server = LiveServer(make_app(tiny_exam, LEDGER=ledger, CLOCK=clock), tiny_exam, ledger, clock)
     server.start()
     try:
         yield server
@@ -112,9 +124,9 @@ def make_station(live_server: LiveServer, tmp_path: Path) -> Iterator[Callable[.
 
     made: list[Station] = []
 
-    def make(code: str = "ST-360102", unit: str = "360102", *, sync: bool = True, actions: tuple[str, ...] = ("receive",),
-             register: bool = True, **kwargs: Any) -> Station:
-        now = datetime.now(timezone.utc)
+    def make(code: str = "ST-360102", unit: str = "360102", *, sync: bool = True,
+             actions: tuple[str, ...] = ("receive",), register: bool = True, **kwargs: Any) -> Station:
+        now = datetime.now(UTC)
         home, config = StationHome.create(tmp_path / f"station-{code}", server=live_server.url, code=code, unit=unit,
                                           log_key=live_server.ledger.log_key(), secret=PASSPHRASE.encode(), now=now)
         if register:

@@ -10,9 +10,22 @@ from pathlib import Path
 import numpy as np
 
 from custody.labels import Signer, issue_label, parse_unverified_label
+from scanners.decode import Reading
 from scanners.synth import SynthFrame, moving_labels_frames, multi_placements, synth_signer, write_video
 
 PARCEL_QR = "SF1400123456789"  # a courier's tracking number: a QR code that is not ours
+
+#: What the county 360102 receives from the city 3601 in the tiny exam: six boxes for its site, six backup papers.
+COUNTY_RECEIVES = ["YW-X-K001", "YW-B-360102", "WL-X-K001", "WL-B-360102", "SX-X-K001", "SX-B-360102",
+                   "HX-X-K001", "HX-B-360102", "YY-X-K001", "YY-B-360102", "ZL-X-K001", "ZL-B-360102"]
+#: The city's two escorts hand over, the county's two officers receive (双人).
+CITY_TO_COUNTY_PEOPLE = ["3601-S1", "3601-S2", "360102-S1", "360102-S2"]
+
+
+def readings(texts: Sequence[str]) -> list[Reading]:
+    """Decoded readings of ``texts`` side by side, as a decoder would give them (for tests that need no video)."""
+    return [Reading(t, ((200.0 * n, 0.0), (200.0 * n + 150, 0.0), (200.0 * n + 150, 150.0), (200.0 * n, 150.0)),
+                    "test") for n, t in enumerate(texts)]
 
 
 def forged(text: str) -> str:

@@ -12,10 +12,7 @@ from click.testing import CliRunner
 
 from cli.scan import scan
 from tests.station.conftest import PASSPHRASE
-from tests.station.scenes import PARCEL_QR, forged, handover_video, scene
-
-COUNTY_RECEIVES = ["YW-X-K001", "YW-B-360102", "WL-X-K001", "WL-B-360102", "SX-X-K001", "SX-B-360102",
-                   "HX-X-K001", "HX-B-360102", "YY-X-K001", "YY-B-360102", "ZL-X-K001", "ZL-B-360102"]
+from tests.station.scenes import COUNTY_RECEIVES, PARCEL_QR, forged, handover_video, scene
 
 
 def run_scan(station: Any, *args: str) -> tuple[int, list[dict[str, Any]]]:
