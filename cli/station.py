@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -39,7 +39,7 @@ class StationGroup(click.Group):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _echo_json(value: Any) -> None:
@@ -183,7 +183,7 @@ def sync(ctx: click.Context, actions: tuple[str, ...], as_json: bool) -> None:
             click.echo(f"refused scans: {report.refusals_note}")
         for error in report.errors:
             click.echo(f"warning: {error}", err=True)
-    if report.send and (report.send.refused or report.send.conflict):
+    if report.integrity_failure:
         ctx.exit(1)
     if counts["pending"]:
         ctx.exit(3)

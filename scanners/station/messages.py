@@ -39,11 +39,13 @@ REASONS: dict[str, tuple[str, str, str]] = {
     "already_handed_over": ("red", "已交接过（{when}，{where}）：疑似复制标签",
                             "already handed over ({when}, {where}): a copied label?"),
     "already_here": ("red", "已在本单位（{holder}）：疑似复制标签", "already held here ({holder}): a copied label?"),
-    "already_opened": ("red", "已启封（{holder}）", "already opened ({holder})"),
+    "already_opened": ("red", "已启封（{holder}）：不能再次启封或交接，请核查",
+                       "already opened ({holder}): it cannot be opened or handed over again; check it"),
     "label_mismatch": ("red", "标签与清单登记的不符：可能被替换", "label differs from the one issued: replaced?"),
     "copy_in_view": ("red", "同一标签同时出现两次：疑似复印件", "the same label twice in view: a photocopy?"),
     # grey
     "not_ours": ("grey", "不是保密标签（其他二维码）", "not a custody label (another QR code)"),
+    "recorded_before": ("grey", "上一次交接已登记：请移出画面", "recorded by the previous handover: move it away"),
 }
 
 STATUS: dict[str, tuple[str, str]] = {
@@ -61,6 +63,8 @@ STATUS: dict[str, tuple[str, str]] = {
     "missing_marked": ("已登记缺少 {n} 件：{reason}", "{n} missing item(s) recorded: {reason}"),
     "accept_unexpected": ("多出的物品将一并登记接收", "Unexpected items will be recorded too"),
     "sync_failed": ("暂时无法联网：{detail}", "Offline: {detail}"),
+    "sync_untrusted": ("服务器的答复无法验证，记录仍保存在本机待发送：{detail}",
+                       "The server's answer does not verify; the records stay here, unsent: {detail}"),
 }
 
 PROBLEMS: dict[str, tuple[str, str]] = {

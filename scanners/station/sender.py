@@ -46,6 +46,8 @@ class SendReport:
     errors: list[str] = field(default_factory=list)
     pending: int = 0
     retry_in: float | None = None
+    #: events whose receipt did not verify (kept pending): the server or the network is not to be trusted
+    bad_receipts: int = 0
 
     @property
     def receipted(self) -> int:
@@ -54,6 +56,7 @@ class SendReport:
     def as_json(self) -> dict[str, Any]:
         return {"attempted": self.attempted, "accepted": self.accepted, "duplicate": self.duplicate,
                 "refused": self.refused, "conflict": self.conflict, "pending": self.pending,
+                "bad_receipts": self.bad_receipts,
                 "retry_in": None if self.retry_in is None else round(self.retry_in, 1), "errors": self.errors}
 
 
@@ -176,5 +179,6 @@ class Sender:
                 report.errors.append(f"{s.id}: {s.error}")
         if problems:
             unsettled = {p.split(":", 1)[0] for p in problems}
+            report.bad_receipts += len(unsettled)
             return self._fail([e for e in batch if e.id in unsettled], "; ".join(problems)[:500], report)
         return True

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from custody.errors import CustodyError
@@ -25,7 +25,7 @@ from scanners.station.errors import BundleError, StationError
 from scanners.station.home import StationConfig, StationHome
 from scanners.station.manifest import ManifestItem, make_manifests
 from scanners.station.outbox import Backoff, Outbox
-from scanners.station.sender import SendReport, Sender
+from scanners.station.sender import Sender, SendReport
 from scanners.station.session import OUTGOING, HandoverSession
 from scanners.station.verdict import Knowledge
 
@@ -41,7 +41,7 @@ class SessionIncomplete(CustodyError):
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -52,6 +52,14 @@ class SyncReport:
     refusals_reported: int = 0
     refusals_note: str | None = None
     errors: list[str] = field(default_factory=list)
+    bundle_refused: bool = False  # the server's key bundle did not verify against the pinned log key
+
+    @property
+    def integrity_failure(self) -> bool:
+        """Something the server sent did not verify, or it refused an event: exit code 1, not 3."""
+        send = self.send
+        return self.bundle_refused or (send is not None and bool(send.refused or send.conflict
+                                                                 or send.bad_receipts))
 
     @property
     def online(self) -> bool:
@@ -60,7 +68,7 @@ class SyncReport:
     def as_json(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "expected": self.expected, "send": self.send.as_json() if self.send else None,
                 "refusals_reported": self.refusals_reported, "refusals_note": self.refusals_note,
-                "errors": self.errors}
+                "bundle_refused": self.bundle_refused, "errors": self.errors}
 
 
 class Station:
@@ -147,6 +155,7 @@ class Station:
         except TransportError as exc:
             report.errors.append(f"offline: {exc}")
         except BundleError as exc:
+            report.bundle_refused = True
             report.errors.append(str(exc))
         if send:
             report.send = self.sender().send_due(force=force)
@@ -188,10 +197,14 @@ class Station:
         bundle = self.bundle()
         listed = self.expected_cache.load(action.value)
         held = self.expected_cache.load(HELD_ACTION)
+        history = self.outbox.history()
+        # what this station already recorded for this action is not expected again, even while the cached
+        # list (fetched before) still names it
+        done = {item for item, past in history.items() if any(p["action"] == action.value for p in past)}
         k = Knowledge(action=action, unit=self.config.unit, keyring=bundle.keyring if bundle else None,
-                      expected=dict(listed.entries) if listed else {},
+                      expected={i: e for i, e in listed.entries.items() if i not in done} if listed else {},
                       held=dict(held.entries) if held and action.value != HELD_ACTION else {},
-                      history=self.outbox.history(), has_list=listed is not None)
+                      history=history, has_list=listed is not None)
         return k, ("server" if listed else "none"), (format_time(listed.fetched_at) if listed else None)
 
     def new_session(self, action: Action, counterpart: str | None) -> HandoverSession:
