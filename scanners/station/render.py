@@ -93,7 +93,8 @@ def panel_for(session: HandoverSession, *, lang: str, bundle_status: dict[str, A
                "bundles": "bundles", "refused": "refused"})
     return Panel(
         title=f"{name} · {route}",
-        subtitle=f"{session.id} · {source[0 if zh else 1]}" + (f" · {session.counterpart}" if session.counterpart else ""),
+        subtitle=f"{session.id} · {source[0 if zh else 1]}"
+                 + (f" · {session.counterpart}" if session.counterpart else ""),
         counts=counts, people=people, problems=[m for _, m in session.problems(lang)],
         messages=[(c, z if zh else e) for c, z, e in messages],
         bundle=bundle, unsent=unsent_line,
@@ -116,12 +117,24 @@ def font(size: int) -> Any:
     return _FONT_CACHE[size]
 
 
+def missing_glyphs(text: str, size: int = 18) -> set[str]:
+    """The characters of ``text`` that the station's font cannot draw (they would show as empty boxes)."""
+    f = font(size)
+    if not hasattr(f, "getmask"):
+        return set()
+    notdef = bytes(f.getmask("\U0010fffd"))
+    return {ch for ch in set(text) if not ch.isspace() and bytes(f.getmask(ch)) == notdef}
+
+
 def _text_box(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, size: int,
               fill: tuple[int, int, int], background: tuple[int, int, int], max_width: int | None = None) -> None:
     f = font(size)
     if max_width is not None:
         while text and draw.textlength(text, font=f) > max_width:
             text = text[:-2] + "…"
+        # keep the whole tag on the picture: a label near the right edge gets its tag shifted left
+        x = max(4.0, min(xy[0], max_width - draw.textlength(text, font=f)))
+        xy = (x, xy[1])
     x, y = xy
     left, top, right, bottom = draw.textbbox((x, y), text, font=f)
     draw.rectangle((left - 4, top - 3, right + 4, bottom + 3), fill=background)
@@ -207,7 +220,7 @@ def _draw_panel(draw: ImageDraw.ImageDraw, x0: int, height: int, panel: Panel) -
         y += 32
     y += 6
     for problem in panel.problems[:3]:
-        for line in _wrap(draw, "• " + problem, 18, width)[:2]:
+        for line in _wrap(draw, "· " + problem, 18, width)[:2]:
             draw.text((x, y), line, font=font(18), fill=COLOURS["amber"])
             y += 24
     y += 8

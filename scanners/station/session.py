@@ -138,6 +138,9 @@ class HandoverSession:
     recounted: dict[str, tuple[int, str]] = field(default_factory=dict)
     missing_reason: str | None = None
     accept_unexpected: bool = False
+    #: SHA-256 of the item labels the previous session at this desk recorded: still on the desk, in view,
+    #: they are shown grey ("recorded by the previous handover"), neither counted nor kept as refusal evidence
+    carried_over: set[str] = field(default_factory=set)
     _verdicts: dict[str, Verdict] = field(default_factory=dict, repr=False)
     _changed: bool = field(default=False, repr=False)
 
@@ -216,10 +219,13 @@ class HandoverSession:
         if verdict.reason.startswith("badge_"):
             person = self.people.get(verdict.item or "")
             head = f"{verdict.details.get('name') or ''} {verdict.item}" if person else (verdict.item or "")
-        short = {"zh": {"green": "✓", "amber": "?", "red": "✗", "grey": ""},
+        # √ and × are in every CJK font (GB 2312); ✓ and ✗ are not in WenQuanYi
+        short = {"zh": {"green": "√", "amber": "?", "red": "×", "grey": ""},
                  "en": {"green": "OK", "amber": "?", "red": "X", "grey": ""}}[lang][verdict.colour]
-        message = verdict.message(lang)
-        return f"{short} {head}".strip() + (f" · {message}" if verdict.colour != "green" else "")
+        label = f"{short} {head}".strip()
+        if verdict.colour == "green":
+            return label
+        return " · ".join(part for part in (label, verdict.message(lang)) if part)
 
     def _seen_again(self, verdict: Verdict, ref: str) -> None:
         scan = self.items.get(verdict.item or "") if verdict.colour in ("green", "amber") else None
@@ -231,6 +237,12 @@ class HandoverSession:
         if is_manifest_text(text):
             return self.scan_manifest(text, ref)
         verdict = judge_text(text, self.knowledge)
+        if text_sha256(text) in self.carried_over and verdict.kind is not ItemKind.BADGE:
+            # this desk's last confirm recorded it a moment ago; the bags are simply still on the desk
+            verdict = Verdict(text, "recorded_before", item=verdict.item, kind=verdict.kind,
+                              details={"item": verdict.item})
+            self._verdicts[text] = verdict
+            return Outcome(verdict, ref, "other")
         if copies > 1 and verdict.item and verdict.kind is not ItemKind.BADGE and verdict.colour != "red":
             verdict = Verdict(text, "copy_in_view", item=verdict.item, kind=verdict.kind, label=verdict.label,
                               label_hash=verdict.label_hash, details={"item": verdict.item})
@@ -451,6 +463,12 @@ class HandoverSession:
                                    "reason": self.missing_reason})
         return drafts
 
+    def recorded_texts(self) -> set[str]:
+        """SHA-256 of the label texts of the items this session records (for the next session's carry-over)."""
+        recorded = {s.item for s in self._recorded()}
+        return {text_sha256(text) for text, v in self._verdicts.items()
+                if v.item in recorded and v.kind is not ItemKind.BADGE and v.colour in ("green", "amber")}
+
     def summary(self) -> dict[str, Any]:
         recorded = {s.item for s in self._recorded()}
         return {"session": self.id, "action": self.action.value, "counterpart": self.counterpart,
@@ -474,7 +492,7 @@ class HandoverSession:
                 "refused": [asdict(r) for r in self.refused.values()], "manifests": self.manifests,
                 "seal_damaged": self.seal_damaged, "recounted": {k: list(v) for k, v in self.recounted.items()},
                 "missing_reason": self.missing_reason, "accept_unexpected": self.accept_unexpected,
-                "saved": time.time()}
+                "carried_over": sorted(self.carried_over), "saved": time.time()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], knowledge: Knowledge) -> HandoverSession:
@@ -490,6 +508,7 @@ class HandoverSession:
         session.recounted = {k: (int(v[0]), str(v[1])) for k, v in data.get("recounted", {}).items()}
         session.missing_reason = data.get("missing_reason")
         session.accept_unexpected = bool(data.get("accept_unexpected"))
+        session.carried_over = set(data.get("carried_over", []))
         return session
 
 

@@ -1,8 +1,9 @@
 """The station window: live picture, overlay, side panel, keys and sound, with pygame (SDL).
 
-Why pygame: OpenCV's highgui is not in opencv-python-headless; pygame's wheel
-brings its own SDL (window, keyboard, audio) with no system packages, runs
-full-screen on a kiosk, and runs off-screen under ``SDL_VIDEODRIVER=dummy``
+Why pygame (the ``pygame-ce`` distribution, imported as ``pygame``): OpenCV's
+highgui is not in opencv-python-headless; the pygame wheel brings its own SDL
+(window, keyboard, audio) with no system packages, runs full-screen on a
+kiosk, and runs off-screen under ``SDL_VIDEODRIVER=dummy``
 (and ``SDL_AUDIODRIVER=dummy``) so the real window loop is tested without a
 display. What is drawn is :func:`scanners.station.render.render_frame`'s image.
 
@@ -16,7 +17,13 @@ when something changed, plays a cue for each new scan, and draws. When a
 source ends it keeps the last picture; when a camera is lost it says so,
 keeps the session and tries the next source, or reopens the camera every 5 s.
 A background thread syncs (sends the outbox, refreshes the caches) every
-``sync_every`` seconds with its own outbox connection.
+``sync_every`` seconds with its own outbox connection; events that failed wait
+for their backoff there, while a confirm or S sends everything at once.
+
+After a confirm the next session starts at once. The labels it recorded are
+still on the desk: in the next session they are framed grey ("上一次交接已登记")
+and neither counted nor kept as refusal evidence (they would otherwise be red
+"already handed over", and each would be reported to the server as a copy).
 """
 
 from __future__ import annotations
@@ -118,7 +125,11 @@ class WindowApp:
         self.say("green", status_message("confirmed", "zh", n=len(ids)), status_message("confirmed", "en", n=len(ids)),
                  banner=True)
         self.unsent = self.station.outbox.counts()["pending"]
-        self.session = self.station.new_session(self.session.action, self.session.counterpart)
+        done = self.session
+        self.session = self.station.new_session(done.action, done.counterpart)
+        # the bags just recorded are still on the desk: shown grey in the next session, not as copies
+        self.session.carried_over = done.recorded_texts()
+        self.station.save_draft(self.session)
         self.sync_in_background()
 
     def seal_damaged(self) -> None:
@@ -145,7 +156,9 @@ class WindowApp:
         self.say("amber", status_message("cancelled", "zh"), status_message("cancelled", "en"), banner=True)
         self.session = self.station.new_session(self.session.action, self.session.counterpart)
 
-    def sync_in_background(self) -> None:
+    def sync_in_background(self, *, force: bool = True) -> None:
+        """Sync in a thread of its own (one at a time). ``force`` sends every unsent event now (after a
+        confirm, or S); without it, events that failed wait for their backoff (the periodic sync)."""
         if not self._sync_lock.acquire(blocking=False):
             return
 
@@ -155,10 +168,14 @@ class WindowApp:
                                  transport=self.station._transport)
                 worker._signer = self.station._signer
                 try:
-                    report = worker.sync([self.session.action.value])
+                    report = worker.sync([self.session.action.value], force=force)
                     self.unsent = worker.outbox.counts()["pending"]
                     offline = [e for e in report.errors if e.startswith("offline")]
-                    if offline:
+                    others = [e for e in report.errors if not e.startswith("offline")]
+                    if report.integrity_failure and others:
+                        self.say("red", status_message("sync_untrusted", "zh", detail=others[0][:120]),
+                                 status_message("sync_untrusted", "en", detail=others[0][:120]), banner=True)
+                    elif offline:
                         self.say("amber", status_message("sync_failed", "zh", detail=offline[0][:80]),
                                  status_message("sync_failed", "en", detail=offline[0][:80]))
                 finally:
@@ -216,6 +233,7 @@ class WindowApp:
         frames = self._frames()
         image: np.ndarray | None = None
         view = FrameView([], False, [])
+        view_session = self.session.id
         turn = 0
         running = True
         last_sync = time.monotonic()
@@ -229,12 +247,17 @@ class WindowApp:
                     image = new_image
                     result = decoder.decode(image)
                     view = self.session.observe(ref, result.readings, result.blurred)
+                    view_session = self.session.id
                     for outcome in view.outcomes:
+                        if outcome.verdict.reason == "recorded_before":
+                            continue  # the bags just confirmed, still on the desk: the grey frame says enough
                         sound.play(outcome.verdict.colour)
-                        item = outcome.verdict.item
-                        self.say(outcome.verdict.colour, outcome.verdict.message("zh") + (f"：{item}" if item else ""),
-                                 outcome.verdict.message("en") + (f": {item}" if item else ""))
+                        self.say(outcome.verdict.colour, _with_item(outcome.verdict.message("zh"),
+                                                                    outcome.verdict.item, "："),
+                                 _with_item(outcome.verdict.message("en"), outcome.verdict.item, ": "))
                     self.station.checkpoint_session(self.session)
+                if view_session != self.session.id:
+                    view = FrameView([], False, [])  # confirmed or cancelled: the old session's frames are gone
                 if image is None:
                     image = np.full((720, 1280, 3), 40, np.uint8)
                 rendered = self.compose(image, view)
@@ -256,7 +279,7 @@ class WindowApp:
                         running = self.handle_key(event.key, pygame) and running
                 if time.monotonic() - last_sync > self.sync_every:
                     last_sync = time.monotonic()
-                    self.sync_in_background()
+                    self.sync_in_background(force=False)  # a server that keeps failing is retried with backoff
                 if ended and idle_frames == 0 and max_frames is None:
                     time.sleep(0.03)  # nothing new to decode: keep the window responsive, not busy
                 turn += 1
@@ -268,3 +291,7 @@ class WindowApp:
             pygame.quit()
         return len(self.confirmed)
 
+
+def _with_item(message: str, item: str | None, sep: str) -> str:
+    """The message, followed by the item id unless the message names it already (badges do)."""
+    return message if not item or item in message else f"{message}{sep}{item}"
