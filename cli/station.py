@@ -193,18 +193,21 @@ def sync(ctx: click.Context, actions: tuple[str, ...], as_json: bool) -> None:
 @click.argument("session")
 @click.pass_context
 def manifest(ctx: click.Context, session: str) -> None:
-    """Print the manifest QR texts and PNG files of a confirmed outgoing session."""
+    """Print the manifest QR texts of a confirmed outgoing session (the PNG files' paths go to stderr)."""
     from scanners.station.errors import StationError
-    from scanners.station.home import StationHome
 
-    folder = StationHome(ctx.obj).manifests_dir
-    files = sorted(folder.glob(f"{session}-*.txt")) if folder.exists() else []
-    if not files:
-        raise StationError(f"no manifest for session {session} in {folder} (manifests are made when an outgoing "
-                           "session — distribute, depart, issue — is confirmed)")
-    for path in files:
-        click.echo(path.read_text(encoding="ascii").strip())
-        click.echo(f"# {path.with_suffix('.png')}", err=True)
+    st = _open(ctx)
+    try:
+        texts = st.manifest(session)
+        folder = st.home.manifests_dir
+    finally:
+        st.close()
+    if not texts:
+        raise StationError(f"no manifest for session {session} (manifests are made when an outgoing session — "
+                           "distribute, depart, issue — is confirmed)")
+    for n, text in enumerate(texts, 1):
+        click.echo(text)
+        click.echo(f"# {folder / f'{session}-{n}.png'}", err=True)
 
 
 def register(group: click.Group) -> None:

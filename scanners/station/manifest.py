@@ -34,7 +34,7 @@ at about version 20, which a 720p webcam reads at arm's length.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -116,7 +116,7 @@ def _decode(data: bytes, what: str) -> object:
     return value
 
 
-def _text(body: dict[int, object], key: int, name: str) -> str:
+def _text(body: Mapping[int, object], key: int, name: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value or len(value) > 64:
         raise ManifestError(f"manifest field {key} ({name}) must be text of 1 to 64 characters")
@@ -142,18 +142,21 @@ def verify_manifest(text: str, keys: KeyRing) -> Manifest:
     if raw[0] != 1:
         raise ManifestError("the manifest number must start with byte 0x01")
     message = _decode(raw[1:], "the manifest")
-    if not (isinstance(message, cbor2.CBORTag) and message.tag == 18 and isinstance(message.value, list)
+    # cbor2 decodes an array inside a tag as a tuple and a map as a frozendict (both hashable)
+    if not (isinstance(message, cbor2.CBORTag) and message.tag == 18 and isinstance(message.value, (list, tuple))
             and len(message.value) == 4):
         raise ManifestError("the manifest is not a COSE_Sign1 message")
     protected, unprotected, payload, signature = message.value
-    if protected != _PROTECTED or not (isinstance(unprotected, dict) and set(unprotected) == {4}
+    if protected != _PROTECTED or not (isinstance(unprotected, Mapping) and set(unprotected) == {4}
                                        and isinstance(unprotected[4], bytes) and len(unprotected[4]) == 8):
         raise ManifestError("the manifest's COSE headers must be {1: -8} and {4: 8-byte kid}")
     if not isinstance(payload, bytes) or not (isinstance(signature, bytes) and len(signature) == 64):
         raise ManifestError("the manifest's payload or signature is malformed")
+    if cbor2.dumps(cbor2.CBORTag(18, [protected, {4: unprotected[4]}, payload, signature])) != raw[1:]:
+        raise ManifestError("the manifest is not deterministically encoded")
     body = _decode(payload, "the manifest payload")
-    if not isinstance(body, dict) or body.get(1) != VERSION:
-        raise ManifestError(f"manifest version {body.get(1) if isinstance(body, dict) else None!r} is not supported")
+    if not isinstance(body, Mapping) or body.get(1) != VERSION:
+        raise ManifestError(f"manifest version {body.get(1) if isinstance(body, Mapping) else None!r} is not supported")
     if cbor2.dumps(body, canonical=True) != payload:
         raise ManifestError("the manifest payload is not deterministically encoded")
     station = _text(body, 7, "station")
@@ -166,11 +169,11 @@ def verify_manifest(text: str, keys: KeyRing) -> Manifest:
     if key.owner != station:
         raise ManifestError(f"the manifest claims station {station} but is signed by the key of {key.owner}")
     entries = body.get(8)
-    if not isinstance(entries, list):
+    if not isinstance(entries, (list, tuple)):
         raise ManifestError("manifest field 8 (items) must be an array")
     items = []
     for entry in entries:
-        if not (isinstance(entry, list) and len(entry) == 5 and isinstance(entry[0], str) and entry[0]
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 5 and isinstance(entry[0], str) and entry[0]
                 and isinstance(entry[3], bytes) and len(entry[3]) == 32
                 and (entry[4] is None or isinstance(entry[4], str))):
             raise ManifestError(f"a manifest item must be [id, kind, count, 32-byte label hash, box], found {entry!r}")

@@ -374,6 +374,11 @@ class HandoverSession:
         return (entry.count or 0) if entry.kind == ItemKind.BOX.slug else 1
 
     def missing(self) -> list[ExpectedEntry]:
+        """Expected items not scanned. None for an outgoing handover (distribute, depart, issue): its list is
+        everything held here, and what is not scanned simply stays (the receiving side counts against the
+        manifest); recording those as missing would be false."""
+        if self.action in OUTGOING:
+            return []
         return [e for e in self._top_level() if e.item not in self.items]
 
     def unexpected(self) -> list[ItemScan]:

@@ -11,9 +11,11 @@ server failure (the report says what failed; the next sync retries).
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from custody.errors import CustodyError
@@ -133,10 +135,24 @@ class Station:
                 "stale_after_hours": self.config.stale_after_hours}
 
     def sync(self, actions: Sequence[str] = (), *, send: bool = True, force: bool = True) -> SyncReport:
-        """Fetch the key bundle and expected lists, send the outbox, report refusals. Never raises for the
-        network: an unreachable server is an ``offline: ...`` error in the report."""
+        """Send the outbox, then fetch the key bundle and the expected lists, then report refusals. Never
+        raises for the network: an unreachable server is an ``offline: ...`` error in the report.
+
+        Sending comes first so that the lists fetched after it already count this station's own events
+        (what it just received is no longer "on its way", and is now "held here")."""
         report = SyncReport()
         client = self.client()
+        if send:
+            report.send = self.sender().send_due(force=force)
+            report.errors.extend(e if not e.startswith("cannot reach") else f"offline: {e}"
+                                 for e in report.send.errors)
+        if report.online:
+            self._fetch(client, actions, report)
+        if send and report.online:
+            self.report_refusals(report)
+        return report
+
+    def _fetch(self, client: StationClient, actions: Sequence[str], report: SyncReport) -> None:
         try:
             response = client.key_bundle()
             if response.status == 200:
@@ -157,13 +173,6 @@ class Station:
         except BundleError as exc:
             report.bundle_refused = True
             report.errors.append(str(exc))
-        if send:
-            report.send = self.sender().send_due(force=force)
-            report.errors.extend(e if not e.startswith("cannot reach") else f"offline: {e}"
-                                 for e in report.send.errors)
-            if report.online:
-                self.report_refusals(report)
-        return report
 
     def report_refusals(self, report: SyncReport) -> None:
         """Send refusal evidence to the proposed ``POST /api/v1/refusals``; kept locally until it exists."""
@@ -250,30 +259,51 @@ class Station:
             raise SessionIncomplete(problems)
         self.keep_refusals(session)
         now = self.clock()
-        ids = self.outbox.record_session(session.id, session.action.value, session.counterpart, session.summary(),
+        # an outgoing session's manifest is signed now and committed with the events, so that it exists
+        # exactly when they do; its files are written after the commit (and again by manifest() if lost)
+        manifest = self.manifest_texts(session, now) if session.action in OUTGOING else []
+        summary = {**session.summary(), **({"manifest": manifest} if manifest else {})}
+        ids = self.outbox.record_session(session.id, session.action.value, session.counterpart, summary,
                                          session.event_drafts(now), self.signer(), now)
-        if session.action in OUTGOING:
-            self.write_manifest(session, now)
+        if manifest:
+            self.write_manifest_files(session.id, manifest)
         return ids
 
     def cancel(self, session: HandoverSession) -> None:
         self.keep_refusals(session)
         self.outbox.drop_draft(session.id)
 
-    def write_manifest(self, session: HandoverSession, now: datetime) -> list[str]:
-        """The manifest QR texts of a confirmed outgoing session, saved under manifests/ (text and PNG)."""
-        from scanners.station.manifest import manifest_image
-
+    def manifest_texts(self, session: HandoverSession, now: datetime) -> list[str]:
+        """The manifest QR texts of an outgoing session (signed with the station key)."""
         items = [ManifestItem(s.item, ItemKind.from_slug(s.kind), s.count, s.label_hash, s.box)
                  for s in session._recorded()]
-        texts = make_manifests(id=session.id, from_unit=session.from_unit or self.config.unit,
-                               to_unit=session.to_unit or self.config.unit, action=session.action.value,
-                               created_at=now, station=self.config.code, items=items, signer=self.signer())
+        return make_manifests(id=session.id, from_unit=session.from_unit or self.config.unit,
+                              to_unit=session.to_unit or self.config.unit, action=session.action.value,
+                              created_at=now, station=self.config.code, items=items, signer=self.signer())
+
+    def write_manifest_files(self, session_id: str, texts: Sequence[str]) -> list[Path]:
+        """Save manifest texts under manifests/ as SESSION-N.txt and SESSION-N.png (each file atomically)."""
+        from scanners.station.home import write_bytes_atomic
+        from scanners.station.manifest import manifest_image
+
         folder = self.home.manifests_dir
-        folder.mkdir(parents=True, exist_ok=True)
+        written = []
         for n, text in enumerate(texts, 1):
-            (folder / f"{session.id}-{n}.txt").write_text(text + "\n", encoding="ascii")
-            manifest_image(text).save(folder / f"{session.id}-{n}.png")  # type: ignore[attr-defined]
+            png = io.BytesIO()
+            manifest_image(text).save(png, format="PNG")  # type: ignore[attr-defined]
+            write_bytes_atomic(folder / f"{session_id}-{n}.png", png.getvalue())
+            write_bytes_atomic(folder / f"{session_id}-{n}.txt", (text + "\n").encode("ascii"))
+            written.append(folder / f"{session_id}-{n}.txt")
+        return written
+
+    def manifest(self, session_id: str) -> list[str]:
+        """The manifest texts of a confirmed outgoing session, from the outbox (the files are written again
+        if a crash after the confirm lost them); empty if the session made none."""
+        summary = self.outbox.session_summary(session_id)
+        texts = [str(t) for t in (summary or {}).get("manifest", [])]
+        folder = self.home.manifests_dir
+        if texts and not all((folder / f"{session_id}-{n}.txt").exists() for n in range(1, len(texts) + 1)):
+            self.write_manifest_files(session_id, texts)
         return texts
 
     def status(self) -> dict[str, Any]:
