@@ -11,7 +11,7 @@ type            when
 ``counts``      after a change: expected, scanned, missing, unexpected, refused, bundles, people per side
 ``hold_still``  the picture became blurred (``blurred: true``) or sharp again (``false``)
 ``source_error`` a source could not be opened or broke (corrupt file, camera lost); the session goes on
-``warning``     a file of a folder was skipped
+``warning``     the key bundle is stale or missing (``code``), or a file of a folder was skipped
 ``confirmed``   the events were signed and stored durably: ids and the session summary
 ``sync``        the result of sending after confirm (receipted, pending, errors)
 ``incomplete``  the sources ended and the session could not be confirmed: what is missing; the draft is kept
@@ -56,6 +56,19 @@ def session_line(station: Station, session: HandoverSession) -> dict[str, Any]:
             "bundle": station.bundle_status(), "unsent": station.outbox.counts()["pending"]}
 
 
+def bundle_warning(station: Station) -> dict[str, Any] | None:
+    """A ``warning`` line when the key bundle is stale (labels are still verified with it) or missing."""
+    status = station.bundle_status()
+    if not status["present"]:
+        code, details = "bundle_missing", {}
+    elif status["stale"]:
+        code, details = "bundle_stale", {"hours": status["age_hours"]}
+    else:
+        return None
+    return {"type": "warning", "code": code, "message": status_message(code, "zh", **details),
+            "message_en": status_message(code, "en", **details)}
+
+
 def source_error_line(src: str, exc: SourceError) -> dict[str, Any]:
     code = "source_lost" if isinstance(exc, SourceLost) else "source_error"
     return {"type": "source_error", "source": src, "lost": isinstance(exc, SourceLost),
@@ -87,6 +100,9 @@ def run_headless(station: Station, session: HandoverSession, options: RunOptions
     from scanners.decode import make_decoder
 
     emit(session_line(station, session))
+    warning = bundle_warning(station)
+    if warning:
+        emit(warning)
     decoder = make_decoder(options.decoder_name)
     frames = 0
     blurred = False

@@ -8,15 +8,18 @@ import socket
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from cli.station import station as station_cli
 from custody.events import Action
 from scanners.station.client import HttpTransport, Response, TransportError
-from scanners.station.headless import session_line
+from scanners.station.headless import RunOptions, run_headless
 from scanners.station.outbox import Backoff
 from scanners.station.render import panel_for
 from tests.station.checks import assert_sent_once
@@ -39,7 +42,9 @@ def confirm(station: Any, action: Action, counterpart: str, texts: list[str], *,
 
 
 def test_a_day_offline_then_one_sync_sends_everything_once(make_station: Any, live_server: Any, label_of: Any,
-                                                           badge_of: Any) -> None:
+                                                           badge_of: Any, tmp_path: Path) -> None:
+    desk = tmp_path / "desk.png"
+    cv2.imwrite(str(desk), np.full((120, 160, 3), 90, np.uint8))
     clock = MovableClock()
     station = make_station("ST-360102", "360102", clock=clock)
     assert station.bundle_status()["stale"] is False
@@ -66,8 +71,11 @@ def test_a_day_offline_then_one_sync_sends_everything_once(make_station: Any, li
     status = station.bundle_status()
     assert status["stale"] is True and status["age_hours"] >= 12.9
     session = station.new_session(Action.STORE, "360102-BMS")
-    line = session_line(station, session)
-    assert line["bundle"]["stale"] is True and line["unsent"] == 12
+    lines: list[dict[str, Any]] = []
+    assert run_headless(station, session, RunOptions([str(desk)]), lines.append) == 3  # not confirmed yet
+    assert lines[0]["type"] == "session" and lines[0]["bundle"]["stale"] is True and lines[0]["unsent"] == 12
+    assert lines[1]["type"] == "warning" and lines[1]["code"] == "bundle_stale"
+    assert lines[1]["message"].startswith("密钥包已过期 13") and lines[1]["message"].endswith("请联网同步")
     panel = panel_for(session, lang="zh", bundle_status=station.bundle_status(), unsent=12)
     assert panel.bundle[0] == "amber" and panel.bundle[1].startswith("密钥包已过期 13") and "同步" in panel.bundle[1]
     assert panel.unsent == ("amber", "待发送 12 条")
