@@ -112,7 +112,7 @@ class StationClient:
         return self._signed("POST", "/api/v1/events", body)
 
     def post_refusals(self, reports: list[dict[str, Any]]) -> Response:
-        """The scan-refusal report (proposed endpoint; a server without it answers 404)."""
+        """The scan-refusal report (``POST /api/v1/refusals``; an older server without it answers 404)."""
         body = json.dumps({"refusals": reports}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return self._signed("POST", "/api/v1/refusals", body)
 

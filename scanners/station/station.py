@@ -175,7 +175,8 @@ class Station:
             report.errors.append(str(exc))
 
     def report_refusals(self, report: SyncReport) -> None:
-        """Send refusal evidence to the proposed ``POST /api/v1/refusals``; kept locally until it exists."""
+        """Send refusal evidence to ``POST /api/v1/refusals``; a server without that endpoint (404) leaves it
+        in the outbox. The receipts are stored as they come (not verified, unlike the events')."""
         pending = self.outbox.unreported_refusals()
         if not pending:
             return
