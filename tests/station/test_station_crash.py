@@ -124,8 +124,7 @@ def test_killed_inside_the_confirm_transaction_nothing_is_half_recorded(make_sta
     assert confirmed["session"] == session.id
     ids = [f"ST-360102-{n:07d}" for n in range(1, 13)]
     assert confirmed["events"] == ids and station.status()["drafts"] == []
-    code, _, err = finish(custody(home, "station", "sync"))
-    assert code == 0, err
+    assert station.sync().errors == []
     assert_sent_once(station, live_server, ids)
 
 
@@ -154,6 +153,6 @@ def test_killed_while_sending_nothing_is_lost_or_duplicated(step: str, make_stat
                                                                         (0, 12))
     assert_sent_once(station, live_server, ids)
     # and another sync sends nothing again
-    code, out, _ = finish(custody(home, "station", "sync", "--json"))
-    assert code == 0 and json.loads(out)["send"]["attempted"] == 0
+    report = station.sync()
+    assert report.errors == [] and report.send is not None and report.send.attempted == 0
     assert len(live_server.handover_leaves("ST-360102")) == 12
