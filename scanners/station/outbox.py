@@ -13,10 +13,11 @@ What survives a crash, step by step (also in docs/station.md):
 
 - scanning: the session draft (scans, badges, exceptions) is rewritten at
   every change; a restart resumes it. Nothing is signed yet.
-- confirm: the events are signed and inserted, the draft is dropped and the
-  sequence advanced in one transaction. Killed before the commit: nothing of
-  it is stored, the draft is still there, the user was never told "done".
-  After the commit: the events are on disk; only then is success shown.
+- confirm: the events are signed and inserted, the draft is dropped, the
+  sequence advanced and the session stored (with an outgoing session's
+  manifest texts) in one transaction. Killed before the commit: nothing of it
+  is stored, the draft is still there, the user was never told "done". After
+  the commit: the events are on disk; only then is success shown.
 - send: events stay ``pending`` until a receipt that verifies is stored beside
   them (one transaction per batch). Killed before, during or after the
   server stored them: they are sent again, and the server answers
