@@ -51,6 +51,7 @@ REASONS: dict[str, tuple[str, str, str]] = {
 STATUS: dict[str, tuple[str, str]] = {
     "hold_still": ("请保持稳定", "Hold still"),
     "confirmed": ("已确认并安全保存，共 {n} 条记录", "Confirmed and stored safely: {n} record(s)"),
+    "ready": ("清点完毕：按 Enter 确认", "Count complete: press Enter to confirm"),
     "not_complete": ("还不能确认：{problems}", "Cannot confirm yet: {problems}"),
     "cancelled": ("已取消本次交接，未登记任何记录", "Handover cancelled; nothing recorded"),
     "source_error": ("画面来源出错：{detail}", "Picture source failed: {detail}"),

@@ -56,6 +56,7 @@ class Panel:
     banner: tuple[str, str] | None = None  # (colour, text) across the picture's bottom
     keys: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    ready: str = ""  # shown instead of the problems when the session can be confirmed
 
 
 def panel_for(session: HandoverSession, *, lang: str, bundle_status: dict[str, Any], unsent: int,
@@ -99,7 +100,7 @@ def panel_for(session: HandoverSession, *, lang: str, bundle_status: dict[str, A
         messages=[(c, z if zh else e) for c, z, e in messages],
         bundle=bundle, unsent=unsent_line,
         banner=(banner[0], banner[1] if zh else banner[2]) if banner else None,
-        keys=KEYS_HELP[0 if zh else 1], labels=labels)
+        keys=KEYS_HELP[0 if zh else 1], labels=labels, ready=status_message("ready", lang))
 
 
 _FONT_CACHE: dict[int, Any] = {}
@@ -223,6 +224,9 @@ def _draw_panel(draw: ImageDraw.ImageDraw, x0: int, height: int, panel: Panel) -
         for line in _wrap(draw, "· " + problem, 18, width)[:2]:
             draw.text((x, y), line, font=font(18), fill=COLOURS["amber"])
             y += 24
+    if not panel.problems:
+        draw.text((x, y), panel.ready, font=font(22), fill=COLOURS["green"])
+        y += 30
     y += 8
     draw.line((x, y, x + width, y), fill=COLOURS["box"], width=2)
     y += 10

@@ -89,6 +89,8 @@ def test_the_window_counts_confirms_and_draws_chinese(headless_sdl: None, make_s
 
     ImageDraw.Draw(expected).text((20, 16), "接收 · 3601 → 360102", font=font(28), fill=COLOURS["white"])
     assert np.abs(panel[:60].astype(int) - np.asarray(expected).astype(int)).mean() < 1.0
+    assert colour_pixels(panel[280:330], "green", 2) > 150  # 清点完毕：按 Enter 确认
+    assert colour_pixels(panel[280:330], "amber", 2) == 0  # no problem left
     # after the confirm: the green banner, and the bags still in view framed grey, not red
     assert colour_pixels(next_session[720 - 64:720, :width], "green", 2) > 0.5 * 64 * width
     assert colour_pixels(next_session[:, :width], "grey", 2) > 1000
