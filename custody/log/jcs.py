@@ -20,12 +20,44 @@ import rfc8785
 from custody.errors import LeafError
 
 
+_SAFE_INT = 2**53 - 1
+_ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+
+
+def _plain(obj: Any) -> bool:
+    """True when ``json`` writes ``obj`` exactly as RFC 8785 does.
+
+    That holds for strings, booleans, null, integers within ±(2**53 - 1), and lists and
+    objects of them whose keys hold no character beyond U+FFFF: Python sorts keys by code
+    point, JCS by UTF-16 code unit, and the two orders differ only for such characters.
+    Both escape exactly ``"``, ``\\`` and U+0000..U+001F, with the same short forms and
+    lowercase ``\\u00xx``. Floats (ECMAScript number form) go to the reference encoder.
+    """
+    kind = type(obj)
+    if kind is str or kind is bool or obj is None:
+        return True
+    if kind is int:
+        return -_SAFE_INT <= obj <= _SAFE_INT
+    if kind is dict:
+        return all(type(k) is str and (k.isascii() or max(k) < "\U00010000") and _plain(v) for k, v in obj.items())
+    if kind is list:
+        return all(_plain(v) for v in obj)
+    return False
+
+
 def canonical_json(obj: Any) -> bytes:
     """RFC 8785 canonical UTF-8 bytes of ``obj`` (dicts, lists, str, int, float, bool, None).
 
     Deterministic: equal objects give equal bytes. Raises ``LeafError`` for values JCS
     cannot represent (non-string keys, NaN, integers outside ±(2**53 - 1), other types).
+    Leaves (strings, small integers) take a fast path through the standard ``json``
+    encoder; anything else goes through the ``rfc8785`` reference implementation.
     """
+    if _plain(obj):
+        try:
+            return _ENCODE(obj).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: let the reference encoder name the problem
     try:
         return rfc8785.dumps(obj)
     except rfc8785.CanonicalizationError as exc:

@@ -76,3 +76,33 @@ def test_every_leaf_round_trips_byte_for_byte(body: dict[str, Any], kind: str) -
     data = canonical_json(leaf)
     assert loads_leaf(data) == leaf
     assert canonical_json(loads_leaf(data)) == data
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**54), max_value=2**54)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(st.characters(codec="utf-8")),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=4) | st.sampled_from(["\U0001f600", "\ue000"]),
+                      inner, max_size=4),
+    max_leaves=12)
+
+
+@given(_json_values)
+def test_the_fast_path_writes_exactly_what_the_reference_jcs_writes(value: Any) -> None:
+    import rfc8785
+
+    try:
+        expected: bytes | None = rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError:
+        expected = None
+    if expected is None:
+        with pytest.raises(LeafError):
+            canonical_json(value)
+    else:
+        assert canonical_json(value) == expected
+
+
+def test_keys_beyond_the_basic_plane_sort_by_utf16_code_units() -> None:
+    # U+1F600 is D83D DE00 in UTF-16, before U+E000; Python's code point order says the opposite.
+    assert canonical_json({"\ue000": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\ue000":1}'.encode()
+    assert canonical_json({"b": "\x01\n\u2028", "a": [True, None, -5]}) == b'{"a":[true,null,-5],"b":"\\u0001\\n\xe2\x80\xa8"}'
