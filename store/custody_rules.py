@@ -1,34 +1,60 @@
 """Runs the core's custody rules (``custody.rules``) over the ledger's accepted handovers.
 
-The tracker keeps every item's custody state in memory between batches of
-one process; the states are also stored (``item_heads.state``) in the same
-transaction as the leaves, so another process, or this one after a crash,
-rebuilds exactly the same tracker. A tracker that may be stale (another
-writer appended since) is rebuilt from the stored states.
+The tracker keeps every item's custody state in memory between batches of one
+process. The alerts of a batch are stored in the same transaction as its
+leaves. The states are derived data: the log alone determines them. They are
+stored as a *snapshot* (``item_heads.state`` plus the ``rules_state_size``
+setting, the log size the snapshot is current at) at most every
+``SNAPSHOT_SECONDS`` or ``SNAPSHOT_LEAVES``, not after every batch: a box scan
+changes the state of every bundle packed in it, and rewriting thousands of
+states per batch was most of the cost of an append.
+
+A tracker that may be stale (none in this process yet, or another writer
+appended since) is rebuilt from the snapshot and the handover leaves after it,
+replayed in log order exactly as they were first judged (with the received time
+stored beside each leaf). So a crash between snapshots loses nothing: the
+replay recomputes what the snapshot lacks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from custody.events import Event
+from custody.events import Event, parse_event
 from custody.labels import ItemKind, cose_from_text
 from custody.rules import ItemInfo, ItemState, Tracker
-from store.models import AlertRecord, Item, ItemHead, LogLeaf
+from store.models import AlertRecord, Item, ItemHead, LogLeaf, Setting
 from store.plans import load_plan
+
+#: The setting that names the log size the stored states are current at.
+STATE_SIZE = "rules_state_size"
+#: Store the states when this long has passed since the last snapshot...
+SNAPSHOT_SECONDS = 5.0
+#: ...or when this many leaves were appended since (bounds the replay after a restart).
+SNAPSHOT_LEAVES = 50_000
 
 
 class CachedTracker:
-    def __init__(self, tracker: Tracker, size: int, exam: str):
+    """The tracker of one exam, current at log size ``size``; ``dirty`` holds states newer than the snapshot."""
+
+    def __init__(self, tracker: Tracker, size: int, exam: str, snapshot_size: int):
         self.tracker = tracker
         self.size = size
         self.exam = exam
+        self.snapshot_size = snapshot_size
+        self.snapshot_at = time.monotonic()
+        self.dirty: dict[str, ItemState] = {}
+
+    def states_json(self) -> dict[str, dict[str, Any]]:
+        """Every item's state that differs from its initial one, as JSON (what ``item_heads.state`` holds)."""
+        return {item: state.to_json() for item, state in self.tracker.changed_states().items()}
 
 
 def _label_hash(text: str | None) -> str | None:
@@ -37,7 +63,24 @@ def _label_hash(text: str | None) -> str | None:
     return hashlib.sha256(cose).hexdigest() if cose else None
 
 
-def load_tracker(session: Session, exam: str) -> Tracker:
+def _received(column: datetime | None, leaf: dict[str, Any]) -> datetime:
+    from custody.verify.shares import _received as received
+
+    return received(column, leaf)  # type: ignore[arg-type]
+
+
+def snapshot_size(session: Session) -> int:
+    """The log size the stored states are current at (an instance from before snapshots: the largest stored)."""
+    row = session.get(Setting, STATE_SIZE)
+    if row is not None:
+        return int(row.value)
+    from sqlalchemy import func
+
+    return int(session.scalar(select(func.max(ItemHead.state_size))) or 0)
+
+
+def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
+    """The tracker at log size ``size``: the stored snapshot, then the handovers after it replayed."""
     plan = load_plan(session, exam)
     items = {r.item_id: ItemInfo(item_id=r.item_id, kind=ItemKind(r.kind), subject=r.subject,
                                  destination=r.destination, count=r.count, seal=r.seal, parent_box=r.parent_box,
@@ -51,15 +94,54 @@ def load_tracker(session: Session, exam: str) -> Tracker:
         order = json.loads(data)
         tracker.add_backup_order(order["subject"], set(order["units"]),
                                  datetime.fromisoformat(order["at"].replace("Z", "+00:00")))
-    return tracker
+    stored = min(snapshot_size(session), size)
+    cached = CachedTracker(tracker, size, exam, stored)
+    tail = (select(LogLeaf.data, LogLeaf.received_at)
+            .where(LogLeaf.type == "handover", LogLeaf.idx >= stored, LogLeaf.idx < size).order_by(LogLeaf.idx)
+            .execution_options(yield_per=2000))
+    for data, received_at in session.execute(tail):
+        leaf = json.loads(data)
+        outcome = tracker.record(parse_event(leaf["event"]), _received(received_at, leaf))
+        cached.dirty.update(outcome.changed)
+    return cached
+
+
+def store_states(session: Session, cached: CachedTracker) -> None:
+    """Write the states changed since the last snapshot, and the size they are current at."""
+    if cached.dirty:
+        table = ItemHead.__table__
+        names = list(cached.dirty)
+        present: set[str] = set()
+        for start in range(0, len(names), 500):
+            present.update(session.scalars(select(ItemHead.item).where(ItemHead.item.in_(names[start:start + 500]))))
+        texts = {item: json.dumps(state.to_json(), ensure_ascii=False, sort_keys=True)
+                 for item, state in cached.dirty.items()}
+        updates = [{"k": item, "s": text} for item, text in texts.items() if item in present]
+        if updates:
+            session.connection().execute(table.update().where(table.c.item == bindparam("k"))
+                                         .values(state=bindparam("s"), state_size=cached.size), updates)
+        inserts = [{"item": item, "leaf_hash": None, "idx": None, "state": text, "state_size": cached.size}
+                   for item, text in texts.items() if item not in present]
+        if inserts:
+            session.execute(table.insert(), inserts)
+    row = session.get(Setting, STATE_SIZE)
+    if row is None:
+        session.add(Setting(name=STATE_SIZE, value=str(cached.size)))
+    else:
+        row.value = str(cached.size)
+    session.flush()
+    cached.dirty = {}
+    cached.snapshot_size = cached.size
+    cached.snapshot_at = time.monotonic()
 
 
 def judge(session: Session, exam: str, first: int, end: int, accepted: list[tuple[int, Event, datetime]],
-          cached: CachedTracker | None) -> CachedTracker | None:
-    """Judge ``accepted`` (leaf index, event, received at), store alerts and states; return the tracker.
+          cached: CachedTracker | None, *, snapshot: bool | None = None) -> CachedTracker | None:
+    """Judge ``accepted`` (leaf index, event, received at), store alerts; return the tracker.
 
     ``first`` and ``end`` bound the batch's leaves. A batch without handovers only
-    moves a current tracker forward; it builds none.
+    moves a current tracker forward; it builds none. The states are stored when a
+    snapshot is due (``snapshot=None``), always (``True``) or not (``False``).
     """
     if not accepted:
         if cached is not None and cached.size == first:
@@ -67,13 +149,12 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
             return cached
         return None
     if cached is None or cached.size != first or cached.exam != exam:
-        cached = CachedTracker(load_tracker(session, exam), first, exam)
+        cached = load_tracker(session, exam, first)
     tracker = cached.tracker
-    changed: dict[str, ItemState] = {}
     alerts: list[dict[str, Any]] = []
     for index, event, received_at in accepted:
         outcome = tracker.record(event, received_at)
-        changed.update(outcome.changed)
+        cached.dirty.update(outcome.changed)
         for alert in outcome.alerts:
             alerts.append({"leaf_idx": index, "item": alert.item, "unit": event.to_unit or event.from_unit,
                            "code": alert.code, "severity": alert.severity, "message": alert.message,
@@ -82,21 +163,14 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
                            "created_at": received_at})
     if alerts:
         session.execute(AlertRecord.__table__.insert(), alerts)
-    if changed:
-        table = ItemHead.__table__
-        present: set[str] = set()
-        names = list(changed)
-        for start in range(0, len(names), 500):
-            present.update(session.scalars(select(ItemHead.item).where(ItemHead.item.in_(names[start:start + 500]))))
-        texts = {item: json.dumps(state.to_json(), ensure_ascii=False, sort_keys=True)
-                 for item, state in changed.items()}
-        updates = [{"k": item, "s": text} for item, text in texts.items() if item in present]
-        if updates:
-            session.connection().execute(table.update().where(table.c.item == bindparam("k"))
-                                         .values(state=bindparam("s"), state_size=end), updates)
-        inserts = [{"item": item, "leaf_hash": None, "idx": None, "state": text, "state_size": end}
-                   for item, text in texts.items() if item not in present]
-        if inserts:
-            session.execute(table.insert(), inserts)
     cached.size = end
+    due = (end - cached.snapshot_size >= SNAPSHOT_LEAVES
+           or time.monotonic() - cached.snapshot_at >= SNAPSHOT_SECONDS)
+    if snapshot or (snapshot is None and due):
+        store_states(session, cached)
     return cached
+
+
+def current_states(session: Session, exam: str, size: int) -> dict[str, dict[str, Any]]:
+    """Every changed item's custody state at log size ``size`` (snapshot plus replay), as JSON."""
+    return load_tracker(session, exam, size).states_json()

@@ -75,6 +75,7 @@ class Ledger:
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._custody: Any = None  # the custody rules tracker, built on first use
+        self._rules_lock = threading.Lock()  # taken inside a write session, never the other way round
 
     # --- keys -----------------------------------------------------------------------
 
@@ -176,9 +177,35 @@ class Ledger:
             return [_alert_json(a) for a in s.scalars(query)]
 
     def item_states(self, exam: str) -> dict[str, dict[str, Any]]:
+        """Every item's custody state now (items still in their initial state are absent), as JSON.
+
+        From this process's tracker when it is current; otherwise the stored
+        snapshot with the handovers after it replayed (see store.custody_rules).
+        """
+        from store.custody_rules import current_states
+
         with self.db.session() as s:
-            rows = s.execute(select(ItemHead.item, ItemHead.state).where(ItemHead.state.is_not(None))).all()
-        return {item: json.loads(state) for item, state in rows}
+            size = LogStore(s).head()[0]
+            with self._rules_lock:
+                cached = self._custody
+                if cached is not None and cached.size == size and cached.exam == exam:
+                    return cached.states_json()  # type: ignore[no-any-return]
+            return current_states(s, exam, size)
+
+    def flush_states(self) -> None:
+        """Store the custody states now (normally done every few seconds by the writer)."""
+        from store.custody_rules import load_tracker, store_states
+
+        exam = self.instance.current_exam()
+        if not exam:
+            return
+        with self.db.write_session() as s, self._rules_lock:
+            size = LogStore(s).head()[0]
+            cached = self._custody
+            if cached is None or cached.size != size or cached.exam != exam:
+                cached = load_tracker(s, exam, size)
+            store_states(s, cached)
+            self._custody = cached
 
     # --- writing --------------------------------------------------------------------
 
@@ -298,7 +325,8 @@ class Ledger:
             return
         from store.custody_rules import judge
 
-        self._custody = judge(session, self.instance.current_exam(), first, end, accepted, self._custody)
+        with self._rules_lock:
+            self._custody = judge(session, self.instance.current_exam(), first, end, accepted, self._custody)
 
     def append_records(self, records: Iterable[dict[str, Any]]) -> list[int]:
         """Append institute records (a backup order, a verification result) as leaves; returns indexes."""
@@ -347,7 +375,9 @@ class Ledger:
         return count
 
     def close(self) -> None:
-        pass
+        """Store the custody states, so the next start replays nothing (they are derivable anyway)."""
+        if self._custody is not None and self._custody.dirty:
+            self.flush_states()
 
 
 def _code(exc: Exception) -> str:

@@ -169,6 +169,16 @@ class ItemState:
     bad_seal: str | None = None
     count: int | None = None
 
+    def evolve(self, **changes: Any) -> ItemState:
+        """``dataclasses.replace`` without its per-call field walk: the tracker makes one per item per event."""
+        unknown = changes.keys() - _STATE_FIELDS
+        if unknown:
+            raise TypeError(f"ItemState has no field {sorted(unknown)[0]!r}")
+        new = object.__new__(ItemState)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
     def to_json(self) -> dict[str, Any]:
         """A plain dict of str, int, bool, None and lists; times as RFC 3339 UTC."""
         out: dict[str, Any] = {"v": STATE_VERSION}
@@ -206,6 +216,9 @@ class ItemState:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"item state of {data.get('item')!r} is malformed: {exc}") from None
         return cls(**values)
+
+
+_STATE_FIELDS = frozenset(f.name for f in fields(ItemState))
 
 
 @dataclass(frozen=True)

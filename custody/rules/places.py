@@ -45,6 +45,7 @@ class Geography:
         self._grounds: dict[str, str] = {}
         self._nearest: dict[tuple[str, UnitKind], str | None] = {}
         self._paths: dict[tuple[ItemKind, str], frozenset[str]] = {}
+        self._verdicts: dict[tuple[str, ItemKind, str], tuple[str, str, str] | None] = {}
 
     def known(self, code: str | None) -> bool:
         return code is not None and self.plan.has_unit(code)
@@ -107,6 +108,15 @@ class Geography:
         return frozenset(units)
 
     def judge_unit(self, code: str, info: ItemInfo) -> tuple[str, str, str] | None:
+        """Whether ``info`` may be at unit ``code`` (see :meth:`_judge_unit`); remembered, as the plan is fixed."""
+        key = (code, info.kind, info.destination)
+        try:
+            return self._verdicts[key]
+        except KeyError:
+            verdict = self._verdicts[key] = self._judge_unit(code, info)
+            return verdict
+
+    def _judge_unit(self, code: str, info: ItemInfo) -> tuple[str, str, str] | None:
         """Whether ``info`` may be at unit ``code``: None, or (alert code, English reason, Chinese reason).
 
         Only one verdict per unit: a breach of jurisdiction is not also reported as an unexpected place.

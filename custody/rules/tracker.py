@@ -67,6 +67,10 @@ class Tracker:
         return ItemState(item=item_id, holder=self._printer, in_box=info.parent_box, seal=info.seal,
                          count=info.count)
 
+    def changed_states(self) -> dict[str, ItemState]:
+        """The states of the items that have left their initial state (a copy)."""
+        return dict(self._states)
+
     def packed_in(self, box: str) -> list[str]:
         """The items packed in ``box`` now (not unpacked), sorted."""
         return sorted(self._packed.get(box, ()))
@@ -164,7 +168,7 @@ class Tracker:
     def _advance(self, state: ItemState, action: Action, event: Event, judge: Judgement, *,
                  scanned: bool) -> ItemState:
         """The state after ``event``: the facts of the scanned item always; custody unless a backlog."""
-        new = replace(state, **judge.facts) if scanned else state
+        new = state.evolve(**judge.facts) if scanned else state
         if judge.backlog(state):
             return new
         cfg = self.config
@@ -225,7 +229,7 @@ class Tracker:
             box = self.items.get(event.box or "")
             if box is not None and box.kind is ItemKind.BOX and box.item_id != state.item:
                 changes["in_box"] = box.item_id
-        return replace(new, **changes)
+        return new.evolve(**changes)
 
 
 def alert_codes(alerts: Iterable[Alert]) -> list[str]:
