@@ -15,21 +15,21 @@ from segno import consts
 from custody.labels import QR_PREFIX
 
 
-def qr_code(text: str) -> segno.QRCode:
-    """The QR symbol of a label text (or of any other text, for tests)."""
-    if text.startswith(QR_PREFIX) and text[len(QR_PREFIX):].isdigit():
+def qr_code(text: str, prefix: str = QR_PREFIX) -> segno.QRCode:
+    """The QR symbol of a label text (or a station manifest's, with its ``prefix``; any other text for tests)."""
+    if text.startswith(prefix) and text[len(prefix):].isdigit():
         content: object = [
-            (QR_PREFIX, consts.MODE_ALPHANUMERIC),
-            (text[len(QR_PREFIX):], consts.MODE_NUMERIC),
+            (prefix, consts.MODE_ALPHANUMERIC),
+            (text[len(prefix):], consts.MODE_NUMERIC),
         ]
     else:
         content = text
     return segno.make(content, error="m", boost_error=False, micro=False)
 
 
-def qr_image(text: str, module_px: int = 4, border: int = 4) -> Image.Image:
+def qr_image(text: str, module_px: int = 4, border: int = 4, prefix: str = QR_PREFIX) -> Image.Image:
     """A black-on-white greyscale image of the symbol, ``module_px`` pixels a module."""
-    code = qr_code(text)
+    code = qr_code(text, prefix)
     size = code.symbol_size(scale=1, border=border)[0]
     img = Image.new("L", (size, size), 255)
     pixels = img.load()

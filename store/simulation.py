@@ -243,4 +243,5 @@ def run(instance: Instance, plan: ExamPlan, *, progress: Callable[[int], None] |
             counts[result["status"]] = counts.get(result["status"], 0) + 1
         if progress:
             progress(len(batch))
+    ledger.close()  # stores the custody states, so the next process replays nothing
     return counts

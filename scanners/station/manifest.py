@@ -188,18 +188,7 @@ def verify_manifest(text: str, keys: KeyRing) -> Manifest:
 
 
 def manifest_image(text: str, module_px: int = 6, border: int = 4) -> object:
-    """A PIL image of a manifest QR (prefix alphanumeric, digits numeric, ECC M)."""
-    import segno
-    from PIL import Image
-    from segno import consts
+    """A PIL image of a manifest QR (prefix alphanumeric, digits numeric, ECC M), as labels are printed."""
+    from printing.qr import qr_image
 
-    code = segno.make([(PREFIX, consts.MODE_ALPHANUMERIC), (text[len(PREFIX):], consts.MODE_NUMERIC)],
-                      error="m", boost_error=False, micro=False)
-    size = code.symbol_size(scale=1, border=border)[0]
-    img = Image.new("L", (size, size), 255)
-    pixels = img.load()
-    for y, row in enumerate(code.matrix):
-        for x, dark in enumerate(row):
-            if dark:
-                pixels[x + border, y + border] = 0
-    return img.resize((size * module_px, size * module_px), Image.NEAREST)
+    return qr_image(text, module_px, border, prefix=PREFIX)
