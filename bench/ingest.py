@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 
 PG_ADMIN = os.environ.get("CUSTODY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SECRET = b"bench-passphrase-not-secret"
-T0 = datetime(2017, 5, 2, 1, 0, tzinfo=timezone.utc)
+T0 = datetime(2017, 5, 2, 1, 0, tzinfo=UTC)
 
 
 def ed25519_rate(seconds: float = 2.0) -> float:

@@ -33,7 +33,7 @@ import shutil
 import sqlite3
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def _judge(plan: Any, items: dict[str, Any], events: list[tuple[datetime, dict[s
 
 
 def _fmt(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build(cache: Path, events_wanted: int, new: int, workers: int) -> None:
@@ -109,8 +109,7 @@ def build(cache: Path, events_wanted: int, new: int, workers: int) -> None:
     from store.issuance import issue_badges, issue_item_labels
     from store.ledger import Ledger
     from store.logstore import write_witness_copy
-    from store.models import (AlertRecord, Item, ItemHead, KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode,
-                              Station)
+    from store.models import AlertRecord, Item, ItemHead, KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode, Station
     from store.plans import import_people, import_plan
     from store.simulation import LABELS_AT, SETUP_AT, STATIONS_AT, ExamSimulation, station_code
 
@@ -222,7 +221,7 @@ def build(cache: Path, events_wanted: int, new: int, workers: int) -> None:
 
             def get(ids: Any) -> list[bytes]:
                 missing = [x for x in ids if x not in nodes]
-                found = dict(zip(missing, store.get_nodes(missing))) if missing else {}
+                found = dict(zip(missing, store.get_nodes(missing), strict=True)) if missing else {}
                 return [nodes[x] if x in nodes else found[x] for x in ids]
 
             for start in range(lo, hi, CHUNK):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def demo_secret(home: Path) -> bytes | None:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def emit_json_lines(rows: Iterable[dict[str, Any]]) -> None:
@@ -56,9 +56,9 @@ def emit_json(value: Any) -> None:
 def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> None:
     rows = [[("" if c is None else str(c)) for c in r] for r in rows]
     widths = [max([len(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     for r in rows:
-        click.echo("  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths)))
+        click.echo("  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths, strict=True)))
 
 
 def _width(text: str) -> int:

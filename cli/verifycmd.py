@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +89,8 @@ def verify(ctx: Context, full: bool, as_json: bool, receipts: Path | None, repor
     if print_systemd:
         click.echo(_systemd_units(schedule, ctx.home), nl=False)
         return
-    from store.verification import VerifyOptions, notify_failure, verify_instance
-
     from custody.errors import KeyStoreError
+    from store.verification import VerifyOptions, notify_failure, verify_instance
 
     instance = ctx.instance()
     bar = _progress_bar()
@@ -295,7 +294,7 @@ def witness_once(home: Path, source: _Source, *, log_key: str | None = None, nam
     except LogError:
         new_size = old_size
     proof = source.consistency(old_size, new_size) if held and new_size > old_size else []
-    when = now or datetime.now(timezone.utc)
+    when = now or datetime.now(UTC)
     result = witness_checkpoint(new_note, held, proof, verifier, name=config["name"], signer=key,
                                 timestamp=int(when.timestamp()), public_raw=public_raw(key))
     size = result.checkpoint.size
@@ -369,7 +368,7 @@ def witness_trust(ctx: Context, cosigner_key: str) -> None:
     if verifier.alg != ALG_COSIGNATURE_V1:
         raise click.UsageError("expected a cosigner key (signature type 0x04), as written in witness.vkey")
     instance = ctx.instance()
-    key = instance.keys.register(verifier.public_raw, Role.WITNESS, verifier.name, datetime.now(timezone.utc))
+    key = instance.keys.register(verifier.public_raw, Role.WITNESS, verifier.name, datetime.now(UTC))
     click.echo(f"registered witness {verifier.name} key {key.kid_hex}")
 
 

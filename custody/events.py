@@ -37,7 +37,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from custody.errors import CustodyError
@@ -148,14 +148,14 @@ def format_time(when: datetime) -> str:
     """RFC 3339 UTC with a ``Z`` and whole seconds: the one time format in events and leaves."""
     if when.tzinfo is None:
         raise ValueError("times in events must be timezone-aware")
-    return when.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str, field: str) -> datetime:
     if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text):
         raise MalformedEvent(f"{field} must be a UTC time like 2017-06-20T00:20:00Z, found {text!r}")
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         raise MalformedEvent(f"{field} is not a real time: {text!r}") from None
 

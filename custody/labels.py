@@ -36,7 +36,7 @@ import enum
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import cbor2
 
@@ -351,7 +351,7 @@ def payload_from_cbor(data: bytes) -> LabelPayload:
             subject=text(Key.SUBJECT) or "",
             destination=text(Key.DESTINATION) or "",
             count=number(Key.COUNT),
-            issued_at=datetime.fromtimestamp(number(Key.ISSUED_AT), timezone.utc),
+            issued_at=datetime.fromtimestamp(number(Key.ISSUED_AT), UTC),
             seal=text(Key.SEAL, optional=True),
             parent_box=text(Key.PARENT_BOX, optional=True),
             holder_name=text(Key.HOLDER_NAME, optional=True),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from custody.plan import ExamPlan, LOCAL_TZ, Subject, Unit, UnitKind, build_plan, subject_rows, unit_rows
+from custody.plan import LOCAL_TZ, ExamPlan, Subject, Unit, UnitKind, build_plan, subject_rows, unit_rows
 
 EXAM = "zk2017"
 EXAM_NAME = "2017年南昌市中等学校招生考试"
@@ -80,7 +80,7 @@ def sample_plan(scale: str = "city") -> ExamPlan:
     sites_per_county = _split(s.sites, len(counties), rng)
     rooms_per_site = _split(s.rooms, s.sites, rng, minimum=2)
     site_no = 0
-    for (code, name), n_sites in zip(counties, sites_per_county):
+    for (code, name), n_sites in zip(counties, sites_per_county, strict=True):
         rows.append({"code": code, "kind": "county", "name": f"{name}中招办", "parent": CITY})
         rows.append({"code": f"{code}-BMS", "kind": "secure_room", "name": f"{name}保密室", "parent": code})
         zone = f"{code}-Q1"
@@ -98,7 +98,7 @@ def sample_plan(scale: str = "city") -> ExamPlan:
     base, extra = divmod(s.candidates, len(rooms))
     fuller = set(rng.sample(range(len(rooms)), extra))
     per_room = [base + (i in fuller) for i in range(len(rooms))]
-    for row, n in zip(rooms, per_room):
+    for row, n in zip(rooms, per_room, strict=True):
         row["candidates"] = str(n)
     subjects = [
         {"code": c, "name": n, "name_en": e, "date": d, "start": a, "end": b, "listening": "yes" if li else "no"}

@@ -22,13 +22,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
-from custody.errors import CustodyError, LabelError
+from custody.errors import CustodyError
 from custody.events import Event, EventError, format_time, verify_submission
 from custody.keyring import KeyRing, Role
 from custody.labels import cose_from_text
@@ -38,7 +38,7 @@ from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
 from custody.log.proofs import format_consistency_proof, format_tlog_proof
 from store.instance import Instance
 from store.logstore import LogStore, NewLeaf, check_not_rolled_back, write_witness_copy
-from store.models import AlertRecord, IssuedLabel, Item, ItemHead, KeyRecord, LogCheckpoint, LogLeaf, LoggedKey
+from store.models import AlertRecord, IssuedLabel, Item, ItemHead, KeyRecord, LogCheckpoint, LoggedKey, LogLeaf
 
 #: Bytes of a refused submission kept as evidence (its SHA-256 covers all of it).
 MAX_EVIDENCE = 4096
@@ -69,7 +69,7 @@ class Ledger:
         self.instance = instance
         self.db = instance.db
         self.origin = instance.origin
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self._keyring: KeyRing | None = None
         self._queue: queue.Queue[tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]]] = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -223,7 +223,7 @@ class Ledger:
             # A key registered a moment ago by another process: look again once.
             keys = self.keyring(refresh=True)
             pending = [self._verify(sub, keys) if p.error_code == "unknown_key" else p
-                       for sub, p in zip(submissions, pending)]
+                       for sub, p in zip(submissions, pending, strict=True)]
         done: Future[list[dict[str, Any]]] = Future()
         self._ensure_writer()
         self._queue.put((pending, station, done))

@@ -26,7 +26,12 @@ from sqlalchemy.orm import Session
 from custody.errors import LogError
 from custody.log.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
 from custody.log.merkle import (
-    EMPTY_ROOT, Integration, consistency_proof, inclusion_proof, integrate, verify_consistency,
+    EMPTY_ROOT,
+    Integration,
+    consistency_proof,
+    inclusion_proof,
+    integrate,
+    verify_consistency,
 )
 from custody.log.note import NoteVerifier, parse_unverified_note, sign_note
 from store.models import LogCheckpoint, LogHead, LogLeaf, LogNode

@@ -40,7 +40,7 @@ def _read_workbook(path: Path) -> dict[str, Rows]:
         rows = sheet.iter_rows(values_only=True)
         header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
         tables[table] = [
-            {h: ("" if v is None else _cell_text(v)) for h, v in zip(header, row)}
+            {h: ("" if v is None else _cell_text(v)) for h, v in zip(header, row, strict=False)}
             for row in rows if any(v is not None and str(v).strip() for v in row)
         ]
     return tables

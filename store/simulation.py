@@ -27,7 +27,8 @@ from custody.keyring import Role
 from custody.labels import ItemKind, cose_from_text
 from custody.plan import LOCAL_TZ, ExamPlan, UnitKind
 from store.instance import Instance
-from store.models import Item, Person as PersonRow, Station
+from store.models import Item, Station
+from store.models import Person as PersonRow
 
 PRINTER, CITY, CITY_BMS, GRADING = "36-YS", "3601", "3601-BMS", "3601-PJ"
 #: When the simulated institute set up: keys, stations, plan (all before the labels are signed).

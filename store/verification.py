@@ -32,26 +32,32 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, and_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from custody.errors import CustodyError, LogError
 from custody.keyring import KeyRing, PublicKey, Role
-from custody.log.merkle import consistency_proof, leaf_hash as compute_leaf_hash, verify_inclusion, inclusion_proof
+from custody.log.merkle import consistency_proof, inclusion_proof, verify_inclusion
+from custody.log.merkle import leaf_hash as compute_leaf_hash
 from custody.log.note import ALG_COSIGNATURE_V1, NoteVerifier, verifier_key
 from custody.verify.checkpoints import HeldCheckpoint, check_chain, check_outside, open_stored, open_with_keys
 from custody.verify.findings import Finding, Findings
 from custody.verify.leaves import parse_utc
 from custody.verify.receipts import check_receipt
 from custody.verify.replay import ChainAudit, RulesReplay, compare_alerts
-from custody.verify.shares import Shares, ShareWorker
 from custody.verify.report import (
-    ReportSignatureError, build_report, render_html, report_digest, sign_report, verify_report,
+    ReportSignatureError,
+    build_report,
+    render_html,
+    report_digest,
+    sign_report,
+    verify_report,
 )
+from custody.verify.shares import Shares, ShareWorker
 from custody.verify.tree import LeafMismatch, TreeAudit, classify_leaf_mismatches, node_ranges
 from store.instance import Instance
 from store.logstore import LogStore, read_witness_copy
@@ -76,7 +82,7 @@ class VerifyOptions:
     rules: bool = True
     sign: bool = True
     progress: Callable[[int, int], None] | None = None
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -164,11 +170,11 @@ def _fmt(when: datetime | None) -> str | None:
     if when is None:
         return None
     if when.utcoffset() != _NO_OFFSET:
-        when = when.astimezone(timezone.utc)
+        when = when.astimezone(UTC)
     return when.isoformat()[:19] + "Z"
 
 
-_NO_OFFSET = timezone.utc.utcoffset(None)
+_NO_OFFSET = UTC.utcoffset(None)
 
 
 def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list[Finding]]:
@@ -218,7 +224,7 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
             role = Role(leaf["role"])
         except (ValueError, KeyError):
             continue
-        valid_from = parse_utc(leaf.get("valid_from")) or datetime.min.replace(tzinfo=timezone.utc)
+        valid_from = parse_utc(leaf.get("valid_from")) or datetime.min.replace(tzinfo=UTC)
         valid_until = row.valid_until if row is not None else parse_utc(leaf.get("valid_until"))
         at, reason = revoked.get(raw, (None, None))
         if row is not None and row.revoked_at is not None and (at is None or row.revoked_at < at):
@@ -426,7 +432,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     try:
         with db.session() as s, db.session() as nodes_session:
             for rows in _leaf_rows(s, start, options.chunk):
-                first, last = rows[0].idx, rows[-1].idx
+                last = rows[-1].idx
                 stored = _stored_nodes(nodes_session, expected_idx, min(last + 1, head_size)) \
                     if expected_idx < head_size else {}
                 work: list[tuple[int, bytes]] = []
@@ -521,7 +527,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     # --- the head and the checkpoints against the recomputed tree ---
     if head is not None and audited == head_size and head_root != final_root:
         findings.add(Finding("head_mismatch", f"the stored head says root {head_root.hex()} at size {head_size}; the "
-                             f"leaves give {final_root.hex()}", f"树头根哈希与重新计算的结果不符",
+                             f"leaves give {final_root.hex()}", "树头根哈希与重新计算的结果不符",
                              size=head_size, expected=final_root.hex(), found=head_root.hex()))
     bad_roots = 0
     for h in held:
@@ -874,7 +880,7 @@ def _store(instance: Instance, report: dict[str, Any], findings: Findings, blob:
            root: bytes, latest_cp: HeldCheckpoint | None, started: datetime, finished: datetime) -> Outcome:
     folder = reports_dir(instance.home)
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = finished.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = finished.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     digest = report_digest(report)
     base = f"verify-{stamp}-{digest[:8]}"
     json_path, html_path = folder / f"{base}.json", folder / f"{base}.html"

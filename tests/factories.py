@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -11,7 +11,7 @@ from custody.labels import ItemKind, LabelPayload, Signer
 from keys.files import public_raw
 
 TEST_SECRET = b"test-passphrase-not-secret"
-T0 = datetime(2017, 6, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2017, 6, 1, 8, 0, tzinfo=UTC)
 
 
 class KeyFactory:

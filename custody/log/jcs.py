@@ -19,7 +19,6 @@ import rfc8785
 
 from custody.errors import LeafError
 
-
 _SAFE_INT = 2**53 - 1
 _ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from custody.errors import LogError
 from custody.log.checkpoint import Checkpoint, VerifiedCheckpoint, open_checkpoint, parse_checkpoint
@@ -74,7 +75,7 @@ def check_chain(held: Sequence[HeldCheckpoint], proof: ProofFn) -> list[Finding]
     """Each checkpoint (by size) against the next: consistency through the stored tree."""
     findings: list[Finding] = []
     ordered = sorted(held, key=lambda h: h.checkpoint.size)
-    for old, new in zip(ordered, ordered[1:]):
+    for old, new in pairwise(ordered):
         a, b = old.checkpoint, new.checkpoint
         if a.size == b.size:
             if a.root_hash != b.root_hash:

@@ -65,7 +65,6 @@ def test_a_refused_label_exits_non_zero_with_its_reason(exam) -> None:
 def test_an_independent_cose_library_verifies_our_label(exam) -> None:
     from pycose.keys import OKPKey
     from pycose.keys.curves import Ed25519
-    from pycose.messages import Sign1Message
 
     keys = json.loads(exam("keys", "list", "--json").output)
     issuer = next(k for k in keys if k["role"] == "label_issuer")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import cbor2
 import pytest
@@ -10,12 +10,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from custody.errors import (
-    BadSignature, KeyNotValid, KeyRevoked, LabelError, MalformedLabel, NotACustodyLabel, UnknownKey,
+    BadSignature,
+    KeyNotValid,
+    KeyRevoked,
+    LabelError,
+    MalformedLabel,
+    NotACustodyLabel,
+    UnknownKey,
 )
 from custody.keyring import Role
 from custody.labels import (
-    ItemKind, LabelPayload, cose_from_text, issue_label, label_text, parse_unverified_label, payload_from_cbor,
-    sign_label, verify_label,
+    ItemKind,
+    LabelPayload,
+    cose_from_text,
+    issue_label,
+    label_text,
+    parse_unverified_label,
+    payload_from_cbor,
+    sign_label,
+    verify_label,
 )
 from printing.qr import qr_code
 from tests.factories import T0, KeyFactory, make_payload
@@ -178,10 +191,10 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_siz
        kind=st.sampled_from([k for k in ItemKind if k is not ItemKind.BADGE]))
 def test_payload_encoding_round_trips(item: str, exam: str, subject: str, destination: str, count: int,
                                       seconds: int, seal: str | None, box: str | None, kind: ItemKind) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     payload = LabelPayload(item, kind, exam, subject, destination, count,
-                           datetime.fromtimestamp(seconds, timezone.utc), seal, box)
+                           datetime.fromtimestamp(seconds, UTC), seal, box)
     assert payload_from_cbor(payload.to_cbor()) == payload
 
 

@@ -105,4 +105,5 @@ def test_the_fast_path_writes_exactly_what_the_reference_jcs_writes(value: Any) 
 def test_keys_beyond_the_basic_plane_sort_by_utf16_code_units() -> None:
     # U+1F600 is D83D DE00 in UTF-16, before U+E000; Python's code point order says the opposite.
     assert canonical_json({"\ue000": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\ue000":1}'.encode()
-    assert canonical_json({"b": "\x01\n\u2028", "a": [True, None, -5]}) == b'{"a":[true,null,-5],"b":"\\u0001\\n\xe2\x80\xa8"}'
+    expected = b'{"a":[true,null,-5],"b":"\\u0001\\n\xe2\x80\xa8"}'
+    assert canonical_json({"b": "\x01\n\u2028", "a": [True, None, -5]}) == expected

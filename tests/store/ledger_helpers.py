@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from custody.events import Action, Person, SealCondition, make_event, sign_event
 from custody.labels import cose_from_text
-from store.models import Item, Person as PersonRow
+from store.models import Item
+from store.models import Person as PersonRow
 from store.plans import load_plan
 from store.simulation import register_stations
 
@@ -66,10 +67,10 @@ def append_from_process(home: str, url: str, secret: bytes, unit: str, count: in
 
     instance = open_instance(Path(home), secret=secret, url=url)
     try:
-        desk = Desk(instance, unit, datetime(2017, 6, 1, tzinfo=timezone.utc))
-        ledger = Ledger(instance, clock=lambda: datetime(2017, 6, 12, 3, tzinfo=timezone.utc))
+        desk = Desk(instance, unit, datetime(2017, 6, 1, tzinfo=UTC))
+        ledger = Ledger(instance, clock=lambda: datetime(2017, 6, 12, 3, tzinfo=UTC))
         receipts = []
-        events = desk.receive_events(count, datetime(2017, 6, 12, 2, tzinfo=timezone.utc))
+        events = desk.receive_events(count, datetime(2017, 6, 12, 2, tzinfo=UTC))
         for start in range(0, count, batch):
             for result in ledger.submit(events[start:start + batch]):
                 receipts.append((result["status"], result["index"], result["leaf_hash"], result["receipt"]))

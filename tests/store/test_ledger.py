@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from custody.events import Action
 from custody.log.checkpoint import open_checkpoint
@@ -21,7 +21,7 @@ from store.logstore import CheckpointInconsistent, LogRollback
 from store.models import LogLeaf
 from tests.store.ledger_helpers import Desk
 
-T = datetime(2017, 6, 12, 2, 0, tzinfo=timezone.utc)
+T = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_accepted_events_get_receipts_that_prove_inclusion(ledger: Ledger, desk:
     results = ledger.submit(submissions)
     assert [r["status"] for r in results] == ["accepted"] * 5
     verifier = parse_verifier_key(ledger.log_key())
-    for submission, result in zip(submissions, results):
+    for submission, result in zip(submissions, results, strict=True):
         proof = parse_tlog_proof(result["receipt"])
         leaf = json.loads(proof.extra)
         assert leaf["type"] == "handover" and leaf["event"] == submission["event"]
@@ -85,7 +85,7 @@ def test_item_chains_link_each_items_leaves(ledger: Ledger, desk: Desk) -> None:
     history = ledger.item_history("zk2017", item)
     assert [h["leaf"]["type"] for h in history] == ["label", "handover", "handover"]
     assert history[0]["leaf"]["item_prev"] is None
-    for prev, cur in zip(history, history[1:]):
+    for prev, cur in pairwise(history):
         assert cur["leaf"]["item_prev"] == prev["leaf_hash"]
 
 
@@ -153,7 +153,7 @@ def test_a_database_restored_from_an_old_backup_is_refused(ledger: Ledger, desk:
     ledger.submit(desk.receive_events(3, T + timedelta(minutes=1)))
     # The administrator "restores" the log to an older state: the tail is gone.
     with tiny_exam.db.write_session() as s:
-        from store.models import LogCheckpoint, LogHead, LogNode
+        from store.models import LogCheckpoint, LogHead
 
         s.execute(delete(LogLeaf).where(LogLeaf.idx >= cut))
         s.execute(delete(LogCheckpoint).where(LogCheckpoint.size > cut))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -24,8 +24,8 @@ UNITS = ["3601", "360102", "360103", "K001", "K002", "K001-01", "K001-02", "3601
 
 def test_eight_processes_append_one_linear_log(tiny_exam) -> None:
     with tiny_exam.db.session() as s:
-        register_stations(tiny_exam, load_plan(s, "zk2017"), datetime(2017, 6, 1, tzinfo=timezone.utc))
-    ledger = Ledger(tiny_exam, clock=lambda: datetime(2017, 6, 12, 1, tzinfo=timezone.utc))
+        register_stations(tiny_exam, load_plan(s, "zk2017"), datetime(2017, 6, 1, tzinfo=UTC))
+    ledger = Ledger(tiny_exam, clock=lambda: datetime(2017, 6, 12, 1, tzinfo=UTC))
     ledger.record_labels("zk2017")
     base = ledger.size()
     context = multiprocessing.get_context("spawn")
@@ -47,7 +47,7 @@ def test_eight_processes_append_one_linear_log(tiny_exam) -> None:
         leaves = {idx: data for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data))}
     assert sorted(leaves) == list(range(base + 8000))
     verifier = parse_verifier_key(ledger.log_key())
-    for status, index, digest, receipt in receipts[::97]:
+    for _status, index, digest, receipt in receipts[::97]:
         assert leaf_hash(leaves[index]).hex() == digest
         verify_tlog_proof(receipt, bytes.fromhex(digest), verifier)
     for _, index, digest, _ in receipts:

@@ -38,8 +38,8 @@ def exam(make_instance: Any) -> Any:
     return instance
 
 
-def test_restarts_between_snapshots_judge_and_track_exactly_as_one_straight_run(exam: Any,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restarts_between_snapshots_judge_and_track_exactly_as_one_straight_run(
+        exam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from custody.sample import sample_plan
     from store.verification import VerifyOptions, verify_instance
 

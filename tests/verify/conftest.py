@@ -50,7 +50,7 @@ def simulate(instance: Instance, plan: Any, receipts: Path, *, limit: int | None
             sent += len(batch)
             continue
         clock["now"] = arrival
-        for submission, result in zip(batch, ledger.submit(batch)):
+        for submission, result in zip(batch, ledger.submit(batch), strict=True):
             name = submission["event"]["id"]
             (receipts / f"{name}.tlog").write_text(result["receipt"], encoding="utf-8")
         sent += len(batch)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from custody.log.note import sign_note
 from store.instance import Instance
 from store.models import ItemHead, LogCheckpoint, LogHead, LogLeaf, LogNode
 
-NOW = datetime(2017, 7, 1, tzinfo=timezone.utc)
+NOW = datetime(2017, 7, 1, tzinfo=UTC)
 
 
 def log_key(instance: Instance) -> Any:
@@ -110,7 +110,7 @@ def rewrite_history(instance: Instance, k: int) -> None:
             if isinstance(item, str):
                 heads[item] = leaf_hash(data)
             new.append(data)
-        for (idx, _), data in zip(rows, new):
+        for (idx, _), data in zip(rows, new, strict=True):
             s.execute(update(LogLeaf).where(LogLeaf.idx == idx).values(data=data, hash=leaf_hash(data)))
         result = integrate(0, [leaf_hash(d) for d in new], lambda ids: [])
         s.execute(delete(LogNode))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -138,7 +138,7 @@ def test_the_witness_cosigns_extensions_and_refuses_forks_rollbacks_and_forgerie
     log_key = parse_verifier_key(verifier_key(ORIGIN, key.public_key().public_bytes_raw()))
     cosigner = parse_verifier_key(cosigner_key("province", witness.public_key().public_bytes_raw()))
     log = _Log(key, [b"leaf %d" % i for i in range(20)])
-    now = int(datetime(2017, 6, 20, tzinfo=timezone.utc).timestamp())
+    now = int(datetime(2017, 6, 20, tzinfo=UTC).timestamp())
     first = witness_checkpoint(log.note(8), None, [], log_key, name="province", signer=witness, timestamp=now)
     second = witness_checkpoint(log.note(20), first.note, log.proof(8, 20), log_key, name="province",
                                 signer=witness, timestamp=now + 60)

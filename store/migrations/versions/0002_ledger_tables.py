@@ -6,10 +6,10 @@ Create Date: 2026-11-28 14:13:08.038033
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-import store.models
+from alembic import op
 
+import store.models
 
 revision = '0002'
 down_revision = '0001'
