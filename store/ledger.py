@@ -133,10 +133,11 @@ class Ledger:
             raise NotFound(f"the log has no leaf {index}")
         return row
 
-    def inclusion_proof(self, index: int, size: int | None = None) -> str:
+    def inclusion_proof(self, index: int, size: int | None = None, *, extra: bool = False) -> str:
         """A c2sp.org/tlog-proof@v1 text for leaf ``index`` against a signed checkpoint.
 
         Against the latest checkpoint by default, or the one signed at ``size``.
+        With ``extra`` the proof carries the leaf's bytes (as a receipt does).
         """
         from custody.errors import NotFound
 
@@ -147,7 +148,8 @@ class Ledger:
                 raise NotFound(f"no checkpoint was signed at tree size {size}")
             if index >= row.size:
                 raise NotFound(f"leaf {index} is not in the checkpoint of size {row.size}")
-            return format_tlog_proof(index, store.proof(index, row.size), row.note.encode())
+            data = s.get(LogLeaf, index).data if extra else None
+            return format_tlog_proof(index, store.proof(index, row.size), row.note.encode(), extra=data)
 
     def consistency_proof(self, old: int, new: int | None = None) -> str:
         from custody.log.merkle import consistency_proof

@@ -94,7 +94,7 @@ def record_refusals(instance: Instance, ledger: Ledger, station: str, reports: l
             result["index"] = first_index[keys[n]]
         if "index" in result:
             result["leaf_hash"] = ledger.leaf(result["index"]).hash.hex()
-            result["receipt"] = ledger.inclusion_proof(result["index"])
+            result["receipt"] = ledger.inclusion_proof(result["index"], extra=True)  # a receipt: with the leaf
         out.append(result)
     return out
 

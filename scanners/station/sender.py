@@ -110,6 +110,26 @@ def verify_receipt(submission: dict[str, Any], result: dict[str, Any], log_key: 
     raise ReceiptError(f"unknown result status {status!r} for {event_id}")
 
 
+def verify_refusal_receipt(report: dict[str, Any], result: dict[str, Any], station: str, log_key: str,
+                           origin: str) -> str:
+    """Check the server's answer to one refusal report; return the receipt, or raise :class:`ReceiptError`.
+
+    The receipt must prove a ``scan_refusal`` leaf of this station holding this
+    report (its id, reason and the SHA-256 of the text that was shown).
+    """
+    try:
+        index, digest, receipt = int(result["index"]), str(result["leaf_hash"]), str(result["receipt"])
+    except (KeyError, TypeError, ValueError):
+        raise ReceiptError(f"the result for refusal {report['id']} has no index, leaf hash and receipt") from None
+    leaf = _leaf_from_receipt(receipt, digest, index, log_key, origin)
+    ours = (leaf.get("type") == "scan_refusal" and leaf.get("station") == station
+            and leaf.get("report") == report["id"] and leaf.get("reason") == report["reason"]
+            and leaf.get("text_sha256") == report.get("text_sha256"))
+    if not ours:
+        raise ReceiptError(f"the receipt for refusal {report['id']} proves a leaf that does not hold our report")
+    return receipt
+
+
 class Sender:
     def __init__(self, outbox: Outbox, client: StationClient, log_key: str, *, batch_size: int = 100,
                  backoff: Backoff | None = None, clock: Callable[[], datetime]):

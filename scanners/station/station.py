@@ -21,13 +21,14 @@ from typing import Any
 from custody.errors import CustodyError
 from custody.events import Action, format_time
 from custody.labels import ItemKind, Signer
+from custody.log.note import parse_verifier_key
 from scanners.station.caches import HELD_ACTION, BundleCache, ExpectedCache, KeyBundle
 from scanners.station.client import HttpTransport, StationClient, Transport, TransportError
-from scanners.station.errors import BundleError, StationError
+from scanners.station.errors import BundleError, ReceiptError, StationError
 from scanners.station.home import StationConfig, StationHome
 from scanners.station.manifest import ManifestItem, make_manifests
 from scanners.station.outbox import Backoff, Outbox
-from scanners.station.sender import Sender, SendReport
+from scanners.station.sender import Sender, SendReport, verify_refusal_receipt
 from scanners.station.session import OUTGOING, HandoverSession
 from scanners.station.verdict import Knowledge
 
@@ -176,7 +177,7 @@ class Station:
 
     def report_refusals(self, report: SyncReport) -> None:
         """Send refusal evidence to ``POST /api/v1/refusals``; a server without that endpoint (404) leaves it
-        in the outbox. The receipts are stored as they come (not verified, unlike the events')."""
+        in the outbox. A report counts as delivered only with a receipt that verifies (as the events')."""
         pending = self.outbox.unreported_refusals()
         if not pending:
             return
@@ -196,8 +197,15 @@ class Station:
             report.refusals_note = f"server answered {response.status}: {response.error_message()}"
             return
         results = response.json().get("results", [])
-        done = {r["seq"]: str(res.get("receipt", "")) for r, res in zip(pending, results, strict=False)
-                if isinstance(res, dict) and res.get("status") in ("accepted", "duplicate")}
+        done: dict[int, str] = {}
+        origin = parse_verifier_key(self.config.log_key).name
+        for row, sent, res in zip(pending, body, results, strict=False):
+            if not isinstance(res, dict) or res.get("status") not in ("accepted", "duplicate"):
+                continue
+            try:
+                done[row["seq"]] = verify_refusal_receipt(sent, res, self.config.code, self.config.log_key, origin)
+            except ReceiptError as exc:  # kept unreported: sent again next time
+                report.errors.append(str(exc))
         self.outbox.mark_refusals_reported(done)
         report.refusals_reported = len(done)
 

@@ -236,3 +236,39 @@ def test_a_receipt_that_does_not_verify_keeps_the_event_unsent(case: str, make_s
     report = station.sync(["receive"])
     assert report.errors == [] and report.send is not None and report.send.duplicate == len(tampered_ids)
     assert_sent_once(station, live_server, ids)
+
+
+def test_refusal_evidence_counts_as_delivered_only_with_a_receipt_that_proves_it(
+        make_station: Any, live_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    from datetime import UTC, datetime
+
+    from tests.station.scenes import PARCEL_QR
+
+    station = make_station("ST-360102", "360102")
+    text = PARCEL_QR + "-photocopy"
+    assert station.outbox.record_refusal(session=None, seen_at=datetime.now(UTC), reason="not_ours",
+                                         message="不是保密标签", text=text,
+                                         text_sha256=hashlib.sha256(text.encode()).hexdigest(), frame=None, item=None)
+    real_request = HttpTransport.request
+
+    def lying(self: HttpTransport, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        response = real_request(self, method, path, body, headers)
+        if path != "/api/v1/refusals":
+            return response
+        document = json.loads(response.body)
+        head, note = document["results"][0]["receipt"].split("\n\n", 1)
+        lines = head.split("\n")
+        leaf = base64.b64decode(lines[1].removeprefix("extra "))
+        lines[1] = "extra " + base64.b64encode(leaf.replace(b'"not_ours"', b'"accepted"')).decode()
+        document["results"][0]["receipt"] = "\n".join(lines) + "\n\n" + note
+        return Response(response.status, json.dumps(document).encode(), response.headers)
+
+    monkeypatch.setattr(HttpTransport, "request", lying)
+    report = station.sync(["receive"])
+    assert report.refusals_reported == 0 and any("refusal" in e or "leaf" in e for e in report.errors)
+    assert len(station.outbox.unreported_refusals()) == 1  # kept, sent again next time
+
+    monkeypatch.setattr(HttpTransport, "request", real_request)
+    report = station.sync(["receive"])  # the server answers "duplicate" with the same leaf: now proven
+    assert report.refusals_reported == 1 and station.outbox.unreported_refusals() == []
