@@ -54,7 +54,7 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
     """
     from waitress import serve
 
-    from web.settings import DEFAULTS
+    from web.settings import max_request_body
 
     unlock_keys(instance)
     if secure_cookies is None:
@@ -75,7 +75,7 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
         options.update(trusted_proxy=trusted_proxy, trusted_proxy_headers="x-forwarded-for x-forwarded-proto",
                        clear_untrusted_proxy_headers=True)
     serve(app, host=host, port=port, threads=threads, ident="custody",
-          max_request_body_size=DEFAULTS["MAX_CONTENT_LENGTH"], connection_limit=500, channel_timeout=60,
+          max_request_body_size=max_request_body(app.config), connection_limit=500, channel_timeout=60,
           **options)
 
 

@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 from flask import Response, g, request
 from flask_wtf.csrf import CSRFProtect
 
-from web.settings import Deadlines, load_secret_key, merged
+from web.settings import Deadlines, content_security_policy, load_secret_key, merged
 
 
 def _open_instance(config: Mapping[str, Any]) -> Any:
@@ -75,11 +75,14 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
     init_i18n(app)
     csrf = CSRFProtect(app)
 
-    from web import admin, api, auth, dashboard, items, labels, registry
+    from web import admin, api, auth, dashboard, investigations, items, labels, registry, verification
     from web.errors import register_error_handlers
 
-    for blueprint in (auth.bp, dashboard.bp, items.bp, registry.bp, admin.bp, labels.bp):
+    for blueprint in (auth.bp, dashboard.bp, items.bp, registry.bp, admin.bp, labels.bp, verification.bp,
+                      investigations.bp):
         app.register_blueprint(blueprint)
+    # It checks the token itself, after raising the body limit for its photo (see web.investigations).
+    csrf.exempt(investigations.run)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.witness)
     csrf.exempt(api.bp)
@@ -96,9 +99,7 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("Content-Security-Policy",
-                           "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                           "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        headers.setdefault("Content-Security-Policy", content_security_policy(g.get("csp_style_hashes", ())))
         if app.config["SESSION_COOKIE_SECURE"]:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         if not request.path.startswith(("/static/", "/api/", "/checkpoint")) and g.get("principal") is not None:

@@ -16,9 +16,9 @@ from store.instance import Instance
 from web.accounts import Principal
 
 #: Stable action names (filters in the audit page and in outside tools rely on them).
-ACTIONS = ("login", "logout", "login_failed", "view_item", "view_investigation", "download_labels", "issue_labels",
-           "register_station", "add_person", "issue_badges", "add_unit", "rotate_key", "revoke_key",
-           "add_account", "disable_account", "enable_account", "scan_refusal")
+ACTIONS = ("login", "logout", "login_failed", "view_item", "view_investigation", "view_verification",
+           "download_labels", "issue_labels", "register_station", "add_person", "issue_badges", "add_unit",
+           "rotate_key", "revoke_key", "add_account", "disable_account", "enable_account", "scan_refusal")
 
 
 def record(instance: Instance, user: Principal | str, action: str, target: str, *, now: datetime,

@@ -6,12 +6,13 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from web.auth import current_principal, current_scope, login_required
+from web.auth import current_principal, current_scope, has_role, login_required
 from web.logview import checkpoint_summary, last_verification
 from web.names import STAGE_ORDER, TIER_ORDER
 from web.overview import build_overview, load_items, load_subjects
 from web.scope import unit_tree
 from web.state import state
+from web.verification import VERIFICATION_ROLES
 
 bp = Blueprint("dashboard", __name__)
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
@@ -47,8 +48,8 @@ def index() -> Any:
     alerts = sorted(recent, key=lambda a: (SEVERITY_RANK.get(a["severity"], 3), -a["id"]))[:15]
     return render_template(
         "dashboard.html", overview=overview, alerts=alerts, checkpoint=checkpoint_summary(st.ledger, st.instance),
-        verification=last_verification(st.instance), tree=tree, alert_total=len(recent), scope=scope, exam=exam,
-        now=now, log_size=size,
+        verification=last_verification(st.instance), verification_link=has_role(*VERIFICATION_ROLES), tree=tree,
+        alert_total=len(recent), scope=scope, exam=exam, now=now, log_size=size,
         stage_order=STAGE_ORDER, tier_order=TIER_ORDER, boxes=boxes)
 
 

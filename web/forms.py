@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
@@ -60,3 +61,19 @@ class AccountForm(FlaskForm):
 class AccountToggleForm(FlaskForm):
     account_id = HiddenField(validators=[DataRequired(), Regexp(r"^\d{1,9}$")])
     disable = BooleanField()
+
+
+class InvestigationForm(FlaskForm):
+    """What is known of a leak (see ``custody investigate``); times are the exam's local time unless zoned."""
+
+    subject = SelectField(_l("Subject"), choices=[], validate_choice=False, validators=[Length(max=16)])
+    as_of = StringField(_l("As of (optional)"), validators=[Optional(), Length(max=40)],
+                        render_kw={"type": "datetime-local", "step": "1"})
+    item = StringField(_l("Leaked item (optional)"), validators=[Optional(), Length(max=64), CODE],
+                       render_kw={"placeholder": "YW-P-K001-01"})
+    unit = StringField(_l("Unit or room where it was found (optional)"), validators=[Optional(), Length(max=32), CODE],
+                       render_kw={"placeholder": "360102"})
+    leak_time = StringField(_l("Leak time (optional)"), validators=[Optional(), Length(max=40)],
+                            render_kw={"type": "datetime-local", "step": "1"})
+    photo = FileField(_l("Photo of the leaked paper or bag (optional)"),
+                      render_kw={"accept": "image/jpeg,image/png,image/webp,image/bmp,image/tiff"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "STATION_CLOCK_SKEW": timedelta(minutes=5),
     "MAX_EVENTS_PER_REQUEST": 1000,
     "MAX_LABELS_PER_PDF": 5000,
+    #: The largest photo of a leaked paper the investigation page accepts (its request alone may exceed
+    #: MAX_CONTENT_LENGTH, by the photo and a little form text).
+    "MAX_PHOTO_LENGTH": 8 * MiB,
     "DEADLINES": None,
     "BABEL_DEFAULT_LOCALE": "zh_CN",
     "BABEL_DEFAULT_TIMEZONE": "Asia/Shanghai",
@@ -67,6 +70,23 @@ DEFAULTS: dict[str, Any] = {
                             "their key bundle and expected handovers; anyone may fetch checkpoints and "
                             "proofs. See docs/api.md."},
 }
+
+
+#: Room for the text fields of a form that also carries a photo.
+FORM_ALLOWANCE = 64 * 1024
+
+
+def max_request_body(config: Mapping[str, Any]) -> int:
+    """The largest request body any route accepts: what the WSGI server must let through."""
+    return max(int(config["MAX_CONTENT_LENGTH"]), int(config["MAX_PHOTO_LENGTH"]) + FORM_ALLOWANCE)
+
+
+def content_security_policy(style_hashes: Iterable[str] = ()) -> str:
+    """The pages' policy: everything from this site only, no inline script; ``style_hashes`` (base64
+    SHA-256 of inline ``<style>`` blocks) let a page embed a self-contained report as it is."""
+    styles = "".join(f" 'sha256-{h}'" for h in style_hashes)
+    return ("default-src 'self'; img-src 'self' data:; style-src 'self'" + styles + "; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
 
 def load_secret_key(home: Path) -> str:

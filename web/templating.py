@@ -23,6 +23,8 @@ NAVIGATION = [
     ("registry.people", _l("People"), ()),
     ("admin.keys", _l("Keys"), ()),
     ("admin.accounts", _l("Accounts"), ("admin",)),
+    ("verification.index", _l("Verification"), ("auditor", "investigator")),
+    ("investigations.index", _l("Investigations"), ("investigator",)),
     ("admin.audit_log", _l("Audit trail"), ("auditor",)),
 ]
 
