@@ -93,6 +93,32 @@ def roles_required(*roles: str) -> Callable[[F], F]:
     return decorate
 
 
+def of_the_institute() -> bool:
+    """Whether the signed-in account's units include the institute (administrators always)."""
+    principal = current_principal()
+    if principal is None:
+        return False
+    scope = current_scope()
+    return principal.is_admin or scope.everything or scope.allows(state().instance.institute)
+
+
+def institute_wide(*roles: str, reason: Callable[[], str]) -> Callable[[F], F]:
+    """Pages about the whole institute (investigations, log verification): these roles, and only accounts
+    whose units include the institute; an account bound to a county gets 403 with ``reason()``."""
+    from web.errors import error_response
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            principal = current_principal()
+            assert principal is not None
+            if not of_the_institute():
+                return error_response(403, reason() % {"unit": principal.unit or "-"})
+            return view(*args, **kwargs)
+        return roles_required(*roles)(wrapped)  # type: ignore[return-value]
+    return decorate
+
+
 def has_role(*roles: str) -> bool:
     principal = current_principal()
     return principal is not None and (principal.is_admin or principal.role in roles)

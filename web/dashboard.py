@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from web.auth import current_principal, current_scope, has_role, login_required
+from web.auth import current_principal, current_scope, has_role, login_required, of_the_institute
 from web.logview import checkpoint_summary, last_verification
 from web.names import STAGE_ORDER, TIER_ORDER
 from web.overview import build_overview, load_items, load_subjects
@@ -48,7 +48,7 @@ def index() -> Any:
     alerts = sorted(recent, key=lambda a: (SEVERITY_RANK.get(a["severity"], 3), -a["id"]))[:15]
     return render_template(
         "dashboard.html", overview=overview, alerts=alerts, checkpoint=checkpoint_summary(st.ledger, st.instance),
-        verification=last_verification(st.instance), verification_link=has_role(*VERIFICATION_ROLES), tree=tree,
+        verification=last_verification(st.instance), verification_link=has_role(*VERIFICATION_ROLES) and of_the_institute(), tree=tree,
         alert_total=len(recent), scope=scope, exam=exam, now=now, log_size=size,
         stage_order=STAGE_ORDER, tier_order=TIER_ORDER, boxes=boxes)
 

@@ -24,7 +24,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import wraps
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, g, render_template, request, url_for
@@ -37,7 +36,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from custody.errors import NotFound
 from store.models import Item, Subject, Unit
 from web.audit import audit
-from web.auth import current_principal, current_scope, roles_required
+from web.auth import current_principal, institute_wide
 from web.errors import error_response
 from web.forms import InvestigationForm
 from web.settings import FORM_ALLOWANCE, MiB
@@ -91,27 +90,10 @@ class Query:
 # --- who may investigate ----------------------------------------------------------------------
 
 
-def _outside_the_institute() -> Any | None:
-    """A 403 page unless the account's units include the institute (an investigation is city-wide)."""
-    principal = current_principal()
-    assert principal is not None
-    scope = current_scope()
-    if principal.is_admin or scope.everything or scope.allows(state().instance.institute):
-        return None
-    return error_response(403, _("An investigation covers the whole subject across the city, so only investigators "
-                                 "of the institute may run one. Your account is limited to %(unit)s.",
-                                 unit=principal.unit or "-"))
-
-
-def institute_investigators(view: F) -> F:
-    """Administrators, and investigators whose units include the institute; others get 403."""
-    @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        refusal = _outside_the_institute()
-        if refusal is not None:
-            return refusal
-        return view(*args, **kwargs)
-    return roles_required("investigator")(wrapped)  # type: ignore[return-value]
+#: Administrators, and investigators whose units include the institute; others get 403 with the reason.
+institute_investigators = institute_wide("investigator", reason=lambda: _(
+    "An investigation covers the whole subject across the city, so only investigators of the institute may run "
+    "one. Your account is limited to %(unit)s."))
 
 
 # --- reading what was sent --------------------------------------------------------------------

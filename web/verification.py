@@ -3,8 +3,9 @@
 A run's page shows its checks and findings and whether its signature verifies
 under the log key (every log signing key in the registry, never the key the
 report names itself); its signed JSON downloads exactly as stored. The log is
-institute-wide and so is its verification: administrators, auditors and
-investigators see the reports, unit officers get 403. Opening a report and
+institute-wide and so is its verification: administrators, and auditors and
+investigators whose units include the institute, see the reports (findings name
+items of every county); unit officers and county-bound accounts get 403. Opening a report and
 downloading it are recorded in the audit trail (``view_verification``).
 """
 
@@ -14,6 +15,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, abort, render_template, request
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from custody.keyring import Role
@@ -24,12 +26,15 @@ from store.models import KeyRecord
 from store.verification import log_verifiers
 from store.verification_models import VerificationRun
 from web.audit import audit
-from web.auth import current_principal, roles_required
+from web.auth import current_principal, institute_wide
 from web.state import state
 
 bp = Blueprint("verification", __name__)
 #: Who sees verification reports (administrators always do).
 VERIFICATION_ROLES = ("auditor", "investigator")
+institute_auditors = institute_wide(*VERIFICATION_ROLES, reason=lambda: _(
+    "Verification reports cover the whole log of the institute, so only accounts of the institute may read "
+    "them. Your account is limited to %(unit)s."))
 PAGE = 50
 #: Findings listed on a run's page; the signed JSON has every one the report kept.
 MAX_FINDINGS_SHOWN = 500
@@ -65,7 +70,7 @@ def _file_name(row: VerificationRun) -> str:
 
 
 @bp.route("/verification")
-@roles_required(*VERIFICATION_ROLES)
+@institute_auditors
 def index() -> Any:
     try:
         page = max(1, min(int(request.args.get("page", "1")), 100000))
@@ -79,7 +84,7 @@ def index() -> Any:
 
 
 @bp.route("/verification/<int:run_id>")
-@roles_required(*VERIFICATION_ROLES)
+@institute_auditors
 def show(run_id: int) -> Any:
     st = state()
     row = _run(run_id)
@@ -102,7 +107,7 @@ def show(run_id: int) -> Any:
 
 
 @bp.route("/verification/<int:run_id>/report.json")
-@roles_required(*VERIFICATION_ROLES)
+@institute_auditors
 def download(run_id: int) -> Any:
     """The signed report exactly as stored (its signature covers the RFC 8785 bytes of the object)."""
     row = _run(run_id)

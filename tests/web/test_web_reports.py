@@ -162,7 +162,7 @@ def test_the_signed_json_downloads_as_stored_and_verifies(verified: Runs, client
     from store.models import KeyRecord
     from store.verification import log_verifiers
 
-    response = client_as("detective").get(f"/verification/{verified.clean}/report.json")
+    response = client_as("auditor").get(f"/verification/{verified.clean}/report.json")
     assert response.status_code == 200 and response.mimetype == "application/json"
     assert re.search(r'attachment; filename="verify-\d{8}T\d{6}Z-[0-9a-f]{8}\.json"',
                      response.headers["Content-Disposition"])
@@ -185,8 +185,15 @@ def test_unit_officers_may_not_see_verification_reports(verified: Runs, client_a
         response = officer.get(path)
         assert response.status_code == 403, path
         no_trace(response)
-    for name in ("admin", "detective"):
+    for name in ("admin", "auditor"):
         assert client_as(name).get("/verification").status_code == 200
+    # an investigator bound to a county: the reports name items of every county, so not for it; told why
+    county = client_as("detective")
+    assert 'href="/verification">夜间核验</a>' not in county.get("/dashboard").text
+    for path in ("/verification", f"/verification/{verified.clean}", f"/verification/{verified.clean}/report.json"):
+        response = county.get(path)
+        assert response.status_code == 403 and "只有考试院的账号才能查看" in response.text, path
+        no_trace(response)
     anonymous = app.test_client().get("/verification")
     assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
     assert client_as("auditor").get("/verification/999999").status_code == 404
