@@ -48,7 +48,8 @@ def index() -> Any:
     alerts = sorted(recent, key=lambda a: (SEVERITY_RANK.get(a["severity"], 3), -a["id"]))[:15]
     return render_template(
         "dashboard.html", overview=overview, alerts=alerts, checkpoint=checkpoint_summary(st.ledger, st.instance),
-        verification=last_verification(st.instance), verification_link=has_role(*VERIFICATION_ROLES) and of_the_institute(), tree=tree,
+        verification=last_verification(st.instance),
+        verification_link=has_role(*VERIFICATION_ROLES) and of_the_institute(), tree=tree,
         alert_total=len(recent), scope=scope, exam=exam, now=now, log_size=size,
         stage_order=STAGE_ORDER, tier_order=TIER_ORDER, boxes=boxes)
 
