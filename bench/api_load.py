@@ -250,9 +250,13 @@ def main() -> int:
     port = free_port()
     env = {**os.environ, "CUSTODY_PASSPHRASE": SECRET, "PYTHONPATH": str(ROOT)}
     env.pop("CUSTODY_DATABASE_URL", None)
+    # The server's output goes to a file: an unread pipe fills up (waitress warns about its task queue under
+    # load) and then blocks the server's main loop on a log write, which stalls every request.
+    server_log_path = folder / "serve.log"
+    server_log = server_log_path.open("w", encoding="utf-8")
     server = subprocess.Popen([sys.executable, "-m", "custody", "--home", str(home), "serve", "--host", "127.0.0.1",
                                "--port", str(port), "--threads", str(args.threads)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=server_log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 60
         while True:
@@ -264,7 +268,8 @@ def main() -> int:
             except OSError:
                 pass
             if server.poll() is not None or time.time() > deadline:
-                print(server.stdout.read() if server.stdout else "", file=sys.stderr)
+                server_log.flush()
+                print(server_log_path.read_text(encoding="utf-8"), file=sys.stderr)
                 raise SystemExit("custody serve did not start")
             time.sleep(0.3)
         interval = args.batch * args.stations / args.rate
@@ -285,6 +290,7 @@ def main() -> int:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        server_log.close()
 
     latencies = sorted(x for d in desks for x in d.latencies)
     events = sum(n for d in desks for _, n in d.sent_at)
