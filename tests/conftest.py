@@ -62,18 +62,10 @@ def make_instance(tmp_path: Path, db_url: str) -> Iterator[Callable[..., object]
 @pytest.fixture
 def tiny_exam(make_instance: Callable[..., object]) -> object:
     """An instance with the tiny sample exam imported, labels and badges issued."""
-    from custody.sample import EXAM, sample_people, sample_plan
-    from store.issuance import issue_badges, issue_item_labels
-    from store.plans import import_people, import_plan
+    from tests.factories import prepare_sample_exam
 
     instance = make_instance()
-    plan = sample_plan("tiny")
-    with instance.db.write_session() as s:
-        import_plan(s, plan, T0, seal_prefix="FT17")
-        import_people(s, sample_people(plan))
-    instance.set_setting("exam", EXAM)
-    issue_item_labels(instance, EXAM, T0)
-    issue_badges(instance, EXAM, T0)
+    prepare_sample_exam(instance)
     return instance
 
 

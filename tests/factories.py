@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -38,3 +39,20 @@ def make_payload(**overrides: object) -> LabelPayload:
                                      seal="FT170000123", parent_box="YW-X-K037")
     fields.update(overrides)
     return LabelPayload(**fields)  # type: ignore[arg-type]
+
+
+def prepare_sample_exam(instance: Any, *, scale: str = "tiny", setup_at: datetime = T0,
+                        labels_at: datetime | None = None) -> Any:
+    """Import the sample exam's plan and staff into ``instance``, make it current, sign every label and badge."""
+    from custody.sample import EXAM, sample_people, sample_plan
+    from store.issuance import issue_badges, issue_item_labels
+    from store.plans import import_people, import_plan
+
+    plan = sample_plan(scale)
+    with instance.db.write_session() as s:
+        import_plan(s, plan, setup_at, seal_prefix="FT17")
+        import_people(s, sample_people(plan))
+    instance.set_setting("exam", EXAM)
+    issue_item_labels(instance, EXAM, labels_at or setup_at)
+    issue_badges(instance, EXAM, labels_at or setup_at)
+    return plan

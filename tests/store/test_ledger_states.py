@@ -23,18 +23,10 @@ def _stored_states(instance: Any) -> dict[str, str]:
 @pytest.fixture
 def exam(make_instance: Any) -> Any:
     """The tiny exam, set up when the simulation's exam is set up."""
-    from custody.sample import EXAM, sample_people, sample_plan
-    from store.issuance import issue_badges, issue_item_labels
-    from store.plans import import_people, import_plan
+    from tests.factories import prepare_sample_exam
 
     instance = make_instance(now=simulation.SETUP_AT)
-    plan = sample_plan("tiny")
-    with instance.db.write_session() as s:
-        import_plan(s, plan, simulation.SETUP_AT, seal_prefix="FT17")
-        import_people(s, sample_people(plan))
-    instance.set_setting("exam", EXAM)
-    issue_item_labels(instance, EXAM, simulation.LABELS_AT)
-    issue_badges(instance, EXAM, simulation.LABELS_AT)
+    prepare_sample_exam(instance, setup_at=simulation.SETUP_AT, labels_at=simulation.LABELS_AT)
     return instance
 
 

@@ -54,11 +54,9 @@ def exam_day(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
     from sqlalchemy import create_engine, text
 
-    from custody.sample import EXAM, sample_people, sample_plan
     from store import simulation
     from store.instance import init_instance
-    from store.issuance import issue_badges, issue_item_labels
-    from store.plans import import_people, import_plan
+    from tests.factories import prepare_sample_exam
     from web.accounts import create_account
 
     tmp = tmp_path_factory.mktemp(f"exam-day-{request.param}")
@@ -75,13 +73,7 @@ def exam_day(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         url = admin_url.rsplit("/", 1)[0] + "/" + name
     instance, _ = init_instance(tmp / "home", origin="test.exam/zk2017", institute="3601", now=simulation.SETUP_AT,
                                 secret=TEST_SECRET, url=url)
-    plan = sample_plan("tiny")
-    with instance.db.write_session() as s:
-        import_plan(s, plan, simulation.SETUP_AT, seal_prefix="FT17")
-        import_people(s, sample_people(plan))
-    instance.set_setting("exam", EXAM)
-    issue_item_labels(instance, EXAM, simulation.LABELS_AT)
-    issue_badges(instance, EXAM, simulation.LABELS_AT)
+    plan = prepare_sample_exam(instance, setup_at=simulation.SETUP_AT, labels_at=simulation.LABELS_AT)
     simulation.run(instance, plan)
     for username, (role, unit) in ACCOUNTS.items():
         create_account(instance, username, PASSWORD, role, unit, datetime.now(UTC), hasher=CHEAP,
