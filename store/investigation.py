@@ -50,11 +50,12 @@ from custody.investigation import (
 )
 from custody.investigation.territory import Territory
 from custody.investigation.trace import Memo
+from custody.keyring import Role
 from custody.labels import ItemKind, parse_unverified_label, verify_label
 from custody.log.merkle import _inclusion_ranges, _range_nodes, node_hash  # noqa: PLC2701 (batched proofs)
 from custody.plan import ExamPlan
 from store.instance import Instance
-from store.models import AlertRecord, Item, LogCheckpoint, LogLeaf, LogNode, Person, Station
+from store.models import AlertRecord, Item, KeyRecord, LogCheckpoint, LogLeaf, LogNode, Person, Station
 
 __all__ = ["investigate", "investigate_photo", "labels_in_photo", "record_backup_order", "batch_tlog_proofs"]
 
@@ -153,6 +154,44 @@ def _checkpoint(session: Session, as_of: datetime | None) -> LogCheckpoint:
     if row is None:
         raise NotFound("the log has no signed checkpoint" + (f" at or before {as_of.isoformat()}" if as_of else ""))
     return row
+
+
+#: How many checkpoints below the report's to look through for the latest one a witness cosigned.
+WITNESS_LOOKBACK = 5000
+
+
+def witnessed_anchor(session: Session, origin: str, size: int) -> dict[str, Any] | None:
+    """The latest checkpoint at or below ``size`` that a registered witness cosigned, with the consistency
+    proof from it to ``size`` (empty when it is the report's own checkpoint); None if there is none.
+
+    An outsider who trusts the witness checks the cosignature, then the proof: everything the
+    report proves up to that size was seen by the witness, and the rest extends it.
+    """
+    from custody.log.merkle import consistency_proof
+    from custody.log.proofs import format_consistency_proof
+    from custody.verify.checkpoints import open_with_keys
+    from store.logstore import LogStore
+    from store.verification import log_verifiers, witness_verifiers
+
+    roles = (Role.WITNESS.value, Role.LOG_SIGNER.value)
+    registry = list(session.scalars(select(KeyRecord).where(KeyRecord.role.in_(roles))))
+    cosigners = witness_verifiers(registry)
+    if not cosigners:
+        return None
+    log_keys = log_verifiers(origin, registry)
+    rows = session.execute(select(LogCheckpoint.size, LogCheckpoint.note).where(LogCheckpoint.size <= size)
+                           .order_by(LogCheckpoint.size.desc()).limit(WITNESS_LOOKBACK))
+    for witnessed_size, note in rows:
+        if note.count("\n\u2014 ") < 2:  # only the log's own signature line: not cosigned (cheap test first)
+            continue
+        try:
+            if not open_with_keys(note.encode(), log_keys, cosigners).cosignatures:
+                continue
+        except CustodyError:
+            continue
+        proof = consistency_proof(witnessed_size, size, LogStore(session).get_nodes)
+        return {"tree_size": witnessed_size, "checkpoint": note, "consistency": format_consistency_proof(proof)}
+    return None
 
 
 def _utc(when: datetime | None) -> datetime | None:
@@ -373,6 +412,7 @@ def _investigate(instance: Instance, subject: str, *, as_of: datetime | None, le
     with instance.db.session() as s:
         cp = _checkpoint(s, as_of)
         size, note = cp.size, cp.note
+        witnessed = witnessed_anchor(s, instance.origin, size)
         until = as_of or max(t for t in (cp.signed_at, now) if t is not None)
         log_key = _log_key(s, instance.origin)
         plan, territory = _plan_cached(s, instance.db.url, exam)
@@ -432,7 +472,7 @@ def _investigate(instance: Instance, subject: str, *, as_of: datetime | None, le
                         log_key=log_key, hashes=hashes, leaked_item=leaked_item, leaked_unit=leaked_unit,
                         leak_time=leak_time, as_of=as_of, stations=stations, people=people, orders=orders,
                         prover=prover, leaf_loader=leaf_loader, known_leaves=known, territory=territory,
-                        memo=memo, config=config)
+                        memo=memo, config=config, witnessed=witnessed)
 
 
 def _leaf_bytes(session: Session, indexes: Sequence[int]) -> dict[int, bytes]:

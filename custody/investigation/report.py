@@ -94,6 +94,9 @@ class Report:
     leaf_loader: LeafLoader | None = None
     #: leaf bytes already read (the rest are read by ``leaf_loader`` when needed)
     known_leaves: dict[int, bytes] = field(default_factory=dict)
+    #: The latest checkpoint a witness cosigned at or below ``tree_size`` ({"tree_size", "checkpoint",
+    #: "consistency"}: the proof that ``checkpoint`` extends it), or None when no witness cosigned one.
+    witnessed: dict[str, Any] | None = None
     _proofs: dict[int, str] | None = None
 
     # --- reading --------------------------------------------------------------------
@@ -164,7 +167,8 @@ class Report:
                         "starts_at": _t(self.subject.starts_at), "ends_at": _t(self.subject.ends_at)},
             "query": self.query,
             "until": _t(self.until), "cutoff": _t(self.cutoff),
-            "log": {"tree_size": self.tree_size, "checkpoint": self.checkpoint, "verifier_key": self.log_key},
+            "log": {"tree_size": self.tree_size, "checkpoint": self.checkpoint, "verifier_key": self.log_key,
+                    "witnessed": self.witnessed},
             "focus": self.focus,
             "photo": self.photo,
             "ranking": [_unit_json(u) for u in self.ranking],
@@ -307,7 +311,7 @@ def build_report(plan: ExamPlan, subject_code: str, items: Sequence[ItemRecord],
                  orders: Sequence[dict[str, Any]] = (), prover: Prover | None = None,
                  leaf_loader: LeafLoader | None = None, known_leaves: Mapping[int, bytes] | None = None,
                  territory: Territory | None = None, memo: Memo | None = None,
-                 config: InvestigationConfig | None = None) -> Report:
+                 config: InvestigationConfig | None = None, witnessed: dict[str, Any] | None = None) -> Report:
     """The report of ``subject_code`` from everything the log says about its items.
 
     ``until`` is the report's time (the end of windows still open); ``leak_time``,
@@ -349,4 +353,4 @@ def build_report(plan: ExamPlan, subject_code: str, items: Sequence[ItemRecord],
     return Report(plan.exam, plan.name, subject, query, until, cutoff, tree_size, checkpoint, log_key, custodies,
                   [c.item.item_id for c in focus], ranking, scope, units, people if people is not None else {}, hashes,
                   {s.index: s for s in scans}, prover, leak_time=leak_time, leaf_loader=leaf_loader,
-                  known_leaves=dict(known_leaves or {}))
+                  known_leaves=dict(known_leaves or {}), witnessed=witnessed)
