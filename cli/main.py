@@ -205,6 +205,60 @@ def keys_revoke(ctx: Context, kid: str, reason: str, at_text: str | None) -> Non
         click.echo(f"revoked {key.kid_hex} ({key.role.value}, {key.owner}) from {at.isoformat()}: {reason}")
 
 
+# --- stations ---------------------------------------------------------------------
+
+@cli.group()
+def stations() -> None:
+    """Scanning stations registered with this instance (also on the web Stations page)."""
+
+
+@stations.command("add")
+@click.argument("code")
+@click.option("--unit", required=True, help="The unit the station works for, e.g. 360102 or K001.")
+@click.option("--name", default="", help="A name for people, e.g. 东湖区保密室交接台.")
+@click.option("--public-key", "public_key", required=True, metavar="KEY",
+              help="The station's public key (hex or base64), as `custody station init` printed it.")
+@pass_ctx
+def stations_add(ctx: Context, code: str, unit: str, name: str, public_key: str) -> None:
+    """Register a station and its key; its events verify from now on. Again with a new key: a new key."""
+    import getpass
+
+    from store.accounts import AuditEntry
+    from store.stations import parse_public_key, register_station
+
+    raw = parse_public_key(public_key)
+    if raw is None:
+        raise click.BadParameter("a 32-byte Ed25519 public key, in hex or base64", param_hint="--public-key")
+    instance = ctx.instance()
+    try:
+        kid = register_station(instance, code, unit, name, raw, now())
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    with instance.db.write_session() as s:
+        s.add(AuditEntry(at=now(), username=f"cli:{getpass.getuser()}"[:64], role="admin",
+                         action="register_station", target=code, detail=f"unit={unit} kid={kid}", address=""))
+    click.echo(f"station {code} at {unit} registered with key {kid}")
+
+
+@stations.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array.")
+@pass_ctx
+def stations_list(ctx: Context, as_json: bool) -> None:
+    """Every station: code, unit, name, current key id, registered at."""
+    from sqlalchemy import select
+
+    from store.models import Station
+
+    with ctx.instance().db.session() as s:
+        rows = [{"code": r.code, "unit": r.unit, "name": r.name, "kid": r.kid,
+                 "registered_at": r.registered_at.isoformat()}
+                for r in s.scalars(select(Station).order_by(Station.code))]
+    if as_json:
+        emit_json(rows)
+    else:
+        table(["code", "unit", "name", "kid", "registered_at"], ([r[k] for k in r] for r in rows))
+
+
 # --- labels -----------------------------------------------------------------------
 
 @cli.group()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
@@ -11,10 +9,11 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from custody.keyring import Role, key_id
+from custody.keyring import Role
 from custody.plan import ALLOWED_PARENTS, UnitKind
 from store.issuance import issue_badges
 from store.models import KeyRecord, Person, Station, Unit
+from store.stations import StationConflict, parse_public_key, register_station
 from web.audit import audit
 from web.auth import current_principal, current_scope, has_role, login_required, roles_required
 from web.forms import PersonForm, PostForm, StationForm, UnitForm
@@ -72,17 +71,6 @@ def _roots(tree: Any, scope: Scope) -> list[str]:
 
 # --- stations ---------------------------------------------------------------------------------
 
-def parse_public_key(text: str) -> bytes | None:
-    text = text.strip()
-    for decode in (lambda t: bytes.fromhex(t), lambda t: base64.b64decode(t, validate=True)):
-        try:
-            raw = decode(text)
-        except (ValueError, binascii.Error):
-            continue
-        if len(raw) == 32:
-            return raw
-    return None
-
 
 @bp.route("/stations", methods=["GET", "POST"])
 @login_required
@@ -118,22 +106,13 @@ def _register_station(form: StationForm, raw: bytes, scope: Scope) -> int:
     code, unit = form.code.data or "", form.unit.data or ""
     if not scope.allows(unit):
         abort(404)
-    now = st.now().replace(microsecond=0)
-    kid = key_id(raw).hex()
     try:
-        with st.instance.db.write_session() as s:
-            station = s.get(Station, code)
-            if station is not None and (station.unit != unit or not scope.allows(station.unit)):
-                flash(_("Station %(code)s already exists at another unit.", code=code), "error")
-                return 400
-            s.add(KeyRecord(kid=kid, public_raw=raw, role=Role.STATION.value, owner=code, valid_from=now))
-            if station is None:
-                s.add(Station(code=code, unit=unit, name=(form.name.data or "").strip(), kid=kid, registered_at=now))
-            else:
-                station.kid = kid
-                station.name = (form.name.data or "").strip()
-    except IntegrityError:
-        flash(_("This public key is already registered."), "error")
+        kid = register_station(st.instance, code, unit, form.name.data or "", raw, st.now())
+    except StationConflict as exc:
+        if "already exists" in str(exc):
+            flash(_("Station %(code)s already exists at another unit.", code=code), "error")
+        else:
+            flash(_("This public key is already registered."), "error")
         return 400
     st.keys_changed()
     audit(current_principal(), "register_station", code, f"unit={unit} kid={kid}")  # type: ignore[arg-type]

@@ -1,0 +1,73 @@
+"""Registering scanning stations: a station's code, its unit and its Ed25519 public key.
+
+Shared by the web Stations page and ``custody stations add``. Registering a key
+again for an existing station (same unit) replaces the station's key: the old
+key stays in the registry (what it signed still verifies) until revoked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from custody.errors import CustodyError, NotFound
+from custody.keyring import Role, key_id
+from store.instance import Instance
+from store.models import KeyRecord, Station, Unit
+
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+
+
+class StationConflict(CustodyError):
+    """The station exists at another unit, or the public key is registered already."""
+
+    exit_code = 1
+
+
+def parse_public_key(text: str) -> bytes | None:
+    """A 32-byte Ed25519 public key written in hex or base64, or None."""
+    text = text.strip()
+    for decode in (bytes.fromhex, lambda t: base64.b64decode(t, validate=True)):
+        try:
+            raw = decode(text)
+        except (ValueError, binascii.Error):
+            continue
+        if len(raw) == 32:
+            return raw
+    return None
+
+
+def register_station(instance: Instance, code: str, unit: str, name: str, public_raw: bytes,
+                     now: datetime) -> str:
+    """Register station ``code`` at ``unit`` with its public key; returns the key id (hex).
+
+    Raises :class:`NotFound` for an unknown unit, :class:`StationConflict` when
+    the station belongs to another unit or the key is registered already,
+    ``ValueError`` for a malformed code or key. Nothing is stored then.
+    """
+    if not _CODE.match(code):
+        raise ValueError(f"station code {code!r}: letters, digits and . _ : - only, at most 64")
+    if len(public_raw) != 32:
+        raise ValueError("a station key is a 32-byte Ed25519 public key")
+    now = now.replace(microsecond=0)
+    kid = key_id(public_raw).hex()
+    try:
+        with instance.db.write_session() as s:
+            if s.get(Unit, unit) is None:
+                raise NotFound(f"unit {unit!r} is not in the unit tree")
+            station = s.get(Station, code)
+            if station is not None and station.unit != unit:
+                raise StationConflict(f"station {code} already exists at unit {station.unit}")
+            s.add(KeyRecord(kid=kid, public_raw=public_raw, role=Role.STATION.value, owner=code, valid_from=now))
+            if station is None:
+                s.add(Station(code=code, unit=unit, name=name.strip(), kid=kid, registered_at=now))
+            else:
+                station.kid = kid
+                station.name = name.strip()
+    except IntegrityError:
+        raise StationConflict(f"the public key {kid} is registered already") from None
+    return kid
