@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.scan import scan
+from cli.main import stations
 from cli.station import station
 from scanners.station.faults import STEPS
 from scanners.station.messages import REASONS
@@ -24,7 +25,7 @@ def options(command: click.Command) -> set[str]:
 
 
 def test_every_option_in_the_doc_exists() -> None:
-    known = options(scan) | options(station) | {"--help"}
+    known = options(scan) | options(station) | options(stations) | {"--help"}
     written = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", DOC))
     assert written - known == set()
     assert {"--action", "--counterpart", "--headless", "--resume", "--manifest", "--log-key"} <= written
