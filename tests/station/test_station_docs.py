@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from cli.scan import scan
 from cli.main import stations
+from cli.scan import scan
 from cli.station import station
 from scanners.station.faults import STEPS
 from scanners.station.messages import REASONS
