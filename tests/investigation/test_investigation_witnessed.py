@@ -31,7 +31,7 @@ def test_the_report_carries_the_latest_cosigned_checkpoint_and_the_proof_that_it
     ledger = Ledger(instance)
     log_key = parse_verifier_key(ledger.log_key())
     checkpoints = ledger.checkpoints()
-    (old_size, old_note), (new_size, new_note) = checkpoints[-4], checkpoints[-1]
+    (old_size, old_note), (new_size, _) = checkpoints[-4], checkpoints[-1]
     witness = Ed25519PrivateKey.generate()
     instance.keys.register(witness.public_key().public_bytes_raw(), Role.WITNESS, "province.witness",
                            simulation.SETUP_AT)
