@@ -196,6 +196,21 @@ def _tamper_other_leaf_bytes(results: list[dict[str, Any]]) -> None:
     results[0]["receipt"] = "\n".join(lines) + "\n\n" + note
 
 
+def _rewritten(endpoint: str, change: Any) -> Any:
+    """``HttpTransport.request`` with the server's results for ``endpoint`` passed through ``change`` first."""
+    real_request = HttpTransport.request
+
+    def request(self: HttpTransport, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        response = real_request(self, method, path, body, headers)
+        if path != endpoint:
+            return response
+        document = json.loads(response.body)
+        change(document["results"])
+        return Response(response.status, json.dumps(document).encode(), response.headers)
+
+    return request
+
+
 TAMPER = {"bit-flip-in-receipt": (_tamper_bit_flip_in_receipt, "does not verify against the pinned log key"),
           "swapped-leaves": (_tamper_swapped_leaves, "proves a leaf that does not hold our event"),
           "other-leaf-bytes": (_tamper_other_leaf_bytes, "leaf bytes do not hash to the announced leaf hash")}
@@ -211,16 +226,7 @@ def test_a_receipt_that_does_not_verify_keeps_the_event_unsent(case: str, make_s
     ids = station.confirm(session)
     tamper, message = TAMPER[case]
     real_request = HttpTransport.request
-
-    def tampered(self: HttpTransport, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Response:
-        response = real_request(self, method, path, body, headers)
-        if path != "/api/v1/events":
-            return response
-        document = json.loads(response.body)
-        tamper(document["results"])
-        return Response(response.status, json.dumps(document).encode(), response.headers)
-
-    monkeypatch.setattr(HttpTransport, "request", tampered)
+    monkeypatch.setattr(HttpTransport, "request", _rewritten("/api/v1/events", tamper))
     result = CliRunner().invoke(station_cli, ["--station-home", str(station.home.path), "sync"],
                                 env={"CUSTODY_PASSPHRASE": PASSPHRASE})
     assert result.exit_code == 1  # a verification failure, not "offline"
@@ -252,19 +258,14 @@ def test_refusal_evidence_counts_as_delivered_only_with_a_receipt_that_proves_it
                                          text_sha256=hashlib.sha256(text.encode()).hexdigest(), frame=None, item=None)
     real_request = HttpTransport.request
 
-    def lying(self: HttpTransport, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Response:
-        response = real_request(self, method, path, body, headers)
-        if path != "/api/v1/refusals":
-            return response
-        document = json.loads(response.body)
-        head, note = document["results"][0]["receipt"].split("\n\n", 1)
+    def other_reason_in_the_leaf(results: list[dict[str, Any]]) -> None:
+        head, note = results[0]["receipt"].split("\n\n", 1)
         lines = head.split("\n")
         leaf = base64.b64decode(lines[1].removeprefix("extra "))
         lines[1] = "extra " + base64.b64encode(leaf.replace(b'"not_ours"', b'"accepted"')).decode()
-        document["results"][0]["receipt"] = "\n".join(lines) + "\n\n" + note
-        return Response(response.status, json.dumps(document).encode(), response.headers)
+        results[0]["receipt"] = "\n".join(lines) + "\n\n" + note
 
-    monkeypatch.setattr(HttpTransport, "request", lying)
+    monkeypatch.setattr(HttpTransport, "request", _rewritten("/api/v1/refusals", other_reason_in_the_leaf))
     report = station.sync(["receive"])
     assert report.refusals_reported == 0 and any("refusal" in e or "leaf" in e for e in report.errors)
     assert len(station.outbox.unreported_refusals()) == 1  # kept, sent again next time
