@@ -187,13 +187,18 @@ def _tamper_swapped_leaves(results: list[dict[str, Any]]) -> None:
         r.pop("event_id")
 
 
-def _tamper_other_leaf_bytes(results: list[dict[str, Any]]) -> None:
-    # the leaf carried in the proof is not the one the announced hash is of
-    head, note = results[0]["receipt"].split("\n\n", 1)
+def _edit_leaf_in_receipt(result: dict[str, Any], old: bytes, new: bytes) -> None:
+    """Change the leaf bytes a receipt carries (its extra data), leaving its proof and checkpoint alone."""
+    head, note = result["receipt"].split("\n\n", 1)
     lines = head.split("\n")
     extra = base64.b64decode(lines[1].removeprefix("extra "))
-    lines[1] = "extra " + base64.b64encode(extra.replace(b'"count":', b'"count":1')).decode()
-    results[0]["receipt"] = "\n".join(lines) + "\n\n" + note
+    lines[1] = "extra " + base64.b64encode(extra.replace(old, new)).decode()
+    result["receipt"] = "\n".join(lines) + "\n\n" + note
+
+
+def _tamper_other_leaf_bytes(results: list[dict[str, Any]]) -> None:
+    # the leaf carried in the proof is not the one the announced hash is of
+    _edit_leaf_in_receipt(results[0], b'"count":', b'"count":1')
 
 
 def _rewritten(endpoint: str, change: Any) -> Any:
@@ -258,14 +263,8 @@ def test_refusal_evidence_counts_as_delivered_only_with_a_receipt_that_proves_it
                                          text_sha256=hashlib.sha256(text.encode()).hexdigest(), frame=None, item=None)
     real_request = HttpTransport.request
 
-    def other_reason_in_the_leaf(results: list[dict[str, Any]]) -> None:
-        head, note = results[0]["receipt"].split("\n\n", 1)
-        lines = head.split("\n")
-        leaf = base64.b64decode(lines[1].removeprefix("extra "))
-        lines[1] = "extra " + base64.b64encode(leaf.replace(b'"not_ours"', b'"accepted"')).decode()
-        results[0]["receipt"] = "\n".join(lines) + "\n\n" + note
-
-    monkeypatch.setattr(HttpTransport, "request", _rewritten("/api/v1/refusals", other_reason_in_the_leaf))
+    monkeypatch.setattr(HttpTransport, "request", _rewritten(
+        "/api/v1/refusals", lambda results: _edit_leaf_in_receipt(results[0], b'"not_ours"', b'"accepted"')))
     report = station.sync(["receive"])
     assert report.refusals_reported == 0 and any("refusal" in e or "leaf" in e for e in report.errors)
     assert len(station.outbox.unreported_refusals()) == 1  # kept, sent again next time
