@@ -86,6 +86,9 @@ TEXT: dict[str, dict[str, str]] = {
                             "the signed checkpoint below; verify offline with the log's key."},
     "vkey": {"zh": "日志公钥", "en": "Log verifier key"},
     "checkpoint": {"zh": "签名检查点", "en": "Signed checkpoint"},
+    "witnessed": {"zh": "见证方联署的检查点（树大小 {n}）及其到上方检查点的一致性证明",
+                  "en": "Checkpoint cosigned by a witness (tree size {n}) and the consistency proof to the one above"},
+    "unwitnessed": {"zh": "尚无见证方联署的检查点", "en": "No checkpoint cosigned by a witness yet"},
     "more_units": {"zh": "另有 {n} 个单位，见 JSON 报告", "en": "{n} more units in the JSON report"},
     "more_items": {"zh": "另有 {n} 件物品，见 JSON 报告", "en": "{n} more items in the JSON report"},
     "pdf_proofs": {"zh": "此处列出明细物品的证明（每条证明后接上方的签名检查点即为完整的 tlog-proof）；"
@@ -347,6 +350,7 @@ def report_view(report: Report, lang: str = "zh") -> dict[str, Any]:
         f"{subject.name_en or subject.name} ({subject.code})",
         "session": f"{when(subject.starts_at)} – {subject.ends_at.astimezone(LOCAL_TZ).strftime('%H:%M')}",
         "tree_size": report.tree_size, "checkpoint": report.checkpoint, "log_key": report.log_key,
+        "witnessed": report.witnessed,
         "query": [(t("leaked_item", lang), query.get("leaked_item") or t("none", lang)),
                   (t("leaked_unit", lang), query.get("leaked_unit") or t("none", lang)),
                   (t("leak_time", lang), when(report.leak_time, lang) if report.leak_time
@@ -568,6 +572,11 @@ def render_pdf(report: Report, out: str | Path | IO[bytes], lang: str = "zh") ->
         story.extend(block[2:])
     story += [PageBreak(), p(T["evidence"], h2), p(T["evidence_note"], small), p(T["vkey"], h3),
               Preformatted(v["log_key"], mono), p(T["checkpoint"], h3), Preformatted(v["checkpoint"], mono)]
+    if v["witnessed"]:
+        story += [p(T["witnessed"].format(n=v["witnessed"]["tree_size"]), h3),
+                  Preformatted(v["witnessed"]["checkpoint"] + "\n" + v["witnessed"]["consistency"], mono)]
+    else:
+        story.append(p(T["unwitnessed"], small))
     shown, total = shown_evidence(report, v)
     if len(shown) == total:  # a small report: every proof is printed
         shown = sorted({i for d in v["details"] for i in d["indexes"]}) if v["details"] else shown

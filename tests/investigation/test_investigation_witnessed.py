@@ -3,6 +3,7 @@ from it to the report's own checkpoint: evidence anchored where the institute al
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from custody.log.merkle import verify_consistency
 from custody.log.note import cosigner_key, parse_verifier_key
 from custody.log.proofs import parse_consistency_proof
 from custody.verify.witness import witness_checkpoint
+from printing.report import render_html, render_pdf
 from store import simulation
 from store.investigation import investigate
 from store.ledger import Ledger
@@ -26,7 +28,9 @@ def test_the_report_carries_the_latest_cosigned_checkpoint_and_the_proof_that_it
     instance = make_instance(now=simulation.SETUP_AT)
     plan = prepare_sample_exam(instance, setup_at=simulation.SETUP_AT, labels_at=simulation.LABELS_AT)
     simulation.run(instance, plan)
-    assert investigate(instance, "YW").to_json(proofs=False)["log"]["witnessed"] is None  # no witness yet
+    before = investigate(instance, "YW")
+    assert before.to_json(proofs=False)["log"]["witnessed"] is None  # no witness yet
+    assert "尚无见证方联署的检查点" in render_html(before)
 
     ledger = Ledger(instance)
     log_key = parse_verifier_key(ledger.log_key())
@@ -39,7 +43,8 @@ def test_the_report_carries_the_latest_cosigned_checkpoint_and_the_proof_that_it
                                   timestamp=int(datetime(2017, 6, 25, tzinfo=UTC).timestamp()))
     assert add_cosignature(instance, cosigned.note) == old_size
 
-    log = investigate(instance, "YW").to_json(proofs=False)["log"]
+    report = investigate(instance, "YW")
+    log = report.to_json(proofs=False)["log"]
     anchor = log["witnessed"]
     assert log["tree_size"] == new_size and anchor["tree_size"] == old_size < new_size
     cosigner = parse_verifier_key(cosigner_key("province.witness", witness.public_key().public_bytes_raw()))
@@ -47,3 +52,9 @@ def test_the_report_carries_the_latest_cosigned_checkpoint_and_the_proof_that_it
     new = open_checkpoint(log["checkpoint"].encode(), log_key)
     verify_consistency(old.checkpoint.size, new.checkpoint.size, old.checkpoint.root_hash,
                        new.checkpoint.root_hash, parse_consistency_proof(anchor["consistency"]))
+    # the HTML and PDF reports show the anchor too
+    page = render_html(report)
+    assert f"见证方联署的检查点（树大小 {old_size}）" in page and cosigned.line.split(" ")[1] in page
+    pdf = io.BytesIO()
+    render_pdf(report, pdf, lang="en")
+    assert pdf.getvalue().startswith(b"%PDF")
