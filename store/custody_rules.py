@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from custody.events import Event, parse_event
 from custody.labels import ItemKind, cose_from_text
 from custody.rules import ItemInfo, ItemState, Tracker
+from custody.verify.shares import judged_at
 from store.models import AlertRecord, Item, ItemHead, LogLeaf, Setting
 from store.plans import load_plan
 
@@ -52,6 +53,10 @@ class CachedTracker:
         self.snapshot_at = time.monotonic()
         self.dirty: dict[str, ItemState] = {}
 
+    def current(self, size: int, exam: str) -> bool:
+        """Whether this tracker is the one at log size ``size`` for ``exam`` (else rebuild it)."""
+        return self.size == size and self.exam == exam
+
     def states_json(self) -> dict[str, dict[str, Any]]:
         """Every item's state that differs from its initial one, as JSON (what ``item_heads.state`` holds)."""
         return {item: state.to_json() for item, state in self.tracker.changed_states().items()}
@@ -61,12 +66,6 @@ def _label_hash(text: str | None) -> str | None:
     """The SHA-256 of the item's current label, so a clone is caught on its first scan."""
     cose = cose_from_text(text) if text else None
     return hashlib.sha256(cose).hexdigest() if cose else None
-
-
-def _received(column: datetime | None, leaf: dict[str, Any]) -> datetime:
-    from custody.verify.shares import _received as received
-
-    return received(column, leaf)  # type: ignore[arg-type]
 
 
 def snapshot_size(session: Session) -> int:
@@ -101,7 +100,7 @@ def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
             .execution_options(yield_per=2000))
     for data, received_at in session.execute(tail):
         leaf = json.loads(data)
-        outcome = tracker.record(parse_event(leaf["event"]), _received(received_at, leaf))
+        outcome = tracker.record(parse_event(leaf["event"]), judged_at(received_at, leaf))
         cached.dirty.update(outcome.changed)
     return cached
 
@@ -148,7 +147,7 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
             cached.size = end
             return cached
         return None
-    if cached is None or cached.size != first or cached.exam != exam:
+    if cached is None or not cached.current(first, exam):
         cached = load_tracker(session, exam, first)
     tracker = cached.tracker
     alerts: list[dict[str, Any]] = []

@@ -190,7 +190,7 @@ class Ledger:
             size = LogStore(s).head()[0]
             with self._rules_lock:
                 cached = self._custody
-                if cached is not None and cached.size == size and cached.exam == exam:
+                if cached is not None and cached.current(size, exam):
                     return cached.states_json()  # type: ignore[no-any-return]
             return current_states(s, exam, size)
 
@@ -204,7 +204,7 @@ class Ledger:
         with self.db.write_session() as s, self._rules_lock:
             size = LogStore(s).head()[0]
             cached = self._custody
-            if cached is None or cached.size != size or cached.exam != exam:
+            if cached is None or not cached.current(size, exam):
                 cached = load_tracker(s, exam, size)
             store_states(s, cached)
             self._custody = cached

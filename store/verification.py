@@ -815,7 +815,7 @@ def _make_replay(setup: tuple[Any, dict[str, Any]] | None, snapshot: dict[str, A
 
 def _replay_sequential(instance: Instance, setup: tuple[Any, dict[str, Any]], snapshot: dict[str, Any] | None,
                        start: int) -> dict[str, Any]:
-    from custody.verify.shares import _received
+    from custody.verify.shares import judged_at
 
     replay = _make_replay(setup, snapshot)
     assert replay is not None
@@ -829,7 +829,7 @@ def _replay_sequential(instance: Instance, setup: tuple[Any, dict[str, Any]], sn
             except ValueError:
                 continue
             if isinstance(leaf, dict):
-                replay.feed(idx, leaf, _received(received, leaf))
+                replay.feed(idx, leaf, judged_at(received, leaf))
     return {"alerts": replay.alerts, "failures": replay.failures, "states": replay.state_json(),
             "orders": replay.orders}
 

@@ -87,7 +87,7 @@ class ShareWorker:
                 leaf = json.loads(data)
             except ValueError:
                 continue
-            replay.feed(index, leaf, _received(received, leaf))
+            replay.feed(index, leaf, judged_at(received, leaf))
 
     def result(self) -> dict[str, Any]:
         replay = self.replay
@@ -98,7 +98,7 @@ class ShareWorker:
                 "orders": replay.orders if replay else []}
 
 
-def _received(column: datetime, leaf: Mapping[str, Any]) -> datetime:
+def judged_at(column: datetime, leaf: Mapping[str, Any]) -> datetime:
     """The time the ledger judged the event with: the row's (sub-second) time if it agrees with the leaf."""
     text = leaf.get("received_at")
     stamp = parse_utc(text)
