@@ -28,6 +28,14 @@ class StationConflict(CustodyError):
     exit_code = 1
 
 
+class StationElsewhere(StationConflict):
+    """The station code is registered at another unit."""
+
+
+class KeyTaken(StationConflict):
+    """The public key is registered already (to this or another station)."""
+
+
 def parse_public_key(text: str) -> bytes | None:
     """A 32-byte Ed25519 public key written in hex or base64, or None."""
     text = text.strip()
@@ -45,8 +53,8 @@ def register_station(instance: Instance, code: str, unit: str, name: str, public
                      now: datetime) -> str:
     """Register station ``code`` at ``unit`` with its public key; returns the key id (hex).
 
-    Raises :class:`NotFound` for an unknown unit, :class:`StationConflict` when
-    the station belongs to another unit or the key is registered already,
+    Raises :class:`NotFound` for an unknown unit, :class:`StationElsewhere` when
+    the station belongs to another unit, :class:`KeyTaken` when the key is registered already,
     ``ValueError`` for a malformed code or key. Nothing is stored then.
     """
     if not _CODE.match(code):
@@ -61,7 +69,7 @@ def register_station(instance: Instance, code: str, unit: str, name: str, public
                 raise NotFound(f"unit {unit!r} is not in the unit tree")
             station = s.get(Station, code)
             if station is not None and station.unit != unit:
-                raise StationConflict(f"station {code} already exists at unit {station.unit}")
+                raise StationElsewhere(f"station {code} already exists at unit {station.unit}")
             s.add(KeyRecord(kid=kid, public_raw=public_raw, role=Role.STATION.value, owner=code, valid_from=now))
             if station is None:
                 s.add(Station(code=code, unit=unit, name=name.strip(), kid=kid, registered_at=now))
@@ -69,5 +77,5 @@ def register_station(instance: Instance, code: str, unit: str, name: str, public
                 station.kid = kid
                 station.name = name.strip()
     except IntegrityError:
-        raise StationConflict(f"the public key {kid} is registered already") from None
+        raise KeyTaken(f"the public key {kid} is registered already") from None
     return kid

@@ -13,7 +13,7 @@ from custody.keyring import Role
 from custody.plan import ALLOWED_PARENTS, UnitKind
 from store.issuance import issue_badges
 from store.models import KeyRecord, Person, Station, Unit
-from store.stations import StationConflict, parse_public_key, register_station
+from store.stations import KeyTaken, StationElsewhere, parse_public_key, register_station
 from web.audit import audit
 from web.auth import current_principal, current_scope, has_role, login_required, roles_required
 from web.forms import PersonForm, PostForm, StationForm, UnitForm
@@ -108,11 +108,11 @@ def _register_station(form: StationForm, raw: bytes, scope: Scope) -> int:
         abort(404)
     try:
         kid = register_station(st.instance, code, unit, form.name.data or "", raw, st.now())
-    except StationConflict as exc:
-        if "already exists" in str(exc):
-            flash(_("Station %(code)s already exists at another unit.", code=code), "error")
-        else:
-            flash(_("This public key is already registered."), "error")
+    except StationElsewhere:
+        flash(_("Station %(code)s already exists at another unit.", code=code), "error")
+        return 400
+    except KeyTaken:
+        flash(_("This public key is already registered."), "error")
         return 400
     st.keys_changed()
     audit(current_principal(), "register_station", code, f"unit={unit} kid={kid}")  # type: ignore[arg-type]
