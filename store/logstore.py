@@ -77,25 +77,13 @@ class LogStore:
         """
         if not ids:
             return []
-        wanted: dict[int, list[int]] = {}
-        for level, idx in dict.fromkeys(ids):
-            if (level, idx) not in self.cache:
-                wanted.setdefault(level, []).append(idx)
-        chunks: list[list[tuple[int, list[int]]]] = [[]]
-        count = 0
-        for level, indexes in wanted.items():
-            for start in range(0, len(indexes), 500):
-                part = indexes[start:start + 500]
-                if count + len(part) > 500 and chunks[-1]:
-                    chunks.append([])
-                    count = 0
-                chunks[-1].append((level, part))
-                count += len(part)
-        for chunk in chunks:
-            if not chunk:
-                continue
+        pending = [node for node in dict.fromkeys(ids) if node not in self.cache]
+        for start in range(0, len(pending), 500):
+            by_level: dict[int, list[int]] = {}
+            for level, idx in pending[start:start + 500]:
+                by_level.setdefault(level, []).append(idx)
             rows = self.session.execute(select(LogNode.level, LogNode.idx, LogNode.hash).where(
-                or_(*(and_(LogNode.level == level, LogNode.idx.in_(part)) for level, part in chunk))))
+                or_(*(and_(LogNode.level == level, LogNode.idx.in_(part)) for level, part in by_level.items()))))
             self.cache.update({(level, idx): h for level, idx, h in rows})
         missing = [i for i in ids if i not in self.cache]
         if missing:
