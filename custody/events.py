@@ -32,6 +32,7 @@ station's signature with the key valid at the station time.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import enum
 import hashlib
 import re
@@ -42,7 +43,7 @@ from typing import Any
 
 from custody.errors import CustodyError
 from custody.keyring import KeyRing, PublicKey, Role
-from custody.log.jcs import canonical_json
+from custody.log.jcs import canonical_json, canonical_plain
 
 EVENT_VERSION = 1
 MAX_EVENT_BYTES = 8192
@@ -135,13 +136,16 @@ class Event:
     photo: str | None
     box: str | None
     raw: Mapping[str, Any]
+    #: The JCS bytes of ``raw``, worked out once by :func:`parse_event` (what the station signed).
+    _canonical: bytes = dataclasses.field(default=b"", repr=False, compare=False)
 
     @property
     def people(self) -> tuple[Person, ...]:
         return self.handed_by + self.received_by
 
     def canonical(self) -> bytes:
-        return canonical_json(dict(self.raw))
+        """The RFC 8785 bytes of ``raw`` as parsed (the signed message)."""
+        return self._canonical or canonical_json(dict(self.raw))
 
 
 def format_time(when: datetime) -> str:
@@ -155,7 +159,7 @@ def parse_time(text: str, field: str) -> datetime:
     if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text):
         raise MalformedEvent(f"{field} must be a UTC time like 2017-06-20T00:20:00Z, found {text!r}")
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.fromisoformat(text)  # the pattern above leaves only the 'Z' form (UTC)
     except ValueError:
         raise MalformedEvent(f"{field} is not a real time: {text!r}") from None
 
@@ -220,7 +224,7 @@ def parse_event(raw: Any) -> Event:
     unknown, missing = set(raw) - FIELDS, FIELDS - set(raw)
     if unknown or missing:
         raise MalformedEvent(f"event fields: unknown {sorted(unknown)}, missing {sorted(missing)}")
-    if raw["v"] != EVENT_VERSION or isinstance(raw["v"], bool):
+    if type(raw["v"]) is not int or raw["v"] != EVENT_VERSION:
         raise MalformedEvent(f"event version must be 1, found {raw['v']!r}")
     for field in ("id", "item", "station"):
         if not isinstance(raw[field], str) or not _ID.match(raw[field]):
@@ -261,6 +265,9 @@ def parse_event(raw: Any) -> Event:
         station=raw["station"], station_time=parse_time(raw["station_time"], "station_time"),
         seal_number=seal_number, seal_condition=seal_condition, count=count, reason=reason,
         note=_opt_text(raw, "note", MAX_NOTE), photo=photo, box=box, raw=raw,
+        # Every value was checked above to be text, null, a small whole number, or lists and objects of
+        # them with ASCII keys: JCS writes those exactly as the plain encoder does (see custody.log.jcs).
+        _canonical=canonical_plain(raw),
     )
     if len(event.canonical()) > MAX_EVENT_BYTES:
         raise MalformedEvent(f"an event may have at most {MAX_EVENT_BYTES} bytes")

@@ -18,6 +18,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -81,9 +82,13 @@ class PublicKey:
                 f"{self.valid_from.isoformat()} until {until}; the signature claims {when.isoformat()}"
             )
 
+    @cached_property
+    def _verifier(self) -> Ed25519PublicKey:
+        return Ed25519PublicKey.from_public_bytes(self.public_raw)
+
     def verifies(self, signature: bytes, message: bytes) -> bool:
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_raw).verify(signature, message)
+            self._verifier.verify(signature, message)
         except InvalidSignature:
             return False
         return True

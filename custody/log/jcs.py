@@ -63,6 +63,18 @@ def canonical_json(obj: Any) -> bytes:
         raise LeafError(f"value cannot be canonicalised as RFC 8785 JSON: {exc}") from exc
 
 
+def canonical_plain(obj: dict[str, Any]) -> bytes:
+    """:func:`canonical_json` for an object its caller has checked to be plain (see ``_plain``).
+
+    Skips the walk that checks it; for shapes validated field by field, like a parsed
+    event. Anything the plain encoder cannot write still goes the reference way.
+    """
+    try:
+        return _ENCODE(obj).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return canonical_json(obj)
+
+
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
