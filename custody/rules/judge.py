@@ -49,9 +49,11 @@ class Judgement:
     #: Changes to the scanned item's state that hold whatever the order (label, seal, count, opened).
     facts: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def late(self) -> bool:
-        return self.received_at - self.event.station_time > self.tracker.config.late_sync
+    #: Synced late (``late_sync`` after its station time); worked out once per event.
+    late: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.late = self.received_at - self.event.station_time > self.tracker.config.late_sync
 
     def backlog(self, state: ItemState) -> bool:
         """A backlog event: synced late and older than what is known of the item. It is judged but

@@ -182,15 +182,16 @@ class ItemState:
     def to_json(self) -> dict[str, Any]:
         """A plain dict of str, int, bool, None and lists; times as RFC 3339 UTC."""
         out: dict[str, Any] = {"v": STATE_VERSION}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        values = self.__dict__
+        for name in _STATE_NAMES:
+            value = values[name]
             if isinstance(value, Status):
                 value = value.value
             elif isinstance(value, datetime):
                 value = value.astimezone(UTC).isoformat()
             elif isinstance(value, tuple):
                 value = list(value)
-            out[f.name] = value
+            out[name] = value
         return out
 
     @classmethod
@@ -218,7 +219,8 @@ class ItemState:
         return cls(**values)
 
 
-_STATE_FIELDS = frozenset(f.name for f in fields(ItemState))
+_STATE_NAMES = tuple(f.name for f in fields(ItemState))
+_STATE_FIELDS = frozenset(_STATE_NAMES)
 
 
 @dataclass(frozen=True)

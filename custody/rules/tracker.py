@@ -123,19 +123,40 @@ class Tracker:
         action = Action.UNPACK if event.action is Action.OPEN and info.kind is ItemKind.BOX else event.action
         affected = [event.item] + self._contents(event.item, action)
         before = {i: self.state(i) for i in affected}
-        box_codes: set[str] = set()
         changed: dict[str, ItemState] = {}
-        for n, item_id in enumerate(affected):
+        alerts = judge.item(info, scanned, action, True, subject)
+        box_codes = {a.code for a in alerts}
+        if len(affected) > 1:
+            alerts = [replace(a, details={**a.details, "contents": affected[1:]}) for a in alerts]
+        judge.alerts.extend(alerts)
+        new = self._advance(scanned, action, event, judge, scanned=True)
+        if new != scanned:
+            changed[event.item] = new
+        # The contents of a box: most share their inputs (they moved together), so one content's
+        # judgement and transition stand for every content with the same inputs. Only judgements
+        # that raised nothing are shared; a content with an alert is judged on its own, by name.
+        quiet: set[tuple[Any, ...]] = set()
+        moves: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        units = tuple(u for u in dict.fromkeys((event.from_unit, event.to_unit)) if u is not None)
+        for item_id in affected[1:]:
             item_info, state = self.items[item_id], before[item_id]
-            alerts = judge.item(item_info, state, action, n == 0, self.subject(item_info.subject))
-            if n == 0:
-                box_codes = {a.code for a in alerts}
-                if len(affected) > 1:
-                    alerts = [replace(a, details={**a.details, "contents": affected[1:]}) for a in alerts]
-            elif _same_course(state, before[event.item]):
-                alerts = [a for a in alerts if a.code not in box_codes]
-            judge.alerts.extend(alerts)
-            new = self._advance(state, action, event, judge, scanned=n == 0)
+            course = (state.status, state.holder, state.heading, state.sender, state.last_time, state.last_place,
+                      state.last_action, state.people)
+            inputs = (course, item_info.kind is ItemKind.ANSWER_CARD_BUNDLE,
+                      tuple(self.geo.judge_unit(u, item_info) for u in units))
+            if inputs not in quiet:
+                alerts = judge.item(item_info, state, action, False, self.subject(item_info.subject))
+                if _same_course(state, scanned):
+                    alerts = [a for a in alerts if a.code not in box_codes]
+                if alerts:
+                    judge.alerts.extend(alerts)
+                else:
+                    quiet.add(inputs)
+            move = (state.last_time, state.holder, state.people, state.sender)
+            if move not in moves:
+                moves[move] = self._changes(state, action, event, judge, scanned=False)
+            changes = moves[move]
+            new = state if changes is None else state.evolve(**changes)
             if new != state:
                 changed[item_id] = new
         for item_id, new in changed.items():
@@ -169,8 +190,18 @@ class Tracker:
                  scanned: bool) -> ItemState:
         """The state after ``event``: the facts of the scanned item always; custody unless a backlog."""
         new = state.evolve(**judge.facts) if scanned else state
+        changes = self._changes(state, action, event, judge, scanned=scanned)
+        return new if changes is None else new.evolve(**changes)
+
+    def _changes(self, state: ItemState, action: Action, event: Event, judge: Judgement, *,
+                 scanned: bool) -> dict[str, Any] | None:
+        """What ``event`` changes in custody (None for a backlog event, which changes none).
+
+        For an item not scanned itself (packed in the scanned box) the changes depend only on
+        its ``last_time``, ``holder``, ``people`` and ``sender``: :meth:`record` shares them.
+        """
         if judge.backlog(state):
-            return new
+            return None
         cfg = self.config
         to, frm, holder = event.to_unit, event.from_unit, state.holder
         received = tuple(p.staff for p in event.received_by)
@@ -229,7 +260,7 @@ class Tracker:
             box = self.items.get(event.box or "")
             if box is not None and box.kind is ItemKind.BOX and box.item_id != state.item:
                 changes["in_box"] = box.item_id
-        return new.evolve(**changes)
+        return changes
 
 
 def alert_codes(alerts: Iterable[Alert]) -> list[str]:
