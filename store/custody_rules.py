@@ -36,8 +36,9 @@ from store.plans import load_plan
 
 #: The setting that names the log size the stored states are current at.
 STATE_SIZE = "rules_state_size"
-#: Store the states when this long has passed since the last snapshot...
-SNAPSHOT_SECONDS = 5.0
+#: Store the states when this long has passed since the last snapshot (a snapshot writes every
+#: state changed since the last one: up to one row per item, about a second for a city's items)...
+SNAPSHOT_SECONDS = 30.0
 #: ...or when this many leaves were appended since (bounds the replay after a restart).
 SNAPSHOT_LEAVES = 50_000
 
@@ -98,11 +99,43 @@ def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
     tail = (select(LogLeaf.data, LogLeaf.received_at)
             .where(LogLeaf.type == "handover", LogLeaf.idx >= stored, LogLeaf.idx < size).order_by(LogLeaf.idx)
             .execution_options(yield_per=2000))
+    _replay(session, cached, tail)
+    return cached
+
+
+#: Leaves that leave the tracker's memory as it was (a backup order or a new label changes it).
+_NEUTRAL = ("handover", "refusal", "scan_refusal", "key", "revocation")
+
+
+def catch_up(session: Session, cached: CachedTracker, exam: str, size: int) -> bool:
+    """Bring a tracker that fell behind (another process appended) to ``size`` by replaying what it missed.
+
+    Cheaper than :func:`load_tracker` when the tracker is newer than the stored snapshot: with
+    several writer processes each replays only the others' handovers, not everything since the
+    snapshot. False (and the tracker untouched) when it cannot: another exam, a snapshot newer
+    than the tracker, or a leaf in between that changes more than states.
+    """
+    if cached.exam != exam or cached.size > size or snapshot_size(session) > cached.size:
+        return False
+    others = session.scalar(select(LogLeaf.idx).where(LogLeaf.idx >= cached.size, LogLeaf.idx < size,
+                                                      LogLeaf.type.not_in(_NEUTRAL)).limit(1))
+    if others is not None:
+        return False
+    tail = (select(LogLeaf.data, LogLeaf.received_at)
+            .where(LogLeaf.type == "handover", LogLeaf.idx >= cached.size, LogLeaf.idx < size)
+            .order_by(LogLeaf.idx).execution_options(yield_per=2000))
+    _replay(session, cached, tail)
+    cached.size = size
+    return True
+
+
+def _replay(session: Session, cached: CachedTracker, tail: Any) -> None:
+    """Judge the handover leaves ``tail`` selects again, as they were first judged (states only)."""
+    tracker = cached.tracker
     for data, received_at in session.execute(tail):
         leaf = json.loads(data)
         outcome = tracker.record(parse_event(leaf["event"]), judged_at(received_at, leaf))
         cached.dirty.update(outcome.changed)
-    return cached
 
 
 def store_states(session: Session, cached: CachedTracker) -> None:
@@ -148,7 +181,8 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
             return cached
         return None
     if cached is None or not cached.current(first, exam):
-        cached = load_tracker(session, exam, first)
+        if cached is None or not catch_up(session, cached, exam, first):
+            cached = load_tracker(session, exam, first)
     tracker = cached.tracker
     alerts: list[dict[str, Any]] = []
     for index, event, received_at in accepted:

@@ -552,15 +552,14 @@ class _BatchBuilder:
             s.execute(insert(ItemHead), inserts)
         for digest, item, mark in self.labels:
             s.add(IssuedLabel(label_hash=digest, item=item, leaf_idx=first + mark))
+        registered = [{"key_id": key_id, "registered_idx": first + mark}
+                      for key_id, what, mark in self.key_marks if what == "registered"]
+        if registered:
+            s.execute(insert(LoggedKey), registered)
         for key_id, what, mark in self.key_marks:
-            row = s.get(LoggedKey, key_id)
-            if what == "registered":
-                s.add(LoggedKey(key_id=key_id, registered_idx=first + mark))
-            else:
-                if row is None:
-                    s.flush()
-                    row = s.get(LoggedKey, key_id)
-                assert row is not None
+            if what == "revoked":
+                row = s.get(LoggedKey, key_id)
+                assert row is not None  # logged as registered before, or just above
                 row.revoked_idx = first + mark
         s.flush()
         judge(s, first, first + len(self.leaves), [(first + mark, event, self.now) for mark, event in self.handovers])

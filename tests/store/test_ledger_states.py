@@ -69,3 +69,57 @@ def test_restarts_between_snapshots_judge_and_track_exactly_as_one_straight_run(
     # and every stored alert is what a straight replay of the whole log gives (the nightly check's rule replay)
     outcome = verify_instance(tiny_exam, VerifyOptions(full=True, workers=0, sign=False))
     assert outcome.ok, [f.code for f in outcome.findings]
+
+
+def test_two_writers_catch_up_on_each_others_handovers_and_agree_with_a_straight_replay(
+        exam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two writer processes (two ledgers on one database) take turns: each replays only the
+    other's handovers since its own last batch, not everything since the snapshot."""
+    from custody.sample import sample_plan
+    from store.verification import VerifyOptions, verify_instance
+
+    monkeypatch.setattr(custody_rules, "SNAPSHOT_SECONDS", 1e9)
+    monkeypatch.setattr(custody_rules, "SNAPSHOT_LEAVES", 10**9)
+    builds: list[int] = []
+    load_tracker = custody_rules.load_tracker
+
+    def counting_load_tracker(session: Any, exam_code: str, size: int) -> Any:
+        builds.append(size)
+        return load_tracker(session, exam_code, size)
+
+    monkeypatch.setattr(custody_rules, "load_tracker", counting_load_tracker)
+    plan = sample_plan("tiny")
+    clock = {"now": simulation.LABELS_AT}
+    writers = [Ledger(exam, clock=lambda: clock["now"]) for _ in range(2)]
+    writers[0].record_labels(plan.exam)
+    sim = simulation.ExamSimulation(exam, plan, simulation.register_stations(exam, plan, simulation.STATIONS_AT))
+    sim.build()
+    batches = list(sim.batches(40))
+    assert len(batches) > 8
+    *first, (last_arrival, last) = batches
+    for n, (arrival, batch) in enumerate(first):
+        clock["now"] = arrival
+        writers[n % 2].submit(batch)
+    assert len(builds) == 2  # each writer built its tracker once; after that it caught up
+
+    caught: list[int] = []
+    catch_up = custody_rules.catch_up
+
+    def counting_catch_up(session: Any, cached: Any, exam_code: str, size: int) -> bool:
+        caught.append(size)
+        return catch_up(session, cached, exam_code, size)
+
+    monkeypatch.setattr(custody_rules, "catch_up", counting_catch_up)
+    from store.investigation import record_backup_order
+
+    # a third writer logs a backup order, which changes more than states: the next batch rebuilds
+    record_backup_order(exam, plan.subjects[0].code, [plan.units[0].code], reason="test", ordered_by="test",
+                        at=clock["now"])
+    clock["now"] = last_arrival
+    writers[1].submit(last)
+    assert len(caught) == 1 and len(builds) == 3
+
+    live = writers[1].item_states(plan.exam)
+    assert live and writers[0].item_states(plan.exam) == live == Ledger(exam).item_states(plan.exam)
+    outcome = verify_instance(exam, VerifyOptions(full=True, workers=0, sign=False))
+    assert outcome.ok, [f.code for f in outcome.findings]
