@@ -319,15 +319,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--cache", type=Path, help="cache folder (default /tmp/custody-verify-bench-...)")
     parser.add_argument("--rebuild", action="store_true")
-    parser.add_argument("--with-proposed-fix", action="store_true",
-                        help="measure with the proposed fix to custody.events.parse_event: its size check serialises "
-                             "the event with json.dumps instead of the pure-Python RFC 8785 serialiser (same length "
-                             "for every valid event); the verifier never uses that serialisation for signatures")
     args = parser.parse_args()
-    if args.with_proposed_fix:
-        import custody.events
-
-        custody.events.canonical_json = _jcs  # type: ignore[assignment]
     cache = args.cache or Path(f"/tmp/custody-verify-bench-v1-{args.events}-{args.new}")
     if args.rebuild or not (cache / "meta.json").exists():
         print(f"building the bench log in {cache} (cached for later runs) ...", flush=True)
@@ -371,8 +363,6 @@ def main() -> None:
     instance.close()
     rate = ed25519_rate()
 
-    if args.with_proposed_fix:
-        print("(measured with the proposed custody.events.parse_event fix: see --help)")
     full_rate = stats["events_per_second"]
     new_leaves = incremental.report["verified_to"] - incremental.report["verified_from"]
     print()

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from custody.errors import CustodyError
+from custody.errors import CustodyError, LeafError
 from custody.keyring import KeyRing, PublicKey, Role
 from custody.log.jcs import canonical_json, canonical_plain
 
@@ -258,6 +258,12 @@ def parse_event(raw: Any) -> Event:
     box = _opt_text(raw, "box")
     if (action is Action.PACK) != (box is not None):
         raise MalformedEvent("box is given for pack events and only for them")
+    try:
+        # Every value was checked above to be text, null, a small whole number, or lists and objects of
+        # them with ASCII keys: JCS writes those exactly as the plain encoder does (see custody.log.jcs).
+        canonical = canonical_plain(raw)
+    except LeafError:
+        raise MalformedEvent("event text must be valid Unicode (it holds a lone surrogate)") from None
     event = Event(
         id=raw["id"], item=raw["item"], label=raw["label"], action=action,
         from_unit=_opt_text(raw, "from_unit"), to_unit=_opt_text(raw, "to_unit"),
@@ -265,9 +271,7 @@ def parse_event(raw: Any) -> Event:
         station=raw["station"], station_time=parse_time(raw["station_time"], "station_time"),
         seal_number=seal_number, seal_condition=seal_condition, count=count, reason=reason,
         note=_opt_text(raw, "note", MAX_NOTE), photo=photo, box=box, raw=raw,
-        # Every value was checked above to be text, null, a small whole number, or lists and objects of
-        # them with ASCII keys: JCS writes those exactly as the plain encoder does (see custody.log.jcs).
-        _canonical=canonical_plain(raw),
+        _canonical=canonical,
     )
     if len(event.canonical()) > MAX_EVENT_BYTES:
         raise MalformedEvent(f"an event may have at most {MAX_EVENT_BYTES} bytes")

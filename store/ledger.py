@@ -32,7 +32,7 @@ from custody.errors import CustodyError
 from custody.events import Event, EventError, format_time, verify_submission
 from custody.keyring import KeyRing, Role
 from custody.labels import cose_from_text
-from custody.log.jcs import canonical_json
+from custody.log.jcs import canonical_json, canonical_plain
 from custody.log.merkle import leaf_hash
 from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
 from custody.log.proofs import format_consistency_proof, format_tlog_proof
@@ -310,11 +310,12 @@ class Ledger:
                     r["index"] = existing if existing is not None else first + keys_seen[key or ""]
                 else:
                     r["index"] += first
+            paths = store.proofs([r["index"] for r in results], integration.new_size)
+            for r, path in zip(results, paths, strict=True):
                 relative = r["index"] - first
                 data = builder.leaves[relative].data if relative >= 0 else s.get(LogLeaf, r["index"]).data
                 r["leaf_hash"] = leaf_hash(data).hex()
-                r["receipt"] = format_tlog_proof(r["index"], store.proof(r["index"], integration.new_size),
-                                                 note, extra=data)
+                r["receipt"] = format_tlog_proof(r["index"], path, note, extra=data)
         write_witness_copy(self.instance.home, note)
         return results
 
@@ -426,8 +427,9 @@ class _BatchBuilder:
         return self.heads[item]
 
     def _add(self, leaf: dict[str, Any], item: str | None, event_key: str | None = None,
-             station: str | None = None) -> int:
-        data = canonical_json(leaf)
+             station: str | None = None, *, plain: bool = False) -> int:
+        """Add a leaf; ``plain`` when its caller checked every value is plain (see ``canonical_plain``)."""
+        data = canonical_plain(leaf) if plain else canonical_json(leaf)
         digest = leaf_hash(data)
         self.leaves.append(NewLeaf(data, digest, leaf["type"], item, event_key, station, self.now))
         if item is not None:
@@ -471,7 +473,9 @@ class _BatchBuilder:
     def handover(self, event: Event, kid: str, sig: str, key: str) -> dict[str, Any]:
         leaf = self._chained({"type": "handover", "event": dict(event.raw), "kid": kid, "sig": sig,
                               "received_at": self.received}, event.item)
-        mark = self._add(leaf, event.item, key, event.station)
+        # A parsed event is plain (parse_event checked each field); the key id, signature, time and
+        # chain hash are ASCII text or null.
+        mark = self._add(leaf, event.item, key, event.station, plain=True)
         self.handovers.append((mark, event))
         return {"status": "accepted", "event_id": event.id, "index": mark}
 

@@ -30,6 +30,7 @@ from custody.log.merkle import (
     Integration,
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     integrate,
     verify_consistency,
 )
@@ -145,6 +146,10 @@ class LogStore:
 
     def proof(self, index: int, size: int) -> list[bytes]:
         return inclusion_proof(index, size, self.get_nodes)
+
+    def proofs(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
+        """The audit paths of several leaves in the tree of ``size`` (a batch's receipts)."""
+        return inclusion_proofs(indexes, size, self.get_nodes)
 
 
 # --- the witness copy of the latest checkpoint, outside the database --------------------

@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from custody.verify.findings import Finding
 MAX_SAFE_INT = 2**53 - 1
 _DECODER = json.JSONDecoder()
 _EVENT_PREFIX = '{"event":'
+_NON_BMP = re.compile(rb"[\xf0-\xff]")
 
 #: Leaf types the log writes; an institute record may add its own (``backup_order``, ...).
 CORE_TYPES = frozenset({"handover", "label", "key", "revocation", "refusal"})
@@ -54,7 +56,7 @@ def _checked_int(text: str) -> int:
 def parse_canonical_leaf(data: bytes) -> dict[str, Any]:
     """The leaf's object, if ``data`` is exactly its RFC 8785 form; raises ``LeafError`` otherwise."""
     try:
-        if max(data, default=0) >= 0xF0:  # a 4-byte UTF-8 sequence: a character outside the BMP
+        if _NON_BMP.search(data):  # a 4-byte UTF-8 sequence: a character outside the BMP
             raise _NotFast
         text = data.decode("utf-8")
         obj = json.loads(text, parse_float=_no_float, parse_int=_checked_int)

@@ -18,6 +18,7 @@ from custody.log.merkle import (
     StreamingRoot,
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     integrate,
     leaf_hash,
     root,
@@ -67,6 +68,14 @@ def test_inclusion_proof_is_one_read_of_log_n_ids(index: int) -> None:
     assert calls == 1
     assert len(proof) <= LOG_N
     assert ids <= 2 * LOG_N
+
+
+def test_a_batch_of_receipts_is_one_read() -> None:
+    store = LazyStore(N)
+    proofs = inclusion_proofs(range(N - 2000, N), N, store.get_nodes)
+    calls, ids = store.reads()
+    assert calls == 1 and len(proofs) == 2000
+    assert ids <= 2 * 2000 + 2 * LOG_N  # the batch's own subtrees, and the tree to their left once
 
 
 @pytest.mark.parametrize("old", OLD_SIZES)

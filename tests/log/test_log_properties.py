@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custody.errors import ConsistencyProofError, InclusionProofError
+from custody.errors import ConsistencyProofError, InclusionProofError, TreeSizeError
 from custody.log.checkpoint import Checkpoint, parse_checkpoint
 from custody.log.merkle import (
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     integrate,
     leaf_hash,
     node_hash,
@@ -52,6 +53,16 @@ def test_inclusion_proofs_verify_against_the_full_recompute(big_store: Any, data
         bit = data.draw(st.integers(0, 256 * len(proof) - 1), label="bit")
         with pytest.raises(InclusionProofError):
             verify_inclusion(LEAF_HASHES[index], index, size, flip(proof, bit), FULL_ROOTS[size])
+
+
+@given(st.data())
+def test_a_batch_of_inclusion_proofs_is_each_leafs_own_proof(big_store: Any, data: st.DataObject) -> None:
+    size = data.draw(st.integers(1, MAX), label="size")
+    indexes = data.draw(st.lists(st.integers(0, size - 1), max_size=40), label="indexes")
+    assert inclusion_proofs(indexes, size, big_store.get_nodes) == [
+        inclusion_proof(i, size, big_store.get_nodes) for i in indexes]
+    with pytest.raises(TreeSizeError):
+        inclusion_proofs([*indexes, size], size, big_store.get_nodes)
 
 
 @given(st.data())
