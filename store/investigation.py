@@ -52,7 +52,7 @@ from custody.investigation.territory import Territory
 from custody.investigation.trace import Memo
 from custody.keyring import Role
 from custody.labels import ItemKind, parse_unverified_label, verify_label
-from custody.log.merkle import _inclusion_ranges, _range_nodes, node_hash  # noqa: PLC2701 (batched proofs)
+from custody.log.merkle import inclusion_proofs
 from custody.plan import ExamPlan
 from store.instance import Instance
 from store.models import AlertRecord, Item, KeyRecord, LogCheckpoint, LogLeaf, LogNode, Person, Station
@@ -93,51 +93,32 @@ def batch_tlog_proofs(session: Session, indexes: Sequence[int], size: int, check
     """c2sp.org/tlog-proof@v1 texts for many leaves of the tree of ``size`` leaves, with few queries.
 
     The same text ``custody.log.proofs.format_tlog_proof`` writes (no ``extra`` line). The audit
-    paths of many leaves share most of their nodes: each node is read, and each incomplete
-    right-edge range folded and encoded, once.
+    paths of many leaves share most of their nodes: ``inclusion_proofs`` reads each node and folds
+    each incomplete right-edge range once; each hash is encoded once here.
     """
     if not checkpoint.endswith("\n"):
         raise CustodyError("a checkpoint note ends in a newline")
-    composite: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    plans: dict[int, list[Any]] = {}
-    needed: set[tuple[int, int]] = set()
     for index in indexes:
         if not 0 <= index < size:
             raise NotFound(f"leaf {index} is not in the checkpoint of size {size}")
-        steps: list[Any] = []
-        for a, b in _inclusion_ranges(index, size):
-            width = b - a
-            if width & (width - 1) == 0:  # a complete subtree: one stored node
-                level = width.bit_length() - 1
-                node = (level, a >> level)
-                needed.add(node)
-                steps.append(node)
-            else:  # the tree's incomplete right edge: fold its complete nodes
-                nodes = composite.get((a, b))
-                if nodes is None:
-                    nodes = composite[(a, b)] = _range_nodes(a, b)
-                    needed.update(nodes)
-                steps.append((a, b, None))
-        plans[index] = steps
-    known = _fetch_nodes(session, needed)
-    missing = needed - known.keys()
-    if missing:
-        raise CustodyError(f"the stored tree lacks node(s) {sorted(missing)[:5]} (level, index): the log tables "
-                           "are damaged")
-    encoded: dict[Any, str] = {}
-    for key, nodes in composite.items():
-        acc = known[nodes[-1]]
-        for node in reversed(nodes[:-1]):
-            acc = node_hash(known[node], acc)
-        encoded[(key[0], key[1], None)] = base64.b64encode(acc).decode("ascii") + "\n"
+
+    def read(ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        known = _fetch_nodes(session, ids)
+        missing = set(ids) - known.keys()
+        if missing:
+            raise CustodyError(f"the stored tree lacks node(s) {sorted(missing)[:5]} (level, index): the log "
+                               "tables are damaged")
+        return [known[node] for node in ids]
+
+    encoded: dict[bytes, str] = {}
     out: dict[int, str] = {}
     tail = "\n" + checkpoint
-    for index, steps in plans.items():
+    for index, path in zip(indexes, inclusion_proofs(indexes, size, read), strict=True):
         lines = []
-        for step in steps:
-            text = encoded.get(step)
+        for digest in path:
+            text = encoded.get(digest)
             if text is None:
-                text = encoded[step] = base64.b64encode(known[step]).decode("ascii") + "\n"
+                text = encoded[digest] = base64.b64encode(digest).decode("ascii") + "\n"
             lines.append(text)
         out[index] = f"{TLOG_HEADER}index {index}\n{''.join(lines)}{tail}"
     return out
