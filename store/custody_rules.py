@@ -96,10 +96,7 @@ def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
                                  datetime.fromisoformat(order["at"].replace("Z", "+00:00")))
     stored = min(snapshot_size(session), size)
     cached = CachedTracker(tracker, size, exam, stored)
-    tail = (select(LogLeaf.data, LogLeaf.received_at)
-            .where(LogLeaf.type == "handover", LogLeaf.idx >= stored, LogLeaf.idx < size).order_by(LogLeaf.idx)
-            .execution_options(yield_per=2000))
-    _replay(session, cached, tail)
+    _replay(session, cached, stored, size)
     return cached
 
 
@@ -121,17 +118,17 @@ def catch_up(session: Session, cached: CachedTracker, exam: str, size: int) -> b
                                                       LogLeaf.type.not_in(_NEUTRAL)).limit(1))
     if others is not None:
         return False
-    tail = (select(LogLeaf.data, LogLeaf.received_at)
-            .where(LogLeaf.type == "handover", LogLeaf.idx >= cached.size, LogLeaf.idx < size)
-            .order_by(LogLeaf.idx).execution_options(yield_per=2000))
-    _replay(session, cached, tail)
+    _replay(session, cached, cached.size, size)
     cached.size = size
     return True
 
 
-def _replay(session: Session, cached: CachedTracker, tail: Any) -> None:
-    """Judge the handover leaves ``tail`` selects again, as they were first judged (states only)."""
+def _replay(session: Session, cached: CachedTracker, start: int, end: int) -> None:
+    """Judge the handover leaves in ``[start, end)`` again, as they were first judged (states only)."""
     tracker = cached.tracker
+    tail = (select(LogLeaf.data, LogLeaf.received_at)
+            .where(LogLeaf.type == "handover", LogLeaf.idx >= start, LogLeaf.idx < end).order_by(LogLeaf.idx)
+            .execution_options(yield_per=2000))
     for data, received_at in session.execute(tail):
         leaf = json.loads(data)
         outcome = tracker.record(parse_event(leaf["event"]), judged_at(received_at, leaf))
