@@ -169,11 +169,12 @@ def build(cache: Path, events_wanted: int, new: int, workers: int) -> None:
     with instance.db.session() as s:
         first = s.get(LogHead, 1).size
         heads = {item: h for item, h in s.execute(select(ItemHead.item, ItemHead.leaf_hash))}
-        from store.verification import _label_hash
+        from store.custody_rules import labels_before
 
+        labels = labels_before(s, first)
         items = {r.item_id: ItemInfo(item_id=r.item_id, kind=ItemKind(r.kind), subject=r.subject,
                                      destination=r.destination, count=r.count, seal=r.seal, parent_box=r.parent_box,
-                                     label=_label_hash(r.label_text))
+                                     label=labels.get(r.item_id))
                  for r in s.scalars(select(Item).where(Item.exam == plan.exam))}
     ctx = multiprocessing.get_context("fork")
     alerts_out = ctx.Queue()

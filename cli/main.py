@@ -271,14 +271,17 @@ def labels() -> None:
 @click.option("--reissue", is_flag=True, help="Sign new labels even for items that have one.")
 @pass_ctx
 def labels_issue(ctx: Context, exam: str | None, reissue: bool) -> None:
-    """Sign a label for every item (and a badge for every person) that has none."""
+    """Sign a label for every item (and a badge for every person) that has none, and enter the new
+    labels in the custody log: stations accept a label only once the log holds it."""
     from store.issuance import issue_badges, issue_item_labels
+    from store.ledger import Ledger
 
     instance = ctx.instance()
     exam = exam or instance.current_exam()
     signed = issue_item_labels(instance, exam, now(), reissue=reissue)
     badges = issue_badges(instance, exam, now())
-    click.echo(f"signed {signed} item label(s) and {badges} staff badge(s)")
+    logged = Ledger(instance).record_labels(exam)
+    click.echo(f"signed {signed} item label(s) and {badges} staff badge(s); {logged} label(s) entered in the log")
 
 
 @labels.command("text")

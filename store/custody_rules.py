@@ -10,28 +10,32 @@ changes the state of every bundle packed in it, and rewriting thousands of
 states per batch was most of the cost of an append.
 
 A tracker that may be stale (none in this process yet, or another writer
-appended since) is rebuilt from the snapshot and the handover leaves after it,
-replayed in log order exactly as they were first judged (with the received time
-stored beside each leaf). So a crash between snapshots loses nothing: the
-replay recomputes what the snapshot lacks.
+appended since) is rebuilt from the snapshot and the handover and label leaves
+after it, replayed in log order exactly as they were first judged (with the
+received time stored beside each leaf). So a crash between snapshots loses
+nothing: the replay recomputes what the snapshot lacks.
+
+An item's label is the one its latest ``label`` leaf names, as of each scan
+(not the item table's current text): scans before a reissue are judged against
+the old label, later ones against the new.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from custody.events import Event, parse_event
-from custody.labels import ItemKind, cose_from_text
+from custody.labels import ItemKind
 from custody.rules import ItemInfo, ItemState, Tracker
 from custody.verify.shares import judged_at
-from store.models import AlertRecord, Item, ItemHead, LogLeaf, Setting
+from store.models import AlertRecord, IssuedLabel, Item, ItemHead, LogLeaf, Setting
 from store.plans import load_plan
 
 #: The setting that names the log size the stored states are current at.
@@ -63,28 +67,31 @@ class CachedTracker:
         return {item: state.to_json() for item, state in self.tracker.changed_states().items()}
 
 
-def _label_hash(text: str | None) -> str | None:
-    """The SHA-256 of the item's current label, so a clone is caught on its first scan."""
-    cose = cose_from_text(text) if text else None
-    return hashlib.sha256(cose).hexdigest() if cose else None
-
-
 def snapshot_size(session: Session) -> int:
     """The log size the stored states are current at (an instance from before snapshots: the largest stored)."""
     row = session.get(Setting, STATE_SIZE)
     if row is not None:
         return int(row.value)
-    from sqlalchemy import func
-
     return int(session.scalar(select(func.max(ItemHead.state_size))) or 0)
 
 
+def labels_before(session: Session, size: int) -> dict[str, str]:
+    """Each item's label as of log size ``size``: the hash its latest label leaf before ``size`` names."""
+    latest = (select(IssuedLabel.item, func.max(IssuedLabel.leaf_idx).label("idx"))
+              .where(IssuedLabel.leaf_idx < size).group_by(IssuedLabel.item).subquery())
+    return dict(session.execute(select(IssuedLabel.item, IssuedLabel.label_hash)
+                                .join(latest, (IssuedLabel.item == latest.c.item)
+                                      & (IssuedLabel.leaf_idx == latest.c.idx))).all())
+
+
 def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
-    """The tracker at log size ``size``: the stored snapshot, then the handovers after it replayed."""
+    """The tracker at log size ``size``: the stored snapshot, then the handovers and labels after it replayed."""
     plan = load_plan(session, exam)
+    stored = min(snapshot_size(session), size)
+    labels = labels_before(session, stored)
     items = {r.item_id: ItemInfo(item_id=r.item_id, kind=ItemKind(r.kind), subject=r.subject,
                                  destination=r.destination, count=r.count, seal=r.seal, parent_box=r.parent_box,
-                                 label=_label_hash(r.label_text))
+                                 label=labels.get(r.item_id))
              for r in session.scalars(select(Item).where(Item.exam == exam))}
     states = {item: ItemState.from_json(json.loads(state))
               for item, state in session.execute(select(ItemHead.item, ItemHead.state)
@@ -94,14 +101,14 @@ def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
         order = json.loads(data)
         tracker.add_backup_order(order["subject"], set(order["units"]),
                                  datetime.fromisoformat(order["at"].replace("Z", "+00:00")))
-    stored = min(snapshot_size(session), size)
     cached = CachedTracker(tracker, size, exam, stored)
     _replay(session, cached, stored, size)
     return cached
 
 
-#: Leaves that leave the tracker's memory as it was (a backup order or a new label changes it).
-_NEUTRAL = ("handover", "refusal", "scan_refusal", "key", "revocation")
+#: Leaves a tracker can catch up on: those it replays and those that leave its memory as it was
+#: (a backup order changes more: the tracker learns the orders when it is built).
+_CATCHABLE = ("handover", "label", "refusal", "scan_refusal", "key", "revocation")
 
 
 def catch_up(session: Session, cached: CachedTracker, exam: str, size: int) -> bool:
@@ -115,7 +122,7 @@ def catch_up(session: Session, cached: CachedTracker, exam: str, size: int) -> b
     if cached.exam != exam or cached.size > size or snapshot_size(session) > cached.size:
         return False
     others = session.scalar(select(LogLeaf.idx).where(LogLeaf.idx >= cached.size, LogLeaf.idx < size,
-                                                      LogLeaf.type.not_in(_NEUTRAL)).limit(1))
+                                                      LogLeaf.type.not_in(_CATCHABLE)).limit(1))
     if others is not None:
         return False
     _replay(session, cached, cached.size, size)
@@ -124,13 +131,17 @@ def catch_up(session: Session, cached: CachedTracker, exam: str, size: int) -> b
 
 
 def _replay(session: Session, cached: CachedTracker, start: int, end: int) -> None:
-    """Judge the handover leaves in ``[start, end)`` again, as they were first judged (states only)."""
+    """Judge the handover leaves in ``[start, end)`` again, as they were first judged (states only), with
+    the labels issued in that range taking effect where they are in the log."""
     tracker = cached.tracker
-    tail = (select(LogLeaf.data, LogLeaf.received_at)
-            .where(LogLeaf.type == "handover", LogLeaf.idx >= start, LogLeaf.idx < end).order_by(LogLeaf.idx)
-            .execution_options(yield_per=2000))
-    for data, received_at in session.execute(tail):
+    tail = (select(LogLeaf.type, LogLeaf.data, LogLeaf.received_at)
+            .where(LogLeaf.type.in_(("handover", "label")), LogLeaf.idx >= start, LogLeaf.idx < end)
+            .order_by(LogLeaf.idx).execution_options(yield_per=2000))
+    for kind, data, received_at in session.execute(tail):
         leaf = json.loads(data)
+        if kind == "label":
+            tracker.issue_label(leaf["item"], leaf["label"])
+            continue
         outcome = tracker.record(parse_event(leaf["event"]), judged_at(received_at, leaf))
         cached.dirty.update(outcome.changed)
 
@@ -165,15 +176,19 @@ def store_states(session: Session, cached: CachedTracker) -> None:
 
 
 def judge(session: Session, exam: str, first: int, end: int, accepted: list[tuple[int, Event, datetime]],
-          cached: CachedTracker | None, *, snapshot: bool | None = None) -> CachedTracker | None:
+          cached: CachedTracker | None, *, labels: Sequence[tuple[int, str, str]] = (),
+          snapshot: bool | None = None) -> CachedTracker | None:
     """Judge ``accepted`` (leaf index, event, received at), store alerts; return the tracker.
 
-    ``first`` and ``end`` bound the batch's leaves. A batch without handovers only
-    moves a current tracker forward; it builds none. The states are stored when a
-    snapshot is due (``snapshot=None``), always (``True``) or not (``False``).
+    ``first`` and ``end`` bound the batch's leaves; ``labels`` are its label leaves (leaf index,
+    item, label hash), which take effect in log order. A batch without handovers only moves a
+    current tracker forward; it builds none. The states are stored when a snapshot is due
+    (``snapshot=None``), always (``True``) or not (``False``).
     """
     if not accepted:
         if cached is not None and cached.size == first:
+            for _, item, label in labels:
+                cached.tracker.issue_label(item, label)
             cached.size = end
             return cached
         return None
@@ -181,8 +196,12 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
         if cached is None or not catch_up(session, cached, exam, first):
             cached = load_tracker(session, exam, first)
     tracker = cached.tracker
+    pending = sorted(labels, reverse=True)
     alerts: list[dict[str, Any]] = []
     for index, event, received_at in accepted:
+        while pending and pending[-1][0] < index:
+            _, item, label = pending.pop()
+            tracker.issue_label(item, label)
         outcome = tracker.record(event, received_at)
         cached.dirty.update(outcome.changed)
         for alert in outcome.alerts:
@@ -191,6 +210,8 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
                            "message_zh": alert.message_zh, "details": json.dumps(alert.details, ensure_ascii=False,
                                                                                   default=str),
                            "created_at": received_at})
+    for _, item, label in reversed(pending):
+        tracker.issue_label(item, label)
     if alerts:
         session.execute(AlertRecord.__table__.insert(), alerts)
     cached.size = end

@@ -322,14 +322,16 @@ class Ledger:
     def _log_private(self) -> Any:
         return self.instance.keys.private_key(Role.LOG_SIGNER, self.instance.institute, self.clock())
 
-    def _judge(self, session: Session, first: int, end: int, accepted: list[tuple[int, Event, datetime]]) -> None:
-        """Run the custody rules over accepted handovers; store alerts and item states."""
+    def _judge(self, session: Session, first: int, end: int, accepted: list[tuple[int, Event, datetime]],
+               labels: list[tuple[int, str, str]]) -> None:
+        """Run the custody rules over accepted handovers (and issued labels); store alerts and item states."""
         if not accepted and self._custody is None:
             return
         from store.custody_rules import judge
 
         with self._rules_lock:
-            self._custody = judge(session, self.instance.current_exam(), first, end, accepted, self._custody)
+            self._custody = judge(session, self.instance.current_exam(), first, end, accepted, self._custody,
+                                  labels=labels)
 
     def append_records(self, records: Iterable[dict[str, Any]]) -> list[int]:
         """Append institute records (a backup order, a verification result) as leaves; returns indexes."""
@@ -536,7 +538,8 @@ class _BatchBuilder:
                 self.key_marks.append((key.id, "revoked", mark))
 
     def finish(self, first: int,
-               judge: Callable[[Session, int, int, list[tuple[int, Event, datetime]]], None]) -> None:
+               judge: Callable[[Session, int, int, list[tuple[int, Event, datetime]],
+                                list[tuple[int, str, str]]], None]) -> None:
         """Store the rows that go with the leaves: chain heads, issued labels, key marks, rules."""
         s = self.session
         last_of: dict[str, int] = {}
@@ -566,4 +569,5 @@ class _BatchBuilder:
                 assert row is not None  # logged as registered before, or just above
                 row.revoked_idx = first + mark
         s.flush()
-        judge(s, first, first + len(self.leaves), [(first + mark, event, self.now) for mark, event in self.handovers])
+        judge(s, first, first + len(self.leaves), [(first + mark, event, self.now) for mark, event in self.handovers],
+              [(first + mark, item, digest) for digest, item, mark in self.labels])

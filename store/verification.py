@@ -419,6 +419,9 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     roots: dict[int, bytes] = {start: audit.root()}
     workers = (os.cpu_count() or 1) if options.workers is None else options.workers
     setup = _replay_setup(instance, snapshot) if options.rules else None
+    if setup is not None and snapshot is not None and "labels" not in snapshot:
+        # a snapshot from before labels were replayed: the labels issued before it, from the log
+        snapshot["labels"] = _logged_labels(instance, start)
     shares = Shares(max(workers, 1), _box_links(setup, snapshot))
     pipeline = _Pipeline(keyring, shares, lambda share: _make_replay(setup, snapshot, shares, share), workers)
     conflict = False
@@ -517,6 +520,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
             replayed = {"alerts": [a for r in results for a in r["alerts"]],
                         "failures": [f for r in results for f in r["failures"]],
                         "states": {k: v for r in results for k, v in r["states"].items()},
+                        "labels": {k: v for r in results for k, v in r["labels"].items()},
                         "orders": results[0]["orders"]}
     findings.extend(classify_leaf_mismatches(mismatches))
     audited = audit.size
@@ -646,6 +650,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
         "heads": {k: [v[0], v[1].hex()] for k, v in chains.heads.items()},
         "states": replayed["states"] if replayed else (snapshot or {}).get("states", {}),
         "orders": replayed["orders"] if replayed else (snapshot or {}).get("orders", []),
+        "labels": replayed["labels"] if replayed else (snapshot or {}).get("labels", {}),
         "checkpoints": sorted(h.checkpoint.size for h in held if h.checkpoint.size <= audited),
     }
     blob = zlib.compress(json.dumps(new_snapshot, sort_keys=True, separators=(",", ":")).encode(), 1)
@@ -777,19 +782,26 @@ def _replay_setup(instance: Instance, snapshot: dict[str, Any] | None) -> tuple[
         return None
     with instance.db.session() as s:
         plan = load_plan(s, exam)
-        # As store.custody_rules.load_tracker builds them: the ledger judged with these.
+        # As store.custody_rules.load_tracker builds them; the labels come from the log's label leaves.
         items = {r.item_id: ItemInfo(item_id=r.item_id, kind=ItemKind(r.kind), subject=r.subject,
-                                     destination=r.destination, count=r.count, seal=r.seal, parent_box=r.parent_box,
-                                     label=_label_hash(r.label_text))
+                                     destination=r.destination, count=r.count, seal=r.seal, parent_box=r.parent_box)
                  for r in s.scalars(select(Item).where(Item.exam == exam))}
     return plan, items
 
 
-def _label_hash(text: str | None) -> str | None:
-    from custody.labels import cose_from_text
-
-    cose = cose_from_text(text) if text else None
-    return hashlib.sha256(cose).hexdigest() if cose else None
+def _logged_labels(instance: Instance, size: int) -> dict[str, str]:
+    """Each item's label as of log size ``size``, from the label leaves themselves (item -> label hash)."""
+    labels: dict[str, str] = {}
+    with instance.db.session() as s:
+        query = (select(LogLeaf.data).where(LogLeaf.type == "label", LogLeaf.idx < size).order_by(LogLeaf.idx)
+                 .execution_options(yield_per=CHUNK))
+        for (data,) in s.execute(query):
+            try:
+                leaf = json.loads(data)
+                labels[leaf["item"]] = leaf["label"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged leaf: the leaf checks name it
+    return labels
 
 
 def _box_links(setup: tuple[Any, dict[str, Any]] | None, snapshot: dict[str, Any] | None) -> list[tuple[str, Any]]:
@@ -810,7 +822,11 @@ def _make_replay(setup: tuple[Any, dict[str, Any]] | None, snapshot: dict[str, A
     states = snap.get("states") or {}
     if shares is not None and shares.n > 1:
         states = {k: v for k, v in states.items() if shares.of(k) == share}
-    return RulesReplay(setup[0], setup[1], states=states, orders=[tuple(o) for o in snap.get("orders", [])])
+    labels = snap.get("labels") or {}
+    if shares is not None and shares.n > 1:
+        labels = {k: v for k, v in labels.items() if shares.of(k) == share}
+    return RulesReplay(setup[0], setup[1], states=states, orders=[tuple(o) for o in snap.get("orders", [])],
+                       labels=labels)
 
 
 def _replay_sequential(instance: Instance, setup: tuple[Any, dict[str, Any]], snapshot: dict[str, Any] | None,
@@ -821,7 +837,8 @@ def _replay_sequential(instance: Instance, setup: tuple[Any, dict[str, Any]], sn
     assert replay is not None
     with instance.db.session() as s:
         query = (select(LogLeaf.idx, LogLeaf.data, LogLeaf.received_at)
-                 .where(LogLeaf.idx >= start, LogLeaf.type.in_(("handover", "backup_order"))).order_by(LogLeaf.idx)
+                 .where(LogLeaf.idx >= start, LogLeaf.type.in_(("handover", "label", "backup_order")))
+                 .order_by(LogLeaf.idx)
                  .execution_options(yield_per=CHUNK))
         for idx, data, received in s.execute(query):
             try:
@@ -831,7 +848,7 @@ def _replay_sequential(instance: Instance, setup: tuple[Any, dict[str, Any]], sn
             if isinstance(leaf, dict):
                 replay.feed(idx, leaf, judged_at(received, leaf))
     return {"alerts": replay.alerts, "failures": replay.failures, "states": replay.state_json(),
-            "orders": replay.orders}
+            "labels": replay.labels, "orders": replay.orders}
 
 
 def _check_receipts(s: Session, folder: Path, log_keys: Sequence[NoteVerifier], size: int, root: bytes,

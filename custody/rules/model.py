@@ -96,8 +96,8 @@ class RuleConfig:
 
 @dataclass(frozen=True)
 class ItemInfo:
-    """What an item's label says (the item table). ``label``: the SHA-256 hex of the
-    issued label's COSE bytes, when known; without it the first label seen is the reference."""
+    """What an item's label says (the item table). ``label``: the SHA-256 hex of the COSE bytes of the
+    label issued last (its latest ``label`` leaf), when known; without it the first label seen is the reference."""
 
     item_id: str
     kind: ItemKind

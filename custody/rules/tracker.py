@@ -32,9 +32,10 @@ class Tracker:
 
     ``states`` are those stored after earlier batches (an item without one is
     in its initial state: issued, held by the printer, in its label's box).
-    The tracker's whole memory is these states and the backup orders, so a
-    tracker rebuilt from the stored states and orders judges the next event
-    exactly as one that ran straight through. Nothing reads a clock.
+    The tracker's whole memory is these states, the items' current labels
+    (:meth:`issue_label`) and the backup orders, so a tracker rebuilt from the
+    stored states, the labels issued so far and the orders judges the next
+    event exactly as one that ran straight through. Nothing reads a clock.
     """
 
     def __init__(self, plan: ExamPlan, items: Mapping[str, ItemInfo], config: RuleConfig | None = None,
@@ -84,6 +85,13 @@ class Tracker:
         if at.tzinfo is None:
             raise ValueError("a backup order's time must be timezone-aware")
         self._orders.append(BackupOrder(subject, frozenset(units), at))
+
+    def issue_label(self, item_id: str, label: str) -> None:
+        """The institute issued ``item_id`` the label whose COSE bytes hash to ``label`` (a ``label`` leaf):
+        scans from now on are judged against it, and a scan of the label it replaced is a mismatch."""
+        info = self.items.get(item_id)
+        if info is not None:
+            self.items[item_id] = replace(info, label=label)
 
     def order_covers(self, subject: str, place: str | None, at: datetime) -> bool:
         return place is not None and any(

@@ -9,6 +9,7 @@ checked, what was skipped) go into the report's ``checks``, never here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +164,9 @@ class Findings:
 
     def __bool__(self) -> bool:
         return bool(self.count)
+
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self.items)
 
     def by_code(self, code: str) -> list[Finding]:
         return [f for f in self.items if f.code == code]

@@ -2,7 +2,7 @@
 
 :class:`ChainAudit` follows every item's ``item_prev`` chain. :class:`RulesReplay`
 feeds every handover to a fresh :class:`custody.rules.Tracker` in log order (the
-backup orders where they are in the log) and compares the alerts it raises with
+labels and backup orders where they are in the log) and compares the alerts it raises with
 the stored ones: an alert deleted to hide a breach, or one added, is a finding.
 Both can resume from a saved state (incremental verification).
 """
@@ -61,11 +61,16 @@ class RulesReplay:
     """A fresh custody-rules tracker fed the log's handovers in order."""
 
     def __init__(self, plan: Any, items: Mapping[str, Any], *, states: Mapping[str, Any] | None = None,
-                 orders: Iterable[tuple[str, list[str], str]] = (), config: Any = None):
+                 orders: Iterable[tuple[str, list[str], str]] = (), labels: Mapping[str, str] | None = None,
+                 config: Any = None):
         from custody.rules import ItemState, Tracker
 
         restored = {k: ItemState.from_json(v) for k, v in (states or {}).items()}
         self.tracker = Tracker(plan, items, config, states=restored)
+        #: Each item's label as far as the replay got (item -> label hash), the label leaves' own.
+        self.labels: dict[str, str] = {}
+        for item, label in (labels or {}).items():
+            self.add_label(item, label)
         self.orders: list[tuple[str, list[str], str]] = []
         for subject, units, at in orders:
             self.add_order(subject, units, at)
@@ -77,14 +82,20 @@ class RulesReplay:
         self.tracker.add_backup_order(subject, set(units), datetime.fromisoformat(at.replace("Z", "+00:00")))
         self.orders.append((subject, list(units), at))
 
+    def add_label(self, item: str, label: str) -> None:
+        self.tracker.issue_label(item, label)
+        self.labels[item] = label
+
     def feed(self, index: int, leaf: Mapping[str, Any], received_at: datetime) -> None:
-        """One leaf in log order: a handover is judged, a backup order takes effect, others pass."""
+        """One leaf in log order: a handover is judged, a label or backup order takes effect, others pass."""
         from custody.events import parse_event
 
         kind = leaf.get("type")
         try:
             if kind == "backup_order":
                 self.add_order(leaf["subject"], list(leaf["units"]), leaf["at"])
+            elif kind == "label":
+                self.add_label(leaf["item"], leaf["label"])
             elif kind == "handover":
                 event = parse_event(leaf["event"])
                 outcome = self.tracker.record(event, received_at)

@@ -80,7 +80,7 @@ class ShareWorker:
         for index, data, received, kind, item in rows:
             if index % n == share:
                 self.findings.extend(check_leaf(index, data, self.keys))
-            if replay is None or not (kind == "backup_order" or (kind == "handover" and item is not None
+            if replay is None or not (kind == "backup_order" or (kind in ("handover", "label") and item is not None
                                                                  and of(item) == share)):
                 continue
             try:
@@ -95,6 +95,7 @@ class ShareWorker:
                 "alerts": replay.alerts if replay else [],
                 "failures": replay.failures if replay else [],
                 "states": replay.state_json() if replay else {},
+                "labels": replay.labels if replay else {},
                 "orders": replay.orders if replay else []}
 
 

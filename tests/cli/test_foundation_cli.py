@@ -33,8 +33,24 @@ def exam(run, tmp_path: Path):
     run("plan", "sample", "--scale", "tiny", str(tmp_path / "plan"))
     out = run("plan", "import", str(tmp_path / "plan"), "--exam", "zk2017", "--name", "2017年南昌市中考").output
     assert "80 items" in out
-    run("labels", "issue")
+    out = run("labels", "issue").output
+    assert "signed 80 item label(s)" in out and "80 label(s) entered in the log" in out
     return run
+
+
+def test_a_reissue_enters_the_new_labels_in_the_log(exam, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stations accept a label only once the log holds it: a reissue from the command line logs it."""
+    from datetime import timedelta
+
+    import cli.main
+    from cli.context import now
+
+    before = exam("labels", "text", "YW-P-K001-01").output
+    monkeypatch.setattr(cli.main, "now", lambda: now() + timedelta(seconds=2))  # labels are signed to the second
+    out = exam("labels", "issue", "--reissue").output
+    assert "signed 80 item label(s)" in out and "80 label(s) entered in the log" in out
+    assert exam("labels", "text", "YW-P-K001-01").output != before
+    assert "0 label(s) entered in the log" in exam("labels", "issue").output
 
 
 def test_items_list_json_has_one_object_a_line(exam) -> None:
