@@ -60,6 +60,7 @@ class _Pending:
     error: str | None = None
     error_code: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    keys: KeyRing | None = None  # the registry it was verified against
 
 
 class Ledger:
@@ -75,6 +76,7 @@ class Ledger:
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._custody: Any = None  # the custody rules tracker, built on first use
+        self._end: int | None = None  # the log size after this ledger's last append
         self._rules_lock = threading.Lock()  # taken inside a write session, never the other way round
 
     # --- keys -----------------------------------------------------------------------
@@ -232,7 +234,7 @@ class Ledger:
         return done.result()
 
     def _verify(self, submission: Any, keys: KeyRing) -> _Pending:
-        pending = _Pending(submission)
+        pending = _Pending(submission, keys=keys)
         try:
             signed, _ = verify_submission(submission, keys)
         except EventError as exc:
@@ -240,6 +242,27 @@ class Ledger:
             return pending
         pending.event, pending.kid, pending.sig = signed.event, signed.kid, signed.sig
         return pending
+
+    def _current_keys(self, pending: list[_Pending], changed: bool) -> list[_Pending]:
+        """``pending`` verified against the key registry as it is now, in the write lock.
+
+        A key revoked, rotated or registered by another process (``custody keys revoke``
+        while ``custody serve`` runs) shows as a registry fact the log lacks, or as leaves
+        another writer appended: then the registry is read again, and every submission
+        verified against an older copy of it is verified again.
+        """
+        keys = self.keyring(refresh=changed)
+        return [p if p.keys is None or p.keys is keys else self._verify(p.submission, keys) for p in pending]
+
+    def _keys_logged_by_others(self, session: Session, store: LogStore) -> bool:
+        """Whether another writer logged a key or revocation since this ledger's last append."""
+        size = store.head()[0]
+        if self._end is None:
+            return True
+        if size == self._end:
+            return False
+        return session.scalar(select(LogLeaf.idx).where(LogLeaf.idx >= self._end, LogLeaf.idx < size,
+                                                        LogLeaf.type.in_(("key", "revocation"))).limit(1)) is not None
 
     def _ensure_writer(self) -> None:
         with self._writer_lock:
@@ -281,6 +304,7 @@ class Ledger:
             check_not_rolled_back(store, self.instance.home, verifier)
             builder = _BatchBuilder(s, received, now)
             builder.add_key_facts()
+            pending = self._current_keys(pending, bool(builder.key_marks) or self._keys_logged_by_others(s, store))
             builder.prefetch(p.event.item for p in pending if p.event is not None)
             builder.prefetch_labels(p.event.label for p in pending if p.event is not None)
             known = builder.known_events(f"{p.event.station}/{p.event.id}" for p in pending if p.event is not None)
@@ -303,6 +327,7 @@ class Ledger:
             first, integration = store.append(builder.leaves)
             builder.finish(first, self._judge)
             note = store.sign_checkpoint(self.origin, self._log_private(), verifier, now)
+            self._end = integration.new_size
             for r in results:
                 key = r.pop("_key", None)
                 if r["status"] == "duplicate":

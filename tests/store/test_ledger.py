@@ -179,3 +179,25 @@ def test_the_log_refuses_to_sign_against_an_inconsistent_checkpoint(ledger: Ledg
     (tiny_exam.home / "checkpoint").unlink()
     with pytest.raises(CheckpointInconsistent, match=f"size {size}"):
         ledger.submit(desk.receive_events(1, T + timedelta(minutes=3)))
+
+
+@pytest.mark.parametrize("logged_by", ["nobody yet", "another writer"])
+def test_a_key_revoked_by_another_process_is_refused_by_a_running_ledger(ledger: Ledger, desk: Desk,
+                                                                           tiny_exam, logged_by: str) -> None:
+    """`custody keys revoke` runs in its own process while the server runs: the server's writer must not
+    go on accepting events the stolen key signs after the revocation (whether or not another writer
+    has logged the revocation meanwhile)."""
+    ledger.clock_state["now"] = T + timedelta(minutes=10)
+    assert ledger.submit(desk.receive_events(1, T))[0]["status"] == "accepted"  # the ledger holds its keys now
+    revoked_at = T + timedelta(minutes=2)
+    tiny_exam.keys.revoke(desk.signers[desk.code].kid.hex(), revoked_at, "laptop stolen")  # not via this ledger
+    if logged_by == "another writer":
+        assert Ledger(tiny_exam, clock=lambda: T + timedelta(minutes=10)).record_labels("zk2017") == 0
+    before, after = desk.receive_events(2, revoked_at - timedelta(seconds=1))
+    results = ledger.submit([before, after])
+    assert results[0]["status"] == "accepted"  # signed while the key was good
+    assert results[1]["status"] == "refused" and "revoked" in results[1]["reason"], results[1]
+    with ledger.db.session() as s:
+        types = [json.loads(d)["type"] for (d,) in s.execute(select(LogLeaf.data).order_by(LogLeaf.idx))]
+    # the revocation is in the log before the refusal it explains
+    assert types[-3:] == ["revocation", "handover", "refusal"]
