@@ -37,6 +37,11 @@ def build_app(instance: Any, *, secure_cookies: bool, extra: dict[str, Any] | No
     return create_app({"INSTANCE": instance, "SESSION_COOKIE_SECURE": secure_cookies, **(extra or {})})
 
 
+def default_verify_workers() -> int:
+    """Signature-checking processes beside the server: one per core but the one the log writer needs."""
+    return max(0, (os.cpu_count() or 1) - 1)
+
+
 def unlock_keys(instance: Any) -> None:
     """Ask for the key passphrase now (not in a request thread) and fail early if it is wrong."""
     from custody.keyring import Role
@@ -46,11 +51,13 @@ def unlock_keys(instance: Any) -> None:
 
 def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, demo: bool = False, *,
                    threads: int = DEFAULT_THREADS, secure_cookies: bool | None = None,
-                   trusted_proxy: str | None = None) -> None:
+                   trusted_proxy: str | None = None, verify_workers: int | None = None) -> None:
     """Serve the web application and API with waitress until interrupted.
 
     Prints the address; with ``demo``, creates (or resets) the ``demo-admin``
-    institute administrator with a random password printed once.
+    institute administrator with a random password printed once. Station
+    signatures are checked in ``verify_workers`` processes (default: one per
+    core but one; 0: in the request threads).
     """
     from waitress import serve
 
@@ -59,7 +66,9 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
     unlock_keys(instance)
     if secure_cookies is None:
         secure_cookies = not _is_loopback(host)
-    app = build_app(instance, secure_cookies=secure_cookies)
+    workers = default_verify_workers() if verify_workers is None else verify_workers
+    app = build_app(instance, secure_cookies=secure_cookies, extra={"VERIFY_WORKERS": workers})
+    app.extensions["custody"].ledger.start_workers()
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"custody web application: http://{shown}:{port}/")
     click.echo(f"  API: http://{shown}:{port}/api/v1/openapi.json   checkpoint: http://{shown}:{port}/checkpoint")
@@ -74,9 +83,12 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
     if trusted_proxy:
         options.update(trusted_proxy=trusted_proxy, trusted_proxy_headers="x-forwarded-for x-forwarded-proto",
                        clear_untrusted_proxy_headers=True)
-    serve(app, host=host, port=port, threads=threads, ident="custody",
-          max_request_body_size=max_request_body(app.config), connection_limit=500, channel_timeout=60,
-          **options)
+    try:
+        serve(app, host=host, port=port, threads=threads, ident="custody",
+              max_request_body_size=max_request_body(app.config), connection_limit=500, channel_timeout=60,
+              **options)
+    finally:
+        app.extensions["custody"].ledger.close()  # stops the workers, stores the custody states
 
 
 def demo_login(instance: Any) -> str:
@@ -102,16 +114,19 @@ def demo_login(instance: Any) -> str:
                    "127.0.0.1/localhost. Env: CUSTODY_SECURE_COOKIES.")
 @click.option("--trusted-proxy", envvar="CUSTODY_TRUSTED_PROXY",
               help="Address of a reverse proxy whose X-Forwarded-For/-Proto to trust. Env: CUSTODY_TRUSTED_PROXY.")
+@click.option("--verify-workers", type=click.IntRange(0, 64), envvar="CUSTODY_VERIFY_WORKERS",
+              help="Processes that check station signatures beside the server (default: one per core but one; "
+                   "0: in the request threads). Env: CUSTODY_VERIFY_WORKERS.")
 @pass_ctx
 def serve(ctx: Context, host: str, port: int, threads: int, secure_cookies: bool | None,
-          trusted_proxy: str | None) -> None:
+          trusted_proxy: str | None, verify_workers: int | None) -> None:
     """Serve the web application and the HTTP API (waitress).
 
     The key passphrase (CUSTODY_PASSPHRASE or a prompt) is needed to sign
     checkpoints. Create accounts first with `custody users add`.
     """
     serve_instance(ctx.instance(), host, port, threads=threads, secure_cookies=secure_cookies,
-                   trusted_proxy=trusted_proxy)
+                   trusted_proxy=trusted_proxy, verify_workers=verify_workers)
 
 
 # --- accounts ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from sqlalchemy import and_, bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 
 from custody.errors import CustodyError
-from custody.events import Event, EventError, format_time, verify_submission
+from custody.events import Event, format_time
 from custody.keyring import KeyRing, Role
 from custody.labels import cose_from_text
 from custody.log.jcs import canonical_json, canonical_plain
@@ -39,6 +39,7 @@ from custody.log.proofs import format_consistency_proof, format_tlog_proof
 from store.instance import Instance
 from store.logstore import LogStore, NewLeaf, check_not_rolled_back, write_witness_copy
 from store.models import AlertRecord, IssuedLabel, Item, ItemHead, KeyRecord, LogCheckpoint, LoggedKey, LogLeaf
+from store.verifier_pool import MIN_BATCH, Verdict, VerifierPool, check
 
 #: Bytes of a refused submission kept as evidence (its SHA-256 covers all of it).
 MAX_EVIDENCE = 4096
@@ -60,18 +61,27 @@ class _Pending:
     error: str | None = None
     error_code: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
-    keys: KeyRing | None = None  # the registry it was verified against
+    generation: int = 0  # of the key registry it was verified against
+
+    @classmethod
+    def of(cls, submission: Any, verdict: Verdict, generation: int) -> _Pending:
+        return cls(submission, verdict.event, verdict.kid, verdict.sig, verdict.error, verdict.error_code,
+                   generation=generation)
 
 
 class Ledger:
     """The custody log of one instance."""
 
-    def __init__(self, instance: Instance, *, clock: Callable[[], datetime] | None = None):
+    def __init__(self, instance: Instance, *, clock: Callable[[], datetime] | None = None, verify_workers: int = 0):
+        """``verify_workers``: processes that check station signatures (0: the caller's thread does)."""
         self.instance = instance
         self.db = instance.db
         self.origin = instance.origin
         self.clock = clock or (lambda: datetime.now(UTC))
         self._keyring: KeyRing | None = None
+        self._keys_generation = 0  # counts the registry's re-reads
+        self._keys_lock = threading.Lock()
+        self._pool = VerifierPool(self.db.url, verify_workers) if verify_workers > 0 else None
         self._queue: queue.Queue[tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]]] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
@@ -97,10 +107,21 @@ class Ledger:
     def verifier(self) -> NoteVerifier:
         return parse_verifier_key(self.log_key())
 
+    def start_workers(self) -> None:
+        """Start the signature-checking processes now (a server calls this before taking requests)."""
+        if self._pool is not None:
+            self._pool.start()
+
     def keyring(self, refresh: bool = False) -> KeyRing:
-        if self._keyring is None or refresh:
-            self._keyring = self.instance.keys.keyring()
-        return self._keyring
+        return self._registry(refresh)[0]
+
+    def _registry(self, refresh: bool = False) -> tuple[KeyRing, int]:
+        """The key registry as last read, and its generation (re-read with ``refresh``)."""
+        with self._keys_lock:
+            if self._keyring is None or refresh:
+                self._keyring = self.instance.keys.keyring()
+                self._keys_generation += 1
+            return self._keyring, self._keys_generation
 
     # --- reading --------------------------------------------------------------------
 
@@ -221,27 +242,27 @@ class Ledger:
         a receipt), ``duplicate`` (already in the log: same index and receipt) or
         ``refused`` (with the reason; the refusal itself is a leaf, as evidence).
         """
-        keys = self.keyring()
-        pending = [self._verify(sub, keys) for sub in submissions]
-        if any(p.error_code in ("unknown_key",) for p in pending):
+        pending = self._verify(submissions)
+        unknown = [n for n, p in enumerate(pending) if p.error_code == "unknown_key"]
+        if unknown:
             # A key registered a moment ago by another process: look again once.
-            keys = self.keyring(refresh=True)
-            pending = [self._verify(sub, keys) if p.error_code == "unknown_key" else p
-                       for sub, p in zip(submissions, pending, strict=True)]
+            self._registry(refresh=True)
+            for n, p in zip(unknown, self._verify([submissions[n] for n in unknown]), strict=True):
+                pending[n] = p
         done: Future[list[dict[str, Any]]] = Future()
         self._ensure_writer()
         self._queue.put((pending, station, done))
         return done.result()
 
-    def _verify(self, submission: Any, keys: KeyRing) -> _Pending:
-        pending = _Pending(submission, keys=keys)
-        try:
-            signed, _ = verify_submission(submission, keys)
-        except EventError as exc:
-            pending.error, pending.error_code = str(exc), _code(exc)
-            return pending
-        pending.event, pending.kid, pending.sig = signed.event, signed.kid, signed.sig
-        return pending
+    def _verify(self, submissions: Sequence[Any]) -> list[_Pending]:
+        """Check signatures against the registry as last read: in the workers if there are, else here."""
+        keys, generation = self._registry()
+        verdicts = None
+        if self._pool is not None and len(submissions) >= MIN_BATCH:
+            verdicts = self._pool.check(submissions, generation)
+        if verdicts is None:
+            verdicts = [check(s, keys) for s in submissions]
+        return [_Pending.of(s, v, generation) for s, v in zip(submissions, verdicts, strict=True)]
 
     def _current_keys(self, pending: list[_Pending], changed: bool) -> list[_Pending]:
         """``pending`` verified against the key registry as it is now, in the write lock.
@@ -251,8 +272,13 @@ class Ledger:
         another writer appended: then the registry is read again, and every submission
         verified against an older copy of it is verified again.
         """
-        keys = self.keyring(refresh=changed)
-        return [p if p.keys is None or p.keys is keys else self._verify(p.submission, keys) for p in pending]
+        keys, generation = self._registry(refresh=changed)
+        stale = [n for n, p in enumerate(pending) if p.generation != generation]
+        if stale:
+            pending = list(pending)
+            for n in stale:
+                pending[n] = _Pending.of(pending[n].submission, check(pending[n].submission, keys), generation)
+        return pending
 
     def _keys_logged_by_others(self, session: Session, store: LogStore) -> bool:
         """Whether another writer logged a key or revocation since this ledger's last append."""
@@ -406,13 +432,10 @@ class Ledger:
 
     def close(self) -> None:
         """Store the custody states, so the next start replays nothing (they are derivable anyway)."""
+        if self._pool is not None:
+            self._pool.close()
         if self._custody is not None and self._custody.dirty:
             self.flush_states()
-
-
-def _code(exc: Exception) -> str:
-    name = type(exc).__name__
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
 def _alert_json(a: AlertRecord) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
     app.spec_processor(finish_spec)
 
     clock = config.get("CLOCK") or (lambda: datetime.now(UTC))
-    ledger = config.get("LEDGER") or Ledger(instance)
+    ledger = config.get("LEDGER") or Ledger(instance, verify_workers=int(config.get("VERIFY_WORKERS") or 0))
     skew = app.config["STATION_CLOCK_SKEW"]
     app.extensions["custody"] = WebState(
         instance=instance, ledger=ledger, hasher=config.get("PASSWORD_HASHER") or PasswordHasher(),

@@ -1,0 +1,148 @@
+"""Station signatures checked in worker processes, off the interpreter lock the log writer needs.
+
+``custody serve`` runs its request threads and the log writer in one process;
+Ed25519 checks hold the interpreter lock (pyca/cryptography does not release
+it), so signatures checked in request threads take turns with the writer on one
+core. A :class:`VerifierPool` does that work in other processes: each keeps its
+own copy of the key registry, read from the database, and re-reads it when the
+ledger says the registry changed (a new *generation*: the ledger re-read it
+after a registration, rotation or revocation). Answers come back as parsed
+events or the reason a submission is refused, exactly what
+:func:`custody.events.verify_submission` gives in the caller's thread.
+
+A pool that breaks (a worker killed) is not trusted again: the caller checks
+the submissions itself and a new pool is started for later requests. Nothing
+is accepted or refused differently for having gone through a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+from custody.events import Event, EventError, verify_submission
+from custody.keyring import KeyRing
+
+log = logging.getLogger(__name__)
+
+#: Submissions a request must carry before a worker checks them: for fewer, the round trip costs more
+#: than the check.
+MIN_BATCH = 4
+#: A request's submissions go to one worker up to this many, else are split over the workers.
+SPLIT = 64
+
+
+@dataclass
+class Verdict:
+    """One submission checked: the event, key id and signature, or why it is refused."""
+
+    event: Event | None = None
+    kid: str = ""
+    sig: str = ""
+    error: str | None = None
+    error_code: str | None = None
+
+
+def error_code(exc: Exception) -> str:
+    """``UnknownKey`` -> ``unknown_key``: the code a refusal carries."""
+    name = type(exc).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+def check(submission: Any, keys: KeyRing) -> Verdict:
+    """Verify one station submission against ``keys``."""
+    try:
+        signed, _ = verify_submission(submission, keys)
+    except EventError as exc:
+        return Verdict(error=str(exc), error_code=error_code(exc))
+    return Verdict(signed.event, signed.kid, signed.sig)
+
+
+def load_keyring(url: str) -> KeyRing:
+    """The whole key registry of the database at ``url``."""
+    from sqlalchemy import select
+
+    from keys.manager import to_public_key
+    from store.db import Database
+    from store.models import KeyRecord
+
+    db = Database(url)
+    try:
+        with db.session() as s:
+            return KeyRing(to_public_key(r) for r in s.scalars(select(KeyRecord).order_by(KeyRecord.id)))
+    finally:
+        db.engine.dispose()
+        db.writer.dispose()
+
+
+# --- in a worker process ----------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _start_worker(url: str) -> None:
+    _worker.update(url=url, generation=None, keys=None)
+
+
+def _check_in_worker(generation: int, submissions: Sequence[Any]) -> list[Verdict]:
+    if _worker["generation"] != generation:
+        # at least as new as the caller's copy: read after the caller read its own
+        _worker.update(keys=load_keyring(_worker["url"]), generation=generation)
+    keys = _worker["keys"]
+    return [check(s, keys) for s in submissions]
+
+
+# --- in the server ----------------------------------------------------------------
+
+class VerifierPool:
+    """``workers`` processes checking station submissions for the database at ``url``."""
+
+    def __init__(self, url: str, workers: int):
+        if workers < 1:
+            raise ValueError("a verifier pool needs at least one worker")
+        self.url = url
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                # spawn: the server has threads and open database connections that a fork would copy
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                     initializer=_start_worker, initargs=(self.url,))
+            return self._executor
+
+    def start(self) -> None:
+        """Start the workers now (they import the code and read the registry), not on the first request."""
+        pool = self._pool()
+        for future in [pool.submit(_check_in_worker, 0, []) for _ in range(self.workers)]:
+            future.result()
+
+    def check(self, submissions: Sequence[Any], generation: int) -> list[Verdict] | None:
+        """Verdicts for ``submissions`` against registry ``generation``; None if the pool failed (check inline)."""
+        pool = self._pool()
+        size = max(SPLIT, -(-len(submissions) // self.workers))  # a big batch over every worker
+        try:
+            futures = [pool.submit(_check_in_worker, generation, submissions[i:i + size])
+                       for i in range(0, len(submissions), size)]
+            return [v for f in futures for v in f.result()]
+        except (BrokenProcessPool, OSError) as exc:
+            log.warning("signature workers failed (%s); checking in the server and starting new workers", exc)
+            with self._lock:
+                if self._executor is pool:
+                    self._executor = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
