@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from custody.errors import LogError
@@ -79,13 +79,22 @@ class LogStore:
         if not ids:
             return []
         pending = [node for node in dict.fromkeys(ids) if node not in self.cache]
+        connection = self.session.connection() if pending else None
+        mark = "?" if connection is not None and connection.dialect.paramstyle == "qmark" else "%s"
         for start in range(0, len(pending), 500):
             by_level: dict[int, list[int]] = {}
             for level, idx in pending[start:start + 500]:
                 by_level.setdefault(level, []).append(idx)
-            rows = self.session.execute(select(LogNode.level, LogNode.idx, LogNode.hash).where(
-                or_(*(and_(LogNode.level == level, LogNode.idx.in_(part)) for level, part in by_level.items()))))
-            self.cache.update({(level, idx): h for level, idx, h in rows})
+            # The driver's own SQL: an expression built per read was most of a proof's time. Each
+            # term is answered from the (level, idx) primary key (SQLite: a MULTI-INDEX OR; not so
+            # a row-value IN, which it answers with a scan of the table).
+            where = " OR ".join(f"(level = {mark} AND idx IN ({', '.join([mark] * len(part))}))"
+                                for part in by_level.values())
+            params = tuple(x for level, part in by_level.items() for x in (level, *part))
+            assert connection is not None
+            rows = connection.exec_driver_sql(f"SELECT level, idx, hash FROM {LogNode.__tablename__} WHERE {where}",
+                                              params)
+            self.cache.update({(level, idx): bytes(h) for level, idx, h in rows})
         missing = [i for i in ids if i not in self.cache]
         if missing:
             raise LogError(f"the stored tree lacks node(s) {missing[:5]} (level, index): the log tables are damaged")
