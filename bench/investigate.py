@@ -334,7 +334,7 @@ def build(scale_name: str, db: str, url: str, home: Path) -> int:
         s.flush()
         from store.ledger import Ledger
         private = instance.keys.private_key(Role.LOG_SIGNER, instance.institute, now)
-        store.sign_checkpoint(instance.origin, private, Ledger(instance).verifier(), now)
+        store.sign_checkpoint(instance.origin, private, [Ledger(instance).verifier()], now)
     instance.close()
     print(f"\r  {scale_name}/{db}: {size:,} leaves built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return size

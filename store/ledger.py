@@ -69,6 +69,29 @@ class _Pending:
                    generation=generation)
 
 
+@dataclass
+class _LogSigning:
+    """The log's signing key at some time, its verifier, and the window it is good for."""
+
+    private: Any
+    verifiers: tuple[NoteVerifier, ...]  # every log key the instance has had (for its earlier checkpoints)
+    valid_from: datetime
+    valid_until: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def current(cls, ledger: Ledger, now: datetime) -> _LogSigning:
+        keys, institute = ledger.instance.keys, ledger.instance.institute
+        row = keys.current(Role.LOG_SIGNER, institute, now)
+        verifiers = tuple(parse_verifier_key(verifier_key(ledger.origin, r.public_raw)) for r in keys.records()
+                          if r.role == Role.LOG_SIGNER.value)
+        return cls(keys.private_key(Role.LOG_SIGNER, institute, now), verifiers, row.valid_from, row.valid_until,
+                   row.revoked_at)
+
+    def usable(self, now: datetime) -> bool:
+        return self.valid_from <= now and all(end is None or now < end for end in (self.valid_until, self.revoked_at))
+
+
 class Ledger:
     """The custody log of one instance."""
 
@@ -82,6 +105,7 @@ class Ledger:
         self._keys_generation = 0  # counts the registry's re-reads
         self._keys_lock = threading.Lock()
         self._pool = VerifierPool(self.db.url, verify_workers) if verify_workers > 0 else None
+        self._signing: _LogSigning | None = None  # the log key, kept until the registry changes
         self._queue: queue.Queue[tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]]] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
@@ -264,15 +288,29 @@ class Ledger:
             verdicts = [check(s, keys) for s in submissions]
         return [_Pending.of(s, v, generation) for s, v in zip(submissions, verdicts, strict=True)]
 
-    def _current_keys(self, pending: list[_Pending], changed: bool) -> list[_Pending]:
-        """``pending`` verified against the key registry as it is now, in the write lock.
+    def _open_batch(self, session: Session, store: LogStore, now: datetime) -> tuple[_BatchBuilder, _LogSigning]:
+        """In the write lock: a batch with the registry facts the log lacks, and the log's key.
 
         A key revoked, rotated or registered by another process (``custody keys revoke``
         while ``custody serve`` runs) shows as a registry fact the log lacks, or as leaves
-        another writer appended: then the registry is read again, and every submission
-        verified against an older copy of it is verified again.
+        another writer appended: then the registry (and the log key) are read again.
+        Refuses a database older than the checkpoint kept in the instance folder.
         """
-        keys, generation = self._registry(refresh=changed)
+        builder = _BatchBuilder(session, format_time(now), now)
+        builder.add_key_facts()
+        if builder.key_marks or self._keys_logged_by_others(session, store):
+            self._registry(refresh=True)
+            self._signing = None
+        signing = self._signing
+        if signing is None or not signing.usable(now):
+            signing = self._signing = _LogSigning.current(self, now)
+        check_not_rolled_back(store, self.instance.home, signing.verifiers)
+        return builder, signing
+
+    def _current_keys(self, pending: list[_Pending]) -> list[_Pending]:
+        """``pending`` verified against the key registry as it is now (every submission verified
+        against an older copy of it is verified again)."""
+        keys, generation = self._registry()
         stale = [n for n, p in enumerate(pending) if p.generation != generation]
         if stale:
             pending = list(pending)
@@ -322,15 +360,11 @@ class Ledger:
 
     def _append_pending(self, pending: list[_Pending]) -> list[dict[str, Any]]:
         now = self.clock()
-        received = format_time(now)
         results: list[dict[str, Any]] = []
         with self.db.write_session() as s:
             store = LogStore(s)
-            verifier = self.verifier()
-            check_not_rolled_back(store, self.instance.home, verifier)
-            builder = _BatchBuilder(s, received, now)
-            builder.add_key_facts()
-            pending = self._current_keys(pending, bool(builder.key_marks) or self._keys_logged_by_others(s, store))
+            builder, signing = self._open_batch(s, store, now)
+            pending = self._current_keys(pending)
             builder.prefetch(p.event.item for p in pending if p.event is not None)
             builder.prefetch_labels(p.event.label for p in pending if p.event is not None)
             known = builder.known_events(f"{p.event.station}/{p.event.id}" for p in pending if p.event is not None)
@@ -352,7 +386,7 @@ class Ledger:
                 results.append(builder.handover(event, p.kid, p.sig, key))
             first, integration = store.append(builder.leaves)
             builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, self._log_private(), verifier, now)
+            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
             self._end = integration.new_size
             for r in results:
                 key = r.pop("_key", None)
@@ -370,9 +404,6 @@ class Ledger:
         write_witness_copy(self.instance.home, note)
         return results
 
-    def _log_private(self) -> Any:
-        return self.instance.keys.private_key(Role.LOG_SIGNER, self.instance.institute, self.clock())
-
     def _judge(self, session: Session, first: int, end: int, accepted: list[tuple[int, Event, datetime]],
                labels: list[tuple[int, str, str]]) -> None:
         """Run the custody rules over accepted handovers (and issued labels); store alerts and item states."""
@@ -389,14 +420,12 @@ class Ledger:
         now = self.clock()
         with self.db.write_session() as s:
             store = LogStore(s)
-            verifier = self.verifier()
-            check_not_rolled_back(store, self.instance.home, verifier)
-            builder = _BatchBuilder(s, format_time(now), now)
-            builder.add_key_facts()
+            builder, signing = self._open_batch(s, store, now)
             marks = [builder.record(dict(r)) for r in records]
             first, _ = store.append(builder.leaves)
             builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, self._log_private(), verifier, now)
+            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
+            self._end = first + len(builder.leaves)
         if any(leaf.type == "backup_order" for leaf in builder.leaves):
             # The tracker learns orders from the log when it is built: rebuild it.
             self._custody = None
@@ -408,10 +437,7 @@ class Ledger:
         now = self.clock()
         with self.db.write_session() as s:
             store = LogStore(s)
-            verifier = self.verifier()
-            check_not_rolled_back(store, self.instance.home, verifier)
-            builder = _BatchBuilder(s, format_time(now), now)
-            builder.add_key_facts()
+            builder, signing = self._open_batch(s, store, now)
             logged = set(s.scalars(select(IssuedLabel.label_hash)))
             rows = s.execute(select(Item.item_id, Item.label_text, Item.issued_at)
                              .where(Item.exam == exam, Item.label_text.is_not(None)).order_by(Item.id)).all()
@@ -426,7 +452,8 @@ class Ledger:
                 count += 1
             first, _ = store.append(builder.leaves)
             builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, self._log_private(), verifier, now)
+            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
+            self._end = first + len(builder.leaves)
         write_witness_copy(self.instance.home, note)
         return count
 

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from custody.errors import LogError
-from custody.log.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
+from custody.log.checkpoint import Checkpoint, parse_checkpoint
 from custody.log.merkle import (
     EMPTY_ROOT,
     Integration,
@@ -35,6 +35,7 @@ from custody.log.merkle import (
     verify_consistency,
 )
 from custody.log.note import NoteVerifier, parse_unverified_note, sign_note
+from custody.verify.checkpoints import open_with_keys
 from store.models import LogCheckpoint, LogHead, LogLeaf, LogNode
 
 
@@ -129,10 +130,13 @@ class LogStore:
     def checkpoint_at(self, size: int) -> LogCheckpoint | None:
         return self.session.get(LogCheckpoint, size)
 
-    def sign_checkpoint(self, origin: str, sign_key: object, verifier: NoteVerifier, now: datetime) -> bytes:
+    def sign_checkpoint(self, origin: str, sign_key: object, verifiers: Sequence[NoteVerifier],
+                        now: datetime) -> bytes:
         """Sign the current head, after proving it extends the latest signed checkpoint.
 
-        Idempotent at one size: an existing checkpoint at the current size is returned.
+        ``verifiers``: every log key the instance has had (the latest checkpoint may
+        be signed by one retired since). Idempotent at one size: an existing
+        checkpoint at the current size is returned.
         """
         size, root = self.head()
         existing = self.checkpoint_at(size)
@@ -140,7 +144,7 @@ class LogStore:
             return existing.note.encode()
         previous = self.latest_checkpoint()
         if previous is not None:
-            old = open_checkpoint(previous.note.encode(), verifier).checkpoint
+            old = open_with_keys(previous.note.encode(), verifiers).checkpoint
             if old.size > size:
                 raise LogRollback(f"the log has {size} leaves but a checkpoint for {old.size} was signed")
             try:
@@ -187,12 +191,13 @@ def read_witness_copy(home: Path) -> bytes | None:
         return None
 
 
-def check_not_rolled_back(store: LogStore, home: Path, verifier: NoteVerifier) -> None:
-    """Refuse a database older than the checkpoint kept in the instance folder."""
+def check_not_rolled_back(store: LogStore, home: Path, verifiers: Sequence[NoteVerifier]) -> None:
+    """Refuse a database older than the checkpoint kept in the instance folder (signed by any of
+    ``verifiers``, the instance's log keys)."""
     held = read_witness_copy(home)
     if held is None:
         return
-    checkpoint = open_checkpoint(held, verifier).checkpoint
+    checkpoint = open_with_keys(held, verifiers).checkpoint
     size, root = store.head()
     if size < checkpoint.size:
         raise LogRollback(

@@ -201,3 +201,22 @@ def test_a_key_revoked_by_another_process_is_refused_by_a_running_ledger(ledger:
         types = [json.loads(d)["type"] for (d,) in s.execute(select(LogLeaf.data).order_by(LogLeaf.idx))]
     # the revocation is in the log before the refusal it explains
     assert types[-3:] == ["revocation", "handover", "refusal"]
+
+
+def test_a_log_key_rotated_by_another_process_signs_the_next_checkpoint(ledger: Ledger, desk: Desk,
+                                                                          tiny_exam) -> None:
+    """The running writer keeps its log key between batches, but not past a rotation made elsewhere."""
+    from custody.keyring import Role
+
+    ledger.clock_state["now"] = T + timedelta(minutes=10)
+    assert ledger.submit(desk.receive_events(1, T))[0]["status"] == "accepted"
+    old_key = ledger.log_key()
+    tiny_exam.keys.rotate(Role.LOG_SIGNER, "3601", T + timedelta(minutes=11))  # `custody keys rotate`
+    ledger.clock_state["now"] = T + timedelta(minutes=12)
+    result = ledger.submit(desk.receive_events(1, T + timedelta(minutes=1)))[0]
+    assert result["status"] == "accepted"
+    new_key = ledger.log_key()
+    assert new_key != old_key
+    verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), parse_verifier_key(new_key))
+    with pytest.raises(Exception):
+        verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), parse_verifier_key(old_key))
