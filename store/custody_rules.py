@@ -102,7 +102,7 @@ def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
         tracker.add_backup_order(order["subject"], set(order["units"]),
                                  datetime.fromisoformat(order["at"].replace("Z", "+00:00")))
     cached = CachedTracker(tracker, size, exam, stored)
-    _replay(session, cached, stored, size)
+    _replay(session, cached, stored, size, stop_on_new_item=False)
     return cached
 
 
@@ -116,23 +116,24 @@ def catch_up(session: Session, cached: CachedTracker, exam: str, size: int) -> b
 
     Cheaper than :func:`load_tracker` when the tracker is newer than the stored snapshot: with
     several writer processes each replays only the others' handovers, not everything since the
-    snapshot. False (and the tracker untouched) when it cannot: another exam, a snapshot newer
-    than the tracker, or a leaf in between that changes more than states.
+    snapshot. False when it cannot (the tracker must then be rebuilt): another exam, a snapshot
+    newer than the tracker, a leaf in between that changes more than states, or the label of an
+    item added to the plan since the tracker was built.
     """
     if cached.exam != exam or cached.size > size or snapshot_size(session) > cached.size:
         return False
     others = session.scalar(select(LogLeaf.idx).where(LogLeaf.idx >= cached.size, LogLeaf.idx < size,
                                                       LogLeaf.type.not_in(_CATCHABLE)).limit(1))
-    if others is not None:
+    if others is not None or not _replay(session, cached, cached.size, size, stop_on_new_item=True):
         return False
-    _replay(session, cached, cached.size, size)
     cached.size = size
     return True
 
 
-def _replay(session: Session, cached: CachedTracker, start: int, end: int) -> None:
+def _replay(session: Session, cached: CachedTracker, start: int, end: int, *, stop_on_new_item: bool) -> bool:
     """Judge the handover leaves in ``[start, end)`` again, as they were first judged (states only), with
-    the labels issued in that range taking effect where they are in the log."""
+    the labels issued in that range taking effect where they are in the log. False if it stopped at
+    the label of an item the tracker does not know (with ``stop_on_new_item``)."""
     tracker = cached.tracker
     tail = (select(LogLeaf.type, LogLeaf.data, LogLeaf.received_at)
             .where(LogLeaf.type.in_(("handover", "label")), LogLeaf.idx >= start, LogLeaf.idx < end)
@@ -140,10 +141,12 @@ def _replay(session: Session, cached: CachedTracker, start: int, end: int) -> No
     for kind, data, received_at in session.execute(tail):
         leaf = json.loads(data)
         if kind == "label":
-            tracker.issue_label(leaf["item"], leaf["label"])
+            if not tracker.issue_label(leaf["item"], leaf["label"]) and stop_on_new_item:
+                return False
             continue
         outcome = tracker.record(parse_event(leaf["event"]), judged_at(received_at, leaf))
         cached.dirty.update(outcome.changed)
+    return True
 
 
 def store_states(session: Session, cached: CachedTracker) -> None:
@@ -186,14 +189,15 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
     (``snapshot=None``), always (``True``) or not (``False``).
     """
     if not accepted:
-        if cached is not None and cached.size == first:
-            for _, item, label in labels:
-                cached.tracker.issue_label(item, label)
+        # a label of an item added since the tracker was built: the next batch builds one that knows it
+        if cached is not None and cached.size == first and all(cached.tracker.issue_label(item, label)
+                                                               for _, item, label in labels):
             cached.size = end
             return cached
         return None
-    if cached is None or not cached.current(first, exam):
-        if cached is None or not catch_up(session, cached, exam, first):
+    new_item = cached is not None and any(item not in cached.tracker.items for _, item, _ in labels)
+    if cached is None or new_item or not cached.current(first, exam):
+        if cached is None or new_item or not catch_up(session, cached, exam, first):
             cached = load_tracker(session, exam, first)
     tracker = cached.tracker
     pending = sorted(labels, reverse=True)

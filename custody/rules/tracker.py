@@ -86,12 +86,15 @@ class Tracker:
             raise ValueError("a backup order's time must be timezone-aware")
         self._orders.append(BackupOrder(subject, frozenset(units), at))
 
-    def issue_label(self, item_id: str, label: str) -> None:
+    def issue_label(self, item_id: str, label: str) -> bool:
         """The institute issued ``item_id`` the label whose COSE bytes hash to ``label`` (a ``label`` leaf):
-        scans from now on are judged against it, and a scan of the label it replaced is a mismatch."""
+        scans from now on are judged against it, and a scan of the label it replaced is a mismatch.
+        False for an item not in this tracker's item table (added since it was built)."""
         info = self.items.get(item_id)
-        if info is not None:
-            self.items[item_id] = replace(info, label=label)
+        if info is None:
+            return False
+        self.items[item_id] = replace(info, label=label)
+        return True
 
     def order_covers(self, subject: str, place: str | None, at: datetime) -> bool:
         return place is not None and any(

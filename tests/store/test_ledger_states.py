@@ -192,3 +192,44 @@ def test_a_reissued_label_is_the_reference_from_its_label_leaf_on(tiny_exam: Any
     outcome = verify_instance(tiny_exam, VerifyOptions(full=True, workers=0, sign=False))
     assert outcome.ok, [(f.code, f.message) for f in outcome.findings]
     assert Ledger(tiny_exam).item_states("zk2017") == ledger.item_states("zk2017")
+
+
+@pytest.mark.parametrize("where", ["same-process", "another-process"])
+def test_an_item_added_while_the_writer_runs_is_known_from_its_label_on(tiny_exam: Any, where: str) -> None:
+    """A bundle added to the plan mid-exam (a reprint) and labelled: its first scan is judged as the
+    item it is, not as an item missing from the item table, whichever process logged its label."""
+    from datetime import UTC, datetime, timedelta
+
+    from custody.events import Action
+    from store.issuance import issue_item_labels
+    from store.models import Item
+    from tests.store.ledger_helpers import Desk
+
+    t = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
+    clock = {"now": t}
+    ledger = Ledger(tiny_exam, clock=lambda: clock["now"])
+    ledger.record_labels("zk2017")
+    desk = Desk(tiny_exam, "3601", t - timedelta(days=10))
+    template = sorted(i for i, r in desk.items.items() if r.parent_box is None)[0]
+    assert ledger.submit([desk.event(template, Action.RECEIVE, t, frm="36-YS", to="3601")])[0]["status"] == \
+        "accepted"  # the writer holds its tracker now
+
+    row = desk.items[template]
+    with tiny_exam.db.write_session() as s:
+        s.add(Item(exam="zk2017", item_id=template + "-R", kind=row.kind, subject=row.subject,
+                   destination=row.destination, count=row.count, seal=(row.seal or "") + "R", parent_box=None))
+    clock["now"] = t + timedelta(minutes=5)
+    assert issue_item_labels(tiny_exam, "zk2017", clock["now"], item_ids=[template + "-R"]) == 1
+    logger = ledger if where == "same-process" else Ledger(tiny_exam, clock=lambda: clock["now"])
+    assert logger.record_labels("zk2017") == 1
+
+    desk = Desk(tiny_exam, "3601", t - timedelta(days=10))
+    desk.seq = 100
+    clock["now"] = t + timedelta(minutes=7)
+    result = ledger.submit([desk.event(template + "-R", Action.RECEIVE, t + timedelta(minutes=6), frm="36-YS",
+                                       to="3601")])[0]
+    assert result["status"] == "accepted"
+    with tiny_exam.db.session() as s:
+        codes = set(s.scalars(select(AlertRecord.code).where(AlertRecord.leaf_idx == result["index"])))
+    assert "unknown_item" not in codes, codes
+    assert ledger.item_states("zk2017")[template + "-R"]["holder"] == "3601"
