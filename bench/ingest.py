@@ -102,7 +102,7 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int) -> dict[str, 
             instance, plan = city_instance(Path(tmp), url)
             clock = {"now": simulation.LABELS_AT}
             ledger = Ledger(instance, clock=lambda: clock["now"], verify_workers=workers)
-            ledger.start_workers()
+            ledger.start()
             ledger.record_labels(plan.exam)
             sim = simulation.ExamSimulation(instance, plan,
                                             simulation.register_stations(instance, plan, simulation.STATIONS_AT))

@@ -68,7 +68,7 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
         secure_cookies = not _is_loopback(host)
     workers = default_verify_workers() if verify_workers is None else verify_workers
     app = build_app(instance, secure_cookies=secure_cookies, extra={"VERIFY_WORKERS": workers})
-    app.extensions["custody"].ledger.start_workers()
+    app.extensions["custody"].ledger.start()
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"custody web application: http://{shown}:{port}/")
     click.echo(f"  API: http://{shown}:{port}/api/v1/openapi.json   checkpoint: http://{shown}:{port}/checkpoint")

@@ -131,10 +131,17 @@ class Ledger:
     def verifier(self) -> NoteVerifier:
         return parse_verifier_key(self.log_key())
 
-    def start_workers(self) -> None:
-        """Start the signature-checking processes now (a server calls this before taking requests)."""
+    def start(self) -> None:
+        """Get ready for submissions now, not on the first one (a server calls this before taking
+        requests): start the signature-checking processes and build the custody rules' states."""
         if self._pool is not None:
             self._pool.start()
+        exam = self.instance.current_exam()
+        if exam:
+            from store.custody_rules import load_tracker
+
+            with self.db.session() as s, self._rules_lock:
+                self._custody = load_tracker(s, exam, LogStore(s).head()[0])
 
     def keyring(self, refresh: bool = False) -> KeyRing:
         return self._registry(refresh)[0]

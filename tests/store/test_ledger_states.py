@@ -233,3 +233,23 @@ def test_an_item_added_while_the_writer_runs_is_known_from_its_label_on(tiny_exa
         codes = set(s.scalars(select(AlertRecord.code).where(AlertRecord.leaf_idx == result["index"])))
     assert "unknown_item" not in codes, codes
     assert ledger.item_states("zk2017")[template + "-R"]["holder"] == "3601"
+
+
+def test_a_started_ledger_judges_its_first_batch_without_building_the_states(
+        tiny_exam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server builds the custody states when it starts, not while the first station waits."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.store.ledger_helpers import Desk
+
+    t = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
+    Ledger(tiny_exam, clock=lambda: t).record_labels("zk2017")
+    builds: list[int] = []
+    load_tracker = custody_rules.load_tracker
+    monkeypatch.setattr(custody_rules, "load_tracker", lambda *a: builds.append(a[2]) or load_tracker(*a))
+    ledger = Ledger(tiny_exam, clock=lambda: t + timedelta(minutes=1))
+    ledger.start()
+    assert len(builds) == 1
+    desk = Desk(tiny_exam, "3601", t - timedelta(days=10))
+    assert {r["status"] for r in ledger.submit(desk.receive_events(3, t))} == {"accepted"}
+    assert len(builds) == 1
