@@ -73,3 +73,69 @@ def test_the_demo_login_is_an_institute_administrator_with_a_fresh_password(tiny
     account = authenticate(tiny_exam, DEMO_ADMIN, second, "127.0.0.1", datetime.now(UTC),
                            hasher=CHEAP, throttle=throttle)
     assert account.role == "admin" and account.unit is None
+
+
+def test_serve_takes_signed_batches_through_its_signature_workers_and_stores_the_states_on_exit(
+        tiny_exam, db_url) -> None:
+    """`custody serve` as an operator runs it: a worker process checks the signatures, every accepted
+    event has a receipt that verifies, and Ctrl+C stops the workers and stores the custody states."""
+    import http.client
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from datetime import timedelta
+
+    from custody.log.note import parse_verifier_key
+    from custody.log.proofs import verify_tlog_proof
+    from store.ledger import Ledger
+    from store.models import Setting
+    from tests.factories import TEST_SECRET
+    from tests.store.ledger_helpers import Desk
+    from web.station_auth import sign_request
+
+    ledger = Ledger(tiny_exam)
+    ledger.record_labels("zk2017")
+    t = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
+    desk = Desk(tiny_exam, "3601", t - timedelta(days=10))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CUSTODY_DATABASE_URL": db_url, "CUSTODY_PASSPHRASE": TEST_SECRET.decode()}
+    server = subprocess.Popen([sys.executable, "-m", "custody", "--home", str(tiny_exam.home), "serve", "--port",
+                               str(port), "--verify-workers", "1"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/checkpoint")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()
+            time.sleep(0.2)
+        events = desk.receive_events(6, t)
+        body = json.dumps({"events": events}).encode()
+        signer = desk.signers[desk.code]
+        headers = sign_request("POST", "/api/v1/events", body, station=desk.code, kid=signer.kid, sign=signer.sign,
+                               now=datetime.now(UTC))
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/api/v1/events", body=body, headers={**headers, "Content-Type": "application/json"})
+        response = connection.getresponse()
+        results = json.loads(response.read())["results"]
+        assert response.status == 200 and [r["status"] for r in results] == ["accepted"] * 6
+        log_key = parse_verifier_key(ledger.log_key())
+        for r in results:
+            verify_tlog_proof(r["receipt"], bytes.fromhex(r["leaf_hash"]), log_key)
+    finally:
+        server.send_signal(signal.SIGINT)
+        output = server.communicate(timeout=60)[0]
+    assert server.returncode in (0, -signal.SIGINT), output
+    assert "Traceback" not in output, output
+    with tiny_exam.db.session() as s:  # stored on the way out: the next start replays nothing
+        assert int(s.get(Setting, "rules_state_size").value) == ledger.size()
