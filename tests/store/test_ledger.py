@@ -206,6 +206,7 @@ def test_a_key_revoked_by_another_process_is_refused_by_a_running_ledger(ledger:
 def test_a_log_key_rotated_by_another_process_signs_the_next_checkpoint(ledger: Ledger, desk: Desk,
                                                                           tiny_exam) -> None:
     """The running writer keeps its log key between batches, but not past a rotation made elsewhere."""
+    from custody.errors import NoteSignatureError
     from custody.keyring import Role
 
     ledger.clock_state["now"] = T + timedelta(minutes=10)
@@ -218,5 +219,5 @@ def test_a_log_key_rotated_by_another_process_signs_the_next_checkpoint(ledger: 
     new_key = ledger.log_key()
     assert new_key != old_key
     verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), parse_verifier_key(new_key))
-    with pytest.raises(Exception):
+    with pytest.raises(NoteSignatureError):
         verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), parse_verifier_key(old_key))
