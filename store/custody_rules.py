@@ -29,13 +29,14 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from custody.events import Event, parse_event
 from custody.labels import ItemKind
 from custody.rules import ItemInfo, ItemState, Tracker
 from custody.verify.shares import judged_at
+from store.db import placeholder
 from store.models import AlertRecord, IssuedLabel, Item, ItemHead, LogLeaf, Setting
 from store.plans import load_plan
 
@@ -156,23 +157,20 @@ def _replay(session: Session, cached: CachedTracker, start: int, end: int, *, st
 
 
 def store_states(session: Session, cached: CachedTracker) -> None:
-    """Write the states changed since the last snapshot, and the size they are current at."""
+    """Write the states changed since the last snapshot, and the size they are current at.
+
+    One upsert per state in the driver's own SQL (the same on SQLite and PostgreSQL): a
+    snapshot of a city's states holds up the writer while it runs.
+    """
     if cached.dirty:
-        table = ItemHead.__table__
-        names = list(cached.dirty)
-        present: set[str] = set()
-        for start in range(0, len(names), 500):
-            present.update(session.scalars(select(ItemHead.item).where(ItemHead.item.in_(names[start:start + 500]))))
-        texts = {item: json.dumps(state.to_json(), ensure_ascii=False, sort_keys=True)
-                 for item, state in cached.dirty.items()}
-        updates = [{"k": item, "s": text} for item, text in texts.items() if item in present]
-        if updates:
-            session.connection().execute(table.update().where(table.c.item == bindparam("k"))
-                                         .values(state=bindparam("s"), state_size=cached.size), updates)
-        inserts = [{"item": item, "leaf_hash": None, "idx": None, "state": text, "state_size": cached.size}
-                   for item, text in texts.items() if item not in present]
-        if inserts:
-            session.execute(table.insert(), inserts)
+        connection = session.connection()
+        mark = placeholder(connection)
+        dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(", ", ": ")).encode
+        rows = [(item, dumps(state.to_json()), cached.size) for item, state in cached.dirty.items()]
+        connection.exec_driver_sql(
+            f"INSERT INTO {ItemHead.__tablename__} (item, leaf_hash, idx, state, state_size) "
+            f"VALUES ({mark}, NULL, NULL, {mark}, {mark}) "
+            "ON CONFLICT (item) DO UPDATE SET state = excluded.state, state_size = excluded.state_size", rows)
     row = session.get(Setting, STATE_SIZE)
     if row is None:
         session.add(Setting(name=STATE_SIZE, value=str(cached.size)))

@@ -62,6 +62,11 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
     return engine
 
 
+def placeholder(connection: Any) -> str:
+    """The driver's positional parameter mark, for SQL handed to it as it is (``exec_driver_sql``)."""
+    return "?" if connection.dialect.paramstyle == "qmark" else "%s"
+
+
 #: The PostgreSQL advisory lock that serialises writers (an arbitrary constant: "cust").
 WRITER_LOCK = 0x63757374
 

@@ -36,6 +36,7 @@ from custody.log.merkle import (
 )
 from custody.log.note import NoteVerifier, parse_unverified_note, sign_note
 from custody.verify.checkpoints import open_with_keys
+from store.db import placeholder
 from store.models import LogCheckpoint, LogHead, LogLeaf, LogNode
 
 
@@ -81,8 +82,9 @@ class LogStore:
             return []
         pending = [node for node in dict.fromkeys(ids) if node not in self.cache]
         connection = self.session.connection() if pending else None
-        mark = "?" if connection is not None and connection.dialect.paramstyle == "qmark" else "%s"
+        mark = placeholder(connection) if connection is not None else ""
         for start in range(0, len(pending), 500):
+            assert connection is not None
             by_level: dict[int, list[int]] = {}
             for level, idx in pending[start:start + 500]:
                 by_level.setdefault(level, []).append(idx)
@@ -92,7 +94,6 @@ class LogStore:
             where = " OR ".join(f"(level = {mark} AND idx IN ({', '.join([mark] * len(part))}))"
                                 for part in by_level.values())
             params = tuple(x for level, part in by_level.items() for x in (level, *part))
-            assert connection is not None
             rows = connection.exec_driver_sql(f"SELECT level, idx, hash FROM {LogNode.__tablename__} WHERE {where}",
                                               params)
             self.cache.update({(level, idx): bytes(h) for level, idx, h in rows})

@@ -9,7 +9,7 @@ trip is exact (``from_json(s.to_json()) == s``).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -181,16 +181,12 @@ class ItemState:
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict of str, int, bool, None and lists; times as RFC 3339 UTC."""
-        out: dict[str, Any] = {"v": STATE_VERSION}
         values = self.__dict__
-        for name in _STATE_NAMES:
+        out: dict[str, Any] = {"v": STATE_VERSION}
+        for name in _STATE_NAMES:  # each field's type is fixed: convert by name, not by testing values
             value = values[name]
-            if isinstance(value, Status):
-                value = value.value
-            elif isinstance(value, datetime):
-                value = value.astimezone(UTC).isoformat()
-            elif isinstance(value, tuple):
-                value = list(value)
+            if value is not None and name in _CONVERT:
+                value = _CONVERT[name](value)
             out[name] = value
         return out
 
@@ -221,6 +217,14 @@ class ItemState:
 
 _STATE_NAMES = tuple(f.name for f in fields(ItemState))
 _STATE_FIELDS = frozenset(_STATE_NAMES)
+#: How :meth:`ItemState.to_json` writes the fields that are not plain JSON values already.
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "status": lambda status: Status(status).value,
+    "opened_at": lambda when: when.astimezone(UTC).isoformat(),
+    "last_time": lambda when: when.astimezone(UTC).isoformat(),
+    "people": list,
+    "seen_labels": list,
+}
 
 
 @dataclass(frozen=True)
