@@ -44,7 +44,7 @@ from store.plans import load_plan
 STATE_SIZE = "rules_state_size"
 #: Store the states when this long has passed since the last snapshot (a snapshot writes every
 #: state changed since the last one: up to one row per item, about a second for a city's items)...
-SNAPSHOT_SECONDS = 30.0
+SNAPSHOT_SECONDS = 10.0
 #: ...or when this many leaves were appended since (bounds the replay after a restart).
 SNAPSHOT_LEAVES = 50_000
 
