@@ -12,14 +12,18 @@ events or the reason a submission is refused, exactly what
 
 A pool that breaks (a worker killed) is not trusted again: the caller checks
 the submissions itself and a new pool is started for later requests. Nothing
-is accepted or refused differently for having gone through a worker.
+is accepted or refused differently for having gone through a worker. Workers
+ignore Ctrl+C (the server stops them) and end when the server is gone.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 MIN_BATCH = 4
 #: A request's submissions go to one worker up to this many, else are split over the workers.
 SPLIT = 64
+#: Seconds between a worker's checks that the server that started it still runs.
+PARENT_CHECK = 1.0
 
 
 @dataclass
@@ -88,6 +94,16 @@ _worker: dict[str, Any] = {}
 
 def _start_worker(url: str) -> None:
     _worker.update(url=url, generation=None, keys=None)
+    # Ctrl+C at the terminal reaches the whole process group: the server stops its workers itself
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the server that started it is gone (killed, crashed): no orphans."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK)
+    os._exit(0)
 
 
 def _check_in_worker(generation: int, submissions: Sequence[Any]) -> list[Verdict]:

@@ -107,3 +107,39 @@ class _Signer:
 
 def _top_items(desk: Desk, n: int) -> list[str]:
     return sorted(i for i, r in desk.items.items() if r.parent_box is None)[:n]
+
+
+def test_workers_ignore_ctrl_c_and_end_with_their_server(tiny_exam: Any, tmp_path: Any) -> None:
+    """Ctrl+C at the terminal reaches the workers too (no traceback from them: the server stops them);
+    a server killed outright leaves no worker behind."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys\n"
+        "from store.verifier_pool import VerifierPool\n"
+        "pool = VerifierPool(sys.argv[1], 1)\n"
+        "pool.start()\n"
+        "print(' '.join(str(p) for p in pool._executor._processes), flush=True)\n"
+        "sys.stdin.readline()\n"
+        "os._exit(0)\n")  # no shutdown: as if killed
+    server = subprocess.Popen([sys.executable, "-c", script, tiny_exam.db.url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (worker,) = (int(p) for p in server.stdout.readline().split())
+    os.kill(worker, signal.SIGINT)
+    time.sleep(0.5)
+    os.kill(worker, 0)  # still there: it ignored the interrupt
+    server.stdin.write("\n")
+    server.stdin.flush()
+    server.wait(timeout=30)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"worker {worker} outlived its server")
+    assert "Traceback" not in server.stderr.read()
