@@ -357,6 +357,7 @@ class Ledger:
                 results = self._append_pending([p for pending, _, _ in group for p in pending])
             except BaseException as exc:  # the whole group failed: nothing was stored
                 self._custody = None
+                self._end = None  # read the key registry again before the next batch
                 for _, _, done in group:
                     done.set_exception(exc)
                 continue
@@ -394,7 +395,6 @@ class Ledger:
             first, integration = store.append(builder.leaves)
             builder.finish(first, self._judge)
             note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
-            self._end = integration.new_size
             for r in results:
                 key = r.pop("_key", None)
                 if r["status"] == "duplicate":
@@ -408,6 +408,7 @@ class Ledger:
                 data = builder.leaves[relative].data if relative >= 0 else s.get(LogLeaf, r["index"]).data
                 r["leaf_hash"] = leaf_hash(data).hex()
                 r["receipt"] = format_tlog_proof(r["index"], path, note, extra=data)
+        self._end = integration.new_size  # committed
         write_witness_copy(self.instance.home, note)
         return results
 
@@ -432,7 +433,7 @@ class Ledger:
             first, _ = store.append(builder.leaves)
             builder.finish(first, self._judge)
             note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
-            self._end = first + len(builder.leaves)
+        self._end = first + len(builder.leaves)  # committed
         if any(leaf.type == "backup_order" for leaf in builder.leaves):
             # The tracker learns orders from the log when it is built: rebuild it.
             self._custody = None
@@ -460,7 +461,7 @@ class Ledger:
             first, _ = store.append(builder.leaves)
             builder.finish(first, self._judge)
             note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
-            self._end = first + len(builder.leaves)
+        self._end = first + len(builder.leaves)  # committed
         write_witness_copy(self.instance.home, note)
         return count
 
