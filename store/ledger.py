@@ -37,7 +37,7 @@ from custody.log.merkle import leaf_hash
 from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
 from custody.log.proofs import format_consistency_proof, format_tlog_proof
 from store.instance import Instance
-from store.logstore import LogStore, NewLeaf, check_not_rolled_back, write_witness_copy
+from store.logstore import LogStore, NewLeaf, check_not_rolled_back, log_verifiers, write_witness_copy
 from store.models import AlertRecord, IssuedLabel, Item, ItemHead, KeyRecord, LogCheckpoint, LoggedKey, LogLeaf
 from store.verifier_pool import MIN_BATCH, Verdict, VerifierPool, check
 
@@ -83,8 +83,7 @@ class _LogSigning:
     def current(cls, ledger: Ledger, now: datetime) -> _LogSigning:
         keys, institute = ledger.instance.keys, ledger.instance.institute
         row = keys.current(Role.LOG_SIGNER, institute, now)
-        verifiers = tuple(parse_verifier_key(verifier_key(ledger.origin, r.public_raw)) for r in keys.records()
-                          if r.role == Role.LOG_SIGNER.value)
+        verifiers = tuple(log_verifiers(ledger.origin, keys.records()))
         return cls(keys.private_key(Role.LOG_SIGNER, institute, now), verifiers, row.valid_from, row.valid_until,
                    row.revoked_at)
 

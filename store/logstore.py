@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from custody.errors import LogError
+from custody.keyring import Role
 from custody.log.checkpoint import Checkpoint, parse_checkpoint
 from custody.log.merkle import (
     EMPTY_ROOT,
@@ -34,10 +35,10 @@ from custody.log.merkle import (
     integrate,
     verify_consistency,
 )
-from custody.log.note import NoteVerifier, parse_unverified_note, sign_note
+from custody.log.note import NoteVerifier, parse_unverified_note, parse_verifier_key, sign_note, verifier_key
 from custody.verify.checkpoints import open_with_keys
 from store.db import placeholder
-from store.models import LogCheckpoint, LogHead, LogLeaf, LogNode
+from store.models import KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode
 
 
 class LogRollback(LogError):
@@ -81,10 +82,18 @@ class LogStore:
         if not ids:
             return []
         pending = [node for node in dict.fromkeys(ids) if node not in self.cache]
-        connection = self.session.connection() if pending else None
-        mark = placeholder(connection) if connection is not None else ""
+        if pending:
+            self._read_nodes(pending)
+        missing = [i for i in ids if i not in self.cache]
+        if missing:
+            raise LogError(f"the stored tree lacks node(s) {missing[:5]} (level, index): the log tables are damaged")
+        return [self.cache[i] for i in ids]
+
+    def _read_nodes(self, pending: Sequence[tuple[int, int]]) -> None:
+        """Read ``pending`` nodes into the cache, 500 a query."""
+        connection = self.session.connection()
+        mark = placeholder(connection)
         for start in range(0, len(pending), 500):
-            assert connection is not None
             by_level: dict[int, list[int]] = {}
             for level, idx in pending[start:start + 500]:
                 by_level.setdefault(level, []).append(idx)
@@ -97,10 +106,6 @@ class LogStore:
             rows = connection.exec_driver_sql(f"SELECT level, idx, hash FROM {LogNode.__tablename__} WHERE {where}",
                                               params)
             self.cache.update({(level, idx): bytes(h) for level, idx, h in rows})
-        missing = [i for i in ids if i not in self.cache]
-        if missing:
-            raise LogError(f"the stored tree lacks node(s) {missing[:5]} (level, index): the log tables are damaged")
-        return [self.cache[i] for i in ids]
 
     def append(self, leaves: Sequence[NewLeaf]) -> tuple[int, Integration]:
         """Store ``leaves`` after the current tree; returns (first index, integration)."""
@@ -165,6 +170,12 @@ class LogStore:
     def proofs(self, indexes: Sequence[int], size: int) -> list[list[bytes]]:
         """The audit paths of several leaves in the tree of ``size`` (a batch's receipts)."""
         return inclusion_proofs(indexes, size, self.get_nodes)
+
+
+def log_verifiers(origin: str, registry: Sequence[KeyRecord]) -> list[NoteVerifier]:
+    """Every log signing key of the registry, as note verifiers named by the origin."""
+    return [parse_verifier_key(verifier_key(origin, r.public_raw)) for r in registry
+            if r.role == Role.LOG_SIGNER.value]
 
 
 # --- the witness copy of the latest checkpoint, outside the database --------------------

@@ -43,7 +43,7 @@ from custody.errors import CustodyError, LogError
 from custody.keyring import KeyRing, PublicKey, Role
 from custody.log.merkle import consistency_proof, inclusion_proof, verify_inclusion
 from custody.log.merkle import leaf_hash as compute_leaf_hash
-from custody.log.note import ALG_COSIGNATURE_V1, NoteVerifier, verifier_key
+from custody.log.note import ALG_COSIGNATURE_V1, NoteVerifier
 from custody.verify.checkpoints import HeldCheckpoint, check_chain, check_outside, open_stored, open_with_keys
 from custody.verify.findings import Finding, Findings
 from custody.verify.leaves import parse_utc
@@ -60,7 +60,7 @@ from custody.verify.report import (
 from custody.verify.shares import Shares, ShareWorker
 from custody.verify.tree import LeafMismatch, TreeAudit, classify_leaf_mismatches, node_ranges
 from store.instance import Instance
-from store.logstore import LogStore, read_witness_copy
+from store.logstore import LogStore, log_verifiers, read_witness_copy
 from store.models import AlertRecord, Item, ItemHead, KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode
 from store.verification_models import VerificationRun, VerificationState
 
@@ -231,14 +231,6 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
             at, reason = row.revoked_at, row.revocation_reason
         ring.add(PublicKey(raw, role, str(leaf.get("owner")), valid_from, valid_until, at, reason))
     return ring, findings
-
-
-def log_verifiers(origin: str, registry: list[KeyRecord]) -> list[NoteVerifier]:
-    """Every log signing key of the registry, as note verifiers named by the origin."""
-    from custody.log.note import parse_verifier_key
-
-    return [parse_verifier_key(verifier_key(origin, r.public_raw)) for r in registry
-            if r.role == Role.LOG_SIGNER.value]
 
 
 def witness_verifiers(registry: list[KeyRecord]) -> list[NoteVerifier]:
@@ -815,18 +807,18 @@ def _box_links(setup: tuple[Any, dict[str, Any]] | None, snapshot: dict[str, Any
 
 def _make_replay(setup: tuple[Any, dict[str, Any]] | None, snapshot: dict[str, Any] | None,
                  shares: Shares | None = None, share: int = 0) -> RulesReplay | None:
-    """A tracker resumed from the snapshot's states: only those of ``share``'s items when ``shares`` is given."""
+    """A tracker resumed from the snapshot's states and labels: only those of ``share``'s items when ``shares`` is given."""
     if setup is None:
         return None
     snap = snapshot or {}
-    states = snap.get("states") or {}
-    if shares is not None and shares.n > 1:
-        states = {k: v for k, v in states.items() if shares.of(k) == share}
-    labels = snap.get("labels") or {}
-    if shares is not None and shares.n > 1:
-        labels = {k: v for k, v in labels.items() if shares.of(k) == share}
-    return RulesReplay(setup[0], setup[1], states=states, orders=[tuple(o) for o in snap.get("orders", [])],
-                       labels=labels)
+
+    def mine(by_item: dict[str, Any]) -> dict[str, Any]:
+        if shares is None or shares.n == 1:
+            return by_item
+        return {k: v for k, v in by_item.items() if shares.of(k) == share}
+
+    return RulesReplay(setup[0], setup[1], states=mine(snap.get("states") or {}),
+                       orders=[tuple(o) for o in snap.get("orders", [])], labels=mine(snap.get("labels") or {}))
 
 
 def _replay_sequential(instance: Instance, setup: tuple[Any, dict[str, Any]], snapshot: dict[str, Any] | None,
