@@ -807,7 +807,8 @@ def _box_links(setup: tuple[Any, dict[str, Any]] | None, snapshot: dict[str, Any
 
 def _make_replay(setup: tuple[Any, dict[str, Any]] | None, snapshot: dict[str, Any] | None,
                  shares: Shares | None = None, share: int = 0) -> RulesReplay | None:
-    """A tracker resumed from the snapshot's states and labels: only those of ``share``'s items when ``shares`` is given."""
+    """A tracker resumed from the snapshot's states and labels: only those of ``share``'s items when
+    ``shares`` is given."""
     if setup is None:
         return None
     snap = snapshot or {}
