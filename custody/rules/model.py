@@ -171,13 +171,25 @@ class ItemState:
 
     def evolve(self, **changes: Any) -> ItemState:
         """``dataclasses.replace`` without its per-call field walk: the tracker makes one per item per event."""
+        return ItemState.updater(changes)(self)
+
+    @staticmethod
+    def updater(changes: Mapping[str, Any]) -> Callable[[ItemState], ItemState]:
+        """A function applying ``changes`` to a state, their names checked once: a box's scan makes
+        the same change to every item packed in it."""
         unknown = changes.keys() - _STATE_FIELDS
         if unknown:
             raise TypeError(f"ItemState has no field {sorted(unknown)[0]!r}")
-        new = object.__new__(ItemState)
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(changes)
-        return new
+        changes = dict(changes)
+
+        def apply(state: ItemState) -> ItemState:
+            new = object.__new__(ItemState)
+            values = new.__dict__
+            values.update(state.__dict__)
+            values.update(changes)
+            return new
+
+        return apply
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict of str, int, bool, None and lists; times as RFC 3339 UTC."""

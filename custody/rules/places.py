@@ -46,6 +46,7 @@ class Geography:
         self._nearest: dict[tuple[str, UnitKind], str | None] = {}
         self._paths: dict[tuple[ItemKind, str], frozenset[str]] = {}
         self._verdicts: dict[tuple[str, ItemKind, str], tuple[str, str, str] | None] = {}
+        self._unit_verdicts: dict[tuple[tuple[str, ...], ItemKind, str], tuple[tuple[str, str, str] | None, ...]] = {}
 
     def known(self, code: str | None) -> bool:
         return code is not None and self.plan.has_unit(code)
@@ -115,6 +116,16 @@ class Geography:
         except KeyError:
             verdict = self._verdicts[key] = self._judge_unit(code, info)
             return verdict
+
+    def judge_units(self, codes: tuple[str, ...], info: ItemInfo) -> tuple[tuple[str, str, str] | None, ...]:
+        """:meth:`judge_unit` for each of ``codes`` (the units an event names), remembered as a whole:
+        a box's scan asks it for every item packed in it."""
+        key = (codes, info.kind, info.destination)
+        try:
+            return self._unit_verdicts[key]
+        except KeyError:
+            verdicts = self._unit_verdicts[key] = tuple(self.judge_unit(code, info) for code in codes)
+            return verdicts
 
     def _judge_unit(self, code: str, info: ItemInfo) -> tuple[str, str, str] | None:
         """Whether ``info`` may be at unit ``code``: None, or (alert code, English reason, Chinese reason).

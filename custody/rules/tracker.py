@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from custody.errors import NotFound
@@ -21,10 +22,16 @@ PROPAGATING = frozenset({Action.ISSUE, Action.RECEIVE, Action.STORE, Action.TAKE
                          Action.DESTROY, Action.MISSING, Action.FOUND})
 
 
+#: What an item's judgement as a box's content depends on, besides the item's kind and destination.
+_course = attrgetter("status", "holder", "heading", "sender", "last_time", "last_place", "last_action", "people")
+#: What a content's custody changes depend on (see :meth:`Tracker._changes`).
+_move = attrgetter("last_time", "holder", "people", "sender")
+_lockstep = attrgetter("holder", "status", "heading", "sender", "last_time")
+
+
 def _same_course(a: ItemState, b: ItemState) -> bool:
     """Whether an item has moved in lockstep with its box (so the box's verdicts are its own)."""
-    return (a.holder, a.status, a.heading, a.sender, a.last_time) == (b.holder, b.status, b.heading, b.sender,
-                                                                      b.last_time)
+    return _lockstep(a) == _lockstep(b)
 
 
 class Tracker:
@@ -133,7 +140,8 @@ class Tracker:
         # A box is opened by unpacking it: an open on a box means just that.
         action = Action.UNPACK if event.action is Action.OPEN and info.kind is ItemKind.BOX else event.action
         affected = [event.item] + self._contents(event.item, action)
-        before = {i: self.state(i) for i in affected}
+        states = self._states
+        before = {i: states.get(i) or self.state(i) for i in affected}
         changed: dict[str, ItemState] = {}
         alerts = judge.item(info, scanned, action, True, subject)
         box_codes = {a.code for a in alerts}
@@ -146,15 +154,14 @@ class Tracker:
         # The contents of a box: most share their inputs (they moved together), so one content's
         # judgement and transition stand for every content with the same inputs. Only judgements
         # that raised nothing are shared; a content with an alert is judged on its own, by name.
+        # A box carries up to hundreds of bundles: this loop is most of the cost of a box scan.
         quiet: set[tuple[Any, ...]] = set()
-        moves: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        moves: dict[tuple[Any, ...], Callable[[ItemState], ItemState] | None] = {}
         units = tuple(u for u in dict.fromkeys((event.from_unit, event.to_unit)) if u is not None)
+        judge_units = self.geo.judge_units
         for item_id in affected[1:]:
             item_info, state = self.items[item_id], before[item_id]
-            course = (state.status, state.holder, state.heading, state.sender, state.last_time, state.last_place,
-                      state.last_action, state.people)
-            inputs = (course, item_info.kind is ItemKind.ANSWER_CARD_BUNDLE,
-                      tuple(self.geo.judge_unit(u, item_info) for u in units))
+            inputs = (_course(state), item_info.kind is ItemKind.ANSWER_CARD_BUNDLE, judge_units(units, item_info))
             if inputs not in quiet:
                 alerts = judge.item(item_info, state, action, False, self.subject(item_info.subject))
                 if _same_course(state, scanned):
@@ -163,13 +170,16 @@ class Tracker:
                     judge.alerts.extend(alerts)
                 else:
                     quiet.add(inputs)
-            move = (state.last_time, state.holder, state.people, state.sender)
-            if move not in moves:
-                moves[move] = self._changes(state, action, event, judge, scanned=False)
-            changes = moves[move]
-            new = state if changes is None else state.evolve(**changes)
-            if new != state:
-                changed[item_id] = new
+            move = _move(state)
+            if move in moves:
+                apply = moves[move]
+            else:
+                changes = self._changes(state, action, event, judge, scanned=False)
+                apply = moves[move] = None if changes is None else ItemState.updater(changes)
+            if apply is not None:
+                new = apply(state)
+                if new.__dict__ != state.__dict__:
+                    changed[item_id] = new
         for item_id, new in changed.items():
             self._store(before[item_id], new)
         return Outcome(judge.alerts, changed)
@@ -180,9 +190,12 @@ class Tracker:
         if action not in PROPAGATING:
             return []
         found: list[str] = []
-        queue, seen = [item_id], {item_id}
+        queue, seen, packed = [item_id], {item_id}, self._packed
         while queue:
-            for inner in self.packed_in(queue.pop(0)):
+            inside = packed.get(queue.pop(0))
+            if not inside:  # a bundle, or an empty box
+                continue
+            for inner in sorted(inside):
                 if inner not in seen and inner in self.items:
                     seen.add(inner)
                     found.append(inner)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+
 from custody.events import Action
 from custody.labels import ItemKind
 from custody.plan import UnitKind
@@ -206,3 +208,16 @@ def test_a_tracker_rebuilt_from_stored_states_carries_on_the_same() -> None:
                        handed=SITE, received="K001-02")
     received = event.station_time + timedelta(seconds=5)
     assert rebuilt.record(event, received) == desk.tracker.record(event, received)
+
+
+def test_a_state_update_checks_its_field_names_once_and_applies_to_any_state() -> None:
+    apply = ItemState.updater({"holder": "3601", "status": Status.HELD})
+    a, b = ItemState(item="A", people=("p1",)), ItemState(item="B", count=30)
+    assert apply(a) == ItemState(item="A", holder="3601", status=Status.HELD, people=("p1",))
+    assert apply(b) == ItemState(item="B", holder="3601", status=Status.HELD, count=30)
+    assert a.holder is None  # the original is untouched
+    assert a.evolve(holder="3601", status=Status.HELD) == apply(a)
+    with pytest.raises(TypeError, match="no field 'holdr'"):
+        ItemState.updater({"holdr": "3601"})
+    with pytest.raises(TypeError, match="no field 'holdr'"):
+        a.evolve(holdr="3601")
