@@ -94,7 +94,7 @@ def city_instance(folder: Path, url: str):  # type: ignore[no-untyped-def]
 
 def bench_ingest(kind: str, events: int, batch: int, workers: int) -> dict[str, float]:
     from store import simulation
-    from store.ledger import Ledger
+    from store.ledger import Ledger, settle_collector
 
     with tempfile.TemporaryDirectory() as tmp:
         url, handle = make_database(kind, Path(tmp))
@@ -104,6 +104,7 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int) -> dict[str, 
             ledger = Ledger(instance, clock=lambda: clock["now"], verify_workers=workers)
             ledger.start()
             ledger.record_labels(plan.exam)
+            settle_collector()  # as custody serve does once started
             sim = simulation.ExamSimulation(instance, plan,
                                             simulation.register_stations(instance, plan, simulation.STATIONS_AT))
             sim.build()

@@ -61,6 +61,7 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
     """
     from waitress import serve
 
+    from store.ledger import settle_collector
     from web.settings import max_request_body
 
     unlock_keys(instance)
@@ -69,6 +70,7 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
     workers = default_verify_workers() if verify_workers is None else verify_workers
     app = build_app(instance, secure_cookies=secure_cookies, extra={"VERIFY_WORKERS": workers})
     app.extensions["custody"].ledger.start()
+    settle_collector()
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"custody web application: http://{shown}:{port}/")
     click.echo(f"  API: http://{shown}:{port}/api/v1/openapi.json   checkpoint: http://{shown}:{port}/checkpoint")

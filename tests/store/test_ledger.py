@@ -221,3 +221,14 @@ def test_a_log_key_rotated_by_another_process_signs_the_next_checkpoint(ledger: 
     verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), parse_verifier_key(new_key))
     with pytest.raises(NoteSignatureError):
         verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), parse_verifier_key(old_key))
+
+
+def test_a_serving_process_freezes_its_start_up_objects_out_of_the_collector() -> None:
+    # process-wide settings: checked in a fresh interpreter, not in the test run's own
+    import subprocess
+    import sys
+
+    script = ("import gc; from store.ledger import settle_collector, GC_YOUNG; settle_collector(); "
+              "print(gc.get_freeze_count() > 1000, gc.get_threshold()[0] == GC_YOUNG, gc.isenabled())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["True", "True", "True"]
