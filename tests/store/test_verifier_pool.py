@@ -50,7 +50,13 @@ def test_workers_give_the_verdicts_the_server_would(tiny_exam: Any, desk: Desk, 
     keys = tiny_exam.keys.keyring()
     inline = [check(s, keys) for s in submissions]
     assert [v.error_code for v in inline][:4] == [None] * 4 and all(v.error_code for v in inline[4:])
-    assert pool.check(submissions, 1) == inline
+    checked = pool.check(submissions, 1)
+    assert checked == inline
+    # an event comes back as plain values, rebuilt around the caller's own submitted object
+    for verdict, submission, same in zip(checked[:4], submissions, inline, strict=False):
+        assert verdict.event.raw is submission["event"]
+        assert verdict.event.canonical() == same.event.canonical()
+        assert verdict.event.handed_by == same.event.handed_by and verdict.event.action is same.event.action
 
 
 def test_a_new_generation_makes_the_workers_read_the_registry_again(tiny_exam: Any, desk: Desk,
