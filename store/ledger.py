@@ -33,7 +33,7 @@ from custody.errors import CustodyError
 from custody.events import Event, format_time
 from custody.keyring import KeyRing, Role
 from custody.labels import cose_from_text
-from custody.log.jcs import canonical_json, canonical_plain
+from custody.log.jcs import canonical_json, canonical_plain, canonical_spliced
 from custody.log.merkle import leaf_hash
 from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
 from custody.log.proofs import format_consistency_proof, format_tlog_proof
@@ -532,9 +532,13 @@ class _BatchBuilder:
     def _add(self, leaf: dict[str, Any], item: str | None, event_key: str | None = None,
              station: str | None = None, *, plain: bool = False) -> int:
         """Add a leaf; ``plain`` when its caller checked every value is plain (see ``canonical_plain``)."""
-        data = canonical_plain(leaf) if plain else canonical_json(leaf)
+        return self._add_data(canonical_plain(leaf) if plain else canonical_json(leaf), leaf["type"], item,
+                              event_key, station)
+
+    def _add_data(self, data: bytes, kind: str, item: str | None, event_key: str | None = None,
+                  station: str | None = None) -> int:
         digest = leaf_hash(data)
-        self.leaves.append(NewLeaf(data, digest, leaf["type"], item, event_key, station, self.now))
+        self.leaves.append(NewLeaf(data, digest, kind, item, event_key, station, self.now))
         if item is not None:
             self.heads[item] = digest
         return len(self.leaves) - 1
@@ -574,11 +578,13 @@ class _BatchBuilder:
         return None
 
     def handover(self, event: Event, kid: str, sig: str, key: str) -> dict[str, Any]:
-        leaf = self._chained({"type": "handover", "event": dict(event.raw), "kid": kid, "sig": sig,
-                              "received_at": self.received}, event.item)
-        # A parsed event is plain (parse_event checked each field); the key id, signature, time and
-        # chain hash are ASCII text or null.
-        mark = self._add(leaf, event.item, key, event.station, plain=True)
+        prev = self._prev(event.item)
+        # The event is the exact bytes the station signed (parse_event made them canonical); the key
+        # id, signature, time, item and chain hash are plain text or null.
+        data = canonical_spliced({"type": "handover", "kid": kid, "sig": sig, "received_at": self.received,
+                                  "item": event.item, "item_prev": prev.hex() if prev else None},
+                                 {"event": event.canonical()})
+        mark = self._add_data(data, "handover", event.item, key, event.station)
         self.handovers.append((mark, event))
         return {"status": "accepted", "event_id": event.id, "index": mark}
 

@@ -63,7 +63,7 @@ def canonical_json(obj: Any) -> bytes:
         raise LeafError(f"value cannot be canonicalised as RFC 8785 JSON: {exc}") from exc
 
 
-def canonical_plain(obj: dict[str, Any]) -> bytes:
+def canonical_plain(obj: Any) -> bytes:
     """:func:`canonical_json` for an object its caller has checked to be plain (see ``_plain``).
 
     Skips the walk that checks it; for shapes validated field by field, like a parsed
@@ -73,6 +73,28 @@ def canonical_plain(obj: dict[str, Any]) -> bytes:
         return _ENCODE(obj).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError):
         return canonical_json(obj)
+
+
+def canonical_spliced(plain: dict[str, Any], encoded: dict[str, bytes]) -> bytes:
+    """The JCS bytes of the object with the members of ``plain`` and of ``encoded``.
+
+    ``plain`` values are checked plain by the caller (as for :func:`canonical_plain`);
+    ``encoded`` values are given as their JCS bytes already, and are trusted to be: a signed
+    event inside a handover leaf is the event's own canonical bytes, not encoded a second
+    time (it was most of the cost of a leaf). JCS is compositional: an object's form is its
+    members' forms, in key order, so the result is what :func:`canonical_json` gives for
+    the whole object. Keys must be ASCII (for which JCS order is Python's) and appear once.
+    """
+    keys = sorted(plain.keys() | encoded.keys())
+    if len(keys) != len(plain) + len(encoded) or not all(key.isascii() for key in keys):
+        raise LeafError("spliced members need distinct ASCII keys")
+    parts = []
+    for key in keys:
+        value = encoded.get(key)
+        if value is None:
+            value = canonical_plain(plain[key])
+        parts.append(_ENCODE(key).encode("ascii") + b":" + value)
+    return b"{" + b",".join(parts) + b"}"
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

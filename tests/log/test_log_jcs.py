@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from custody.errors import LeafError
-from custody.log.jcs import canonical_json, loads_leaf
+from custody.log.jcs import canonical_json, canonical_spliced, loads_leaf
 
 
 def test_rfc_8785_examples(vector: Callable[[str], Any]) -> None:
@@ -107,3 +107,23 @@ def test_keys_beyond_the_basic_plane_sort_by_utf16_code_units() -> None:
     assert canonical_json({"\ue000": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\ue000":1}'.encode()
     expected = b'{"a":[true,null,-5],"b":"\\u0001\\n\xe2\x80\xa8"}'
     assert canonical_json({"b": "\x01\n\u2028", "a": [True, None, -5]}) == expected
+
+
+_ascii_keys = st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=8)
+
+
+@given(st.dictionaries(_ascii_keys, json_values, max_size=6), st.data())
+def test_an_object_spliced_from_encoded_members_is_its_jcs_form(body: dict[str, Any], data: st.DataObject) -> None:
+    import rfc8785
+
+    given_encoded = data.draw(st.sets(st.sampled_from(sorted(body)), max_size=len(body)) if body else st.just(set()))
+    plain = {k: v for k, v in body.items() if k not in given_encoded}
+    encoded = {k: canonical_json(body[k]) for k in given_encoded}
+    assert canonical_spliced(plain, encoded) == rfc8785.dumps(body) == canonical_json(body)
+
+
+def test_spliced_members_need_distinct_ascii_keys() -> None:
+    with pytest.raises(LeafError, match="distinct ASCII"):
+        canonical_spliced({"a": 1}, {"a": b"1"})
+    with pytest.raises(LeafError, match="distinct ASCII"):
+        canonical_spliced({"é": 1}, {})
