@@ -15,10 +15,11 @@ older than that file is refused (:class:`LogRollback`).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -58,6 +59,20 @@ class NewLeaf:
     event_key: str | None
     station: str | None
     received_at: datetime
+
+
+def _bind_value(connection: Any, column: Any) -> Callable[[Any], Any]:
+    """What the driver is handed for a value of ``column`` (its type's processing), remembered per value."""
+    dialect = connection.dialect
+    process = column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+    seen: dict[Any, Any] = {}
+
+    def value(v: Any) -> Any:
+        if v not in seen:
+            seen[v] = process(v)
+        return seen[v]
+
+    return value
 
 
 class LogStore:
@@ -112,14 +127,20 @@ class LogStore:
         size, _ = self.head()
         result = integrate(size, [leaf.hash for leaf in leaves], self.get_nodes)
         self.cache.update(result.nodes)
-        if leaves:  # Core inserts (executemany): the ORM's bulk path costs more than the rows here
+        if leaves:
+            # The driver's own SQL (executemany of tuples): SQLAlchemy's per-row parameter processing was
+            # most of an append. The one value that needs processing is the time, the same for a batch.
             connection = self.session.connection()
-            connection.execute(LogLeaf.__table__.insert(), [
-                {"idx": size + i, "data": leaf.data, "hash": leaf.hash, "type": leaf.type, "item": leaf.item,
-                 "event_key": leaf.event_key, "station": leaf.station, "received_at": leaf.received_at}
-                for i, leaf in enumerate(leaves)])
-            connection.execute(LogNode.__table__.insert(), [
-                {"level": level, "idx": idx, "hash": h} for (level, idx), h in result.nodes.items()])
+            mark = placeholder(connection)
+            stored_time = _bind_value(connection, LogLeaf.__table__.c.received_at)
+            connection.exec_driver_sql(
+                f"INSERT INTO {LogLeaf.__tablename__} (idx, data, hash, type, item, event_key, station, received_at) "
+                f"VALUES ({', '.join([mark] * 8)})",
+                [(size + i, leaf.data, leaf.hash, leaf.type, leaf.item, leaf.event_key, leaf.station,
+                  stored_time(leaf.received_at)) for i, leaf in enumerate(leaves)])
+            connection.exec_driver_sql(
+                f"INSERT INTO {LogNode.__tablename__} (level, idx, hash) VALUES ({mark}, {mark}, {mark})",
+                [(level, idx, h) for (level, idx), h in result.nodes.items()])
         head = self.session.get(LogHead, 1)
         if head is None:
             self.session.add(LogHead(id=1, size=result.new_size, root=result.root))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from custody.events import Action
 from custody.log.checkpoint import open_checkpoint
@@ -232,3 +232,26 @@ def test_a_serving_process_freezes_its_start_up_objects_out_of_the_collector() -
               "print(gc.get_freeze_count() > 1000, gc.get_threshold()[0] == GC_YOUNG, gc.isenabled())")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split() == ["True", "True", "True"]
+
+
+def test_leaves_stored_by_the_drivers_own_sql_read_back_as_the_orm_would_store_them(db_url: str) -> None:
+    from sqlalchemy import insert
+
+    from store.db import Database
+    from store.logstore import LogStore, NewLeaf
+
+    when = datetime(2017, 6, 7, 8, 30, 15, 123456, tzinfo=timezone(timedelta(hours=8)))
+    db = Database(db_url)
+    db.migrate()
+    data = canonical_json({"type": "note"})
+    with db.write_session() as s:
+        LogStore(s).append([NewLeaf(data, leaf_hash(data), "note", "P-1", "ST-1/e1", "ST-1", when)])
+        s.execute(insert(LogLeaf).values(idx=99, data=b"x", hash=b"h" * 32, type="x", received_at=when))
+    with db.session() as s:
+        rows = s.scalars(select(LogLeaf).order_by(LogLeaf.idx)).all()
+        assert [r.received_at for r in rows] == [when, when]
+        assert (rows[0].data, rows[0].hash, rows[0].item, rows[0].event_key, rows[0].station) == (
+            data, leaf_hash(data), "P-1", "ST-1/e1", "ST-1")
+        raw = s.execute(text("SELECT received_at FROM log_leaves ORDER BY idx")).scalars().all()
+        assert raw[0] == raw[1]  # the same stored form as the ORM's
+    db.dispose()
