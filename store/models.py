@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -111,7 +112,7 @@ class Item(Base):
     """A tracked item: a bundle, disc, answer key, backup paper or box."""
 
     __tablename__ = "items"
-    __table_args__ = (UniqueConstraint("exam", "item_id"),)
+    __table_args__ = (UniqueConstraint("exam", "item_id"), Index("ix_items_exam_subject", "exam", "subject"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     exam: Mapped[str] = mapped_column(ForeignKey("exams.code"), index=True)
     item_id: Mapped[str] = mapped_column(String(64))
@@ -163,6 +164,7 @@ class LogLeaf(Base):
     """One leaf of the Merkle log: its exact bytes, kept forever."""
 
     __tablename__ = "log_leaves"
+    __table_args__ = (Index("ix_log_leaves_item_idx", "item", "idx"),)
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(Bytes)
     hash: Mapped[bytes] = mapped_column(Bytes(32))
@@ -196,6 +198,7 @@ class LogCheckpoint(Base):
     """Every checkpoint the log ever signed (C2SP signed note), with cosignatures added later."""
 
     __tablename__ = "log_checkpoints"
+    __table_args__ = (Index("ix_log_checkpoints_signed_at", "signed_at"),)
     size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     note: Mapped[str] = mapped_column(Text)
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -210,7 +213,7 @@ class ItemHead(Base):
     idx: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     state: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: Log size when ``state`` last changed (box events change contents without their own leaf).
-    state_size: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    state_size: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class IssuedLabel(Base):
@@ -226,6 +229,7 @@ class AlertRecord(Base):
     """A custody rule the log's events broke: derived from the log, re-derivable by the verifier."""
 
     __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_item_leaf_idx", "item", "leaf_idx"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     leaf_idx: Mapped[int] = mapped_column(BigInteger, index=True)
     item: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
