@@ -9,6 +9,14 @@ setting, the log size the snapshot is current at) at most every
 changes the state of every bundle packed in it, and rewriting thousands of
 states per batch was most of the cost of an append.
 
+A snapshot is taken in two steps so that the writer does not stall for it: when
+one is due, the states changed so far are handed to a background thread that
+turns them into JSON (the larger part of a snapshot's time: about a quarter of a
+second for a city's states); a later batch writes those rows, with the states
+changed since encoded on the spot, in its own transaction. A snapshot is therefore
+still current at the end of the batch that writes it, as before. A tracker that
+is dropped (a failed batch, a rebuild) drops its pending snapshot with it.
+
 A tracker that may be stale (none in this process yet, or another writer
 appended since) is rebuilt from the snapshot and the handover and label leaves
 after it, replayed in log order exactly as they were first judged (with the
@@ -24,7 +32,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -49,8 +58,22 @@ SNAPSHOT_SECONDS = 10.0
 SNAPSHOT_LEAVES = 50_000
 
 
+#: Turns states into snapshot rows off the writer's thread (one at a time).
+_ENCODER = ThreadPoolExecutor(1, thread_name_prefix="custody-states")
+
+
+def _encode_states(states: Mapping[str, ItemState]) -> dict[str, str]:
+    """Each state as the JSON text ``item_heads.state`` holds."""
+    dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(", ", ": ")).encode
+    return {item: dumps(state.to_json()) for item, state in states.items()}
+
+
 class CachedTracker:
-    """The tracker of one exam, current at log size ``size``; ``dirty`` holds states newer than the snapshot."""
+    """The tracker of one exam, current at log size ``size``; ``dirty`` holds states newer than the snapshot.
+
+    ``handed`` holds states handed to the encoder for the next snapshot (``encoding``), newer than
+    the stored snapshot and older than ``dirty``.
+    """
 
     def __init__(self, tracker: Tracker, size: int, exam: str, snapshot_size: int):
         self.tracker = tracker
@@ -59,6 +82,29 @@ class CachedTracker:
         self.snapshot_size = snapshot_size
         self.snapshot_at = time.monotonic()
         self.dirty: dict[str, ItemState] = {}
+        self.handed: dict[str, ItemState] = {}
+        self.encoding: Future[dict[str, str]] | None = None
+
+    @property
+    def unsaved(self) -> bool:
+        """Whether some state is newer than the stored snapshot."""
+        return bool(self.dirty or self.handed)
+
+    def start_encoding(self) -> None:
+        """Hand the states changed so far to the encoder (a later batch writes them: :func:`store_states`)."""
+        self.handed, self.dirty = self.dirty, {}
+        self.encoding = _ENCODER.submit(_encode_states, self.handed)
+
+    def snapshot_rows(self) -> dict[str, str]:
+        """Every state newer than the stored snapshot, as JSON by item (waits for the encoder if it runs)."""
+        rows: dict[str, str] = {}
+        if self.encoding is not None:
+            try:
+                rows = self.encoding.result()
+            except Exception:  # the encoder failed (it should not): encode those states here
+                rows = _encode_states(self.handed)
+        rows.update(_encode_states(self.dirty))  # newer than what was handed
+        return rows
 
     def current(self, size: int, exam: str) -> bool:
         """Whether this tracker is the one at log size ``size`` for ``exam`` (else rebuild it)."""
@@ -160,24 +206,25 @@ def store_states(session: Session, cached: CachedTracker) -> None:
     """Write the states changed since the last snapshot, and the size they are current at.
 
     One upsert per state in the driver's own SQL (the same on SQLite and PostgreSQL): a
-    snapshot of a city's states holds up the writer while it runs.
+    snapshot of a city's states holds up the writer while it runs. The rows handed to the
+    encoder earlier are written here too (waiting for it if it has not finished).
     """
-    if cached.dirty:
+    rows = cached.snapshot_rows()
+    if rows:
         connection = session.connection()
         mark = placeholder(connection)
-        dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(", ", ": ")).encode
-        rows = [(item, dumps(state.to_json()), cached.size) for item, state in cached.dirty.items()]
         connection.exec_driver_sql(
             f"INSERT INTO {ItemHead.__tablename__} (item, leaf_hash, idx, state, state_size) "
             f"VALUES ({mark}, NULL, NULL, {mark}, {mark}) "
-            "ON CONFLICT (item) DO UPDATE SET state = excluded.state, state_size = excluded.state_size", rows)
+            "ON CONFLICT (item) DO UPDATE SET state = excluded.state, state_size = excluded.state_size",
+            [(item, state, cached.size) for item, state in rows.items()])
     row = session.get(Setting, STATE_SIZE)
     if row is None:
         session.add(Setting(name=STATE_SIZE, value=str(cached.size)))
     else:
         row.value = str(cached.size)
     session.flush()
-    cached.dirty = {}
+    cached.dirty, cached.handed, cached.encoding = {}, {}, None
     cached.snapshot_size = cached.size
     cached.snapshot_at = time.monotonic()
 
@@ -190,7 +237,8 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
     ``first`` and ``end`` bound the batch's leaves; ``labels`` are its label leaves (leaf index,
     item, label hash), which take effect in log order. A batch without handovers only moves a
     current tracker forward; it builds none. The states are stored when a snapshot is due
-    (``snapshot=None``), always (``True``) or not (``False``).
+    (``snapshot=None``: handed to the encoder when due, written by the first batch after it
+    finished), always (``True``) or not (``False``).
     """
     if not accepted:
         # a label of an item added since the tracker was built: the next batch builds one that knows it
@@ -223,10 +271,11 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
     if alerts:
         session.execute(AlertRecord.__table__.insert(), alerts)
     cached.size = end
-    due = (end - cached.snapshot_size >= SNAPSHOT_LEAVES
-           or time.monotonic() - cached.snapshot_at >= SNAPSHOT_SECONDS)
-    if snapshot or (snapshot is None and due):
+    if snapshot or (snapshot is None and cached.encoding is not None and cached.encoding.done()):
         store_states(session, cached)
+    elif snapshot is None and cached.encoding is None and (
+            end - cached.snapshot_size >= SNAPSHOT_LEAVES or time.monotonic() - cached.snapshot_at >= SNAPSHOT_SECONDS):
+        cached.start_encoding()
     return cached
 
 

@@ -487,7 +487,7 @@ class Ledger:
         """Store the custody states, so the next start replays nothing (they are derivable anyway)."""
         if self._pool is not None:
             self._pool.close()
-        if self._custody is not None and self._custody.dirty:
+        if self._custody is not None and self._custody.unsaved:
             self.flush_states()
 
 

@@ -253,3 +253,80 @@ def test_a_started_ledger_judges_its_first_batch_without_building_the_states(
     desk = Desk(tiny_exam, "3601", t - timedelta(days=10))
     assert {r["status"] for r in ledger.submit(desk.receive_events(3, t))} == {"accepted"}
     assert len(builds) == 1
+
+
+def test_a_due_snapshot_is_encoded_aside_and_written_current_by_a_later_batch(
+        exam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer hands the states to the encoder when a snapshot is due and writes them with a
+    later batch, together with what changed in between: the stored snapshot is the states at
+    that batch's end, and a reader rebuilding from it (replaying the tail) agrees with the writer."""
+    import threading
+
+    from custody.sample import sample_plan
+
+    monkeypatch.setattr(custody_rules, "SNAPSHOT_LEAVES", 10**9)
+    monkeypatch.setattr(custody_rules, "SNAPSHOT_SECONDS", 0.0)  # due after every batch
+    release = threading.Event()
+    encode = custody_rules._encode_states
+
+    def held_encoder(states: Any) -> dict[str, str]:
+        release.wait(30)  # the encoder is slow: batches go on meanwhile
+        return encode(states)
+
+    monkeypatch.setattr(custody_rules, "_encode_states", held_encoder)
+    plan = sample_plan("tiny")
+    clock = {"now": simulation.LABELS_AT}
+    ledger = Ledger(exam, clock=lambda: clock["now"])
+    ledger.record_labels(plan.exam)
+    sim = simulation.ExamSimulation(exam, plan, simulation.register_stations(exam, plan, simulation.STATIONS_AT))
+    sim.build()
+    batches = list(sim.batches(40))
+    assert len(batches) > 6
+    for arrival, batch in batches[:3]:  # the first hands the states over; the encoder is still busy after 3
+        clock["now"] = arrival
+        ledger.submit(batch)
+    with exam.db.session() as s:
+        assert s.get(Setting, custody_rules.STATE_SIZE) is None  # nothing written while it encodes
+    handed_over = ledger._custody.handed
+    assert handed_over and ledger._custody.dirty  # changed since: newer than what was handed
+    monkeypatch.setattr(custody_rules, "_encode_states", encode)  # the batch's own states encode at once
+    release.set()
+    ledger._custody.encoding.result(30)
+    clock["now"] = batches[3][0]
+    ledger.submit(batches[3][1])  # written with this batch: current at its end
+    with exam.db.session() as s:
+        assert int(s.get(Setting, custody_rules.STATE_SIZE).value) == ledger.size()
+    live = ledger.item_states(plan.exam)
+    assert _stored_states(exam) == live
+    # and the writer goes on from it: the next due snapshot again, a reader rebuilding agrees
+    for arrival, batch in batches[4:]:
+        clock["now"] = arrival
+        ledger.submit(batch)
+    assert Ledger(exam).item_states(plan.exam) == ledger.item_states(plan.exam)
+    ledger.close()
+    assert _stored_states(exam) == ledger.item_states(plan.exam)
+
+
+def test_a_failed_encoder_leaves_the_snapshot_to_the_writer(exam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from custody.sample import sample_plan
+
+    monkeypatch.setattr(custody_rules, "SNAPSHOT_LEAVES", 10**9)
+    monkeypatch.setattr(custody_rules, "SNAPSHOT_SECONDS", 0.0)
+    plan = sample_plan("tiny")
+    clock = {"now": simulation.LABELS_AT}
+    ledger = Ledger(exam, clock=lambda: clock["now"])
+    ledger.record_labels(plan.exam)
+    sim = simulation.ExamSimulation(exam, plan, simulation.register_stations(exam, plan, simulation.STATIONS_AT))
+    sim.build()
+    batches = list(sim.batches(40))
+    clock["now"] = batches[0][0]
+    ledger.submit(batches[0][1])
+    cached = ledger._custody
+    assert cached.encoding is not None
+    failed: Any = custody_rules.Future()
+    failed.set_exception(RuntimeError("encoder broke"))
+    cached.encoding = failed
+    clock["now"] = batches[1][0]
+    ledger.submit(batches[1][1])
+    assert _stored_states(exam) == ledger.item_states(plan.exam)
+    ledger.close()
