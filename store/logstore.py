@@ -82,10 +82,14 @@ class LogStore:
         self.session = session
         #: Nodes read or written in this transaction; a complete node never changes.
         self.cache: dict[tuple[int, int], bytes] = {}
+        self._head: tuple[int, bytes] | None = None
 
     def head(self) -> tuple[int, bytes]:
-        row = self.session.get(LogHead, 1)
-        return (row.size, row.root) if row else (0, EMPTY_ROOT)
+        """The tree's size and root, as first read in this transaction (or as :meth:`append` left them)."""
+        if self._head is None:
+            row = self.session.get(LogHead, 1)
+            self._head = (row.size, row.root) if row else (0, EMPTY_ROOT)
+        return self._head
 
     def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
         """The hashes of ``ids``; raises if any is missing (the tree is damaged).
@@ -147,6 +151,7 @@ class LogStore:
         else:
             head.size, head.root = result.new_size, result.root
         self.session.flush()
+        self._head = (result.new_size, result.root)
         return size, result
 
     # --- checkpoints ---------------------------------------------------------------
@@ -215,6 +220,16 @@ def write_witness_copy(home: Path, note: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def witness_stamp(home: Path) -> tuple[int, int, int] | None:
+    """What identifies the witness copy's current version without reading it (it is replaced, never
+    rewritten in place: a new version is a new file): inode, size and modification time."""
+    try:
+        st = (home / "checkpoint").stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def read_witness_copy(home: Path) -> bytes | None:

@@ -163,6 +163,26 @@ def test_a_database_restored_from_an_old_backup_is_refused(ledger: Ledger, desk:
         ledger.submit(desk.receive_events(1, T + timedelta(minutes=2)))
 
 
+def test_a_witness_copy_replaced_while_the_ledger_runs_is_checked_again(ledger: Ledger, desk: Desk,
+                                                                         tiny_exam) -> None:
+    """The ledger skips the rollback check while the head and the witness copy are the ones it left;
+    a copy replaced behind its back (same head) is checked again at the next batch."""
+    from custody.keyring import Role
+    from custody.log.checkpoint import Checkpoint
+    from custody.log.note import sign_note
+
+    ledger.submit(desk.receive_events(2, T))
+    size = ledger.size()
+    key = tiny_exam.keys.private_key(Role.LOG_SIGNER, "3601", T)
+    # a checkpoint of a different history, as if the instance had signed another root at this size
+    other = sign_note(Checkpoint(ledger.origin, size, b"\x07" * 32).body(), ledger.origin, key)
+    path = tiny_exam.home / "checkpoint"
+    path.with_name("other").write_bytes(other)
+    path.with_name("other").replace(path)
+    with pytest.raises(LogRollback, match="not an extension"):
+        ledger.submit(desk.receive_events(1, T + timedelta(minutes=2)))
+
+
 def test_the_log_refuses_to_sign_against_an_inconsistent_checkpoint(ledger: Ledger, desk: Desk, tiny_exam) -> None:
     from custody.keyring import Role
     from custody.log.checkpoint import Checkpoint
