@@ -255,6 +255,19 @@ def test_a_started_ledger_judges_its_first_batch_without_building_the_states(
     assert len(builds) == 1
 
 
+def _simulated(exam: Any) -> tuple[Any, Ledger, list[Any], dict[str, Any]]:
+    """The tiny exam's plan, a ledger on a settable clock with the labels logged, and the simulated batches."""
+    from custody.sample import sample_plan
+
+    plan = sample_plan("tiny")
+    clock = {"now": simulation.LABELS_AT}
+    ledger = Ledger(exam, clock=lambda: clock["now"])
+    ledger.record_labels(plan.exam)
+    sim = simulation.ExamSimulation(exam, plan, simulation.register_stations(exam, plan, simulation.STATIONS_AT))
+    sim.build()
+    return plan, ledger, list(sim.batches(40)), clock
+
+
 def test_a_due_snapshot_is_encoded_aside_and_written_current_by_a_later_batch(
         exam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer hands the states to the encoder when a snapshot is due and writes them with a
@@ -262,7 +275,6 @@ def test_a_due_snapshot_is_encoded_aside_and_written_current_by_a_later_batch(
     that batch's end, and a reader rebuilding from it (replaying the tail) agrees with the writer."""
     import threading
 
-    from custody.sample import sample_plan
 
     monkeypatch.setattr(custody_rules, "SNAPSHOT_LEAVES", 10**9)
     monkeypatch.setattr(custody_rules, "SNAPSHOT_SECONDS", 0.0)  # due after every batch
@@ -274,13 +286,7 @@ def test_a_due_snapshot_is_encoded_aside_and_written_current_by_a_later_batch(
         return encode(states)
 
     monkeypatch.setattr(custody_rules, "_encode_states", held_encoder)
-    plan = sample_plan("tiny")
-    clock = {"now": simulation.LABELS_AT}
-    ledger = Ledger(exam, clock=lambda: clock["now"])
-    ledger.record_labels(plan.exam)
-    sim = simulation.ExamSimulation(exam, plan, simulation.register_stations(exam, plan, simulation.STATIONS_AT))
-    sim.build()
-    batches = list(sim.batches(40))
+    plan, ledger, batches, clock = _simulated(exam)
     assert len(batches) > 6
     for arrival, batch in batches[:3]:  # the first hands the states over; the encoder is still busy after 3
         clock["now"] = arrival
@@ -308,17 +314,10 @@ def test_a_due_snapshot_is_encoded_aside_and_written_current_by_a_later_batch(
 
 
 def test_a_failed_encoder_leaves_the_snapshot_to_the_writer(exam: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from custody.sample import sample_plan
 
     monkeypatch.setattr(custody_rules, "SNAPSHOT_LEAVES", 10**9)
     monkeypatch.setattr(custody_rules, "SNAPSHOT_SECONDS", 0.0)
-    plan = sample_plan("tiny")
-    clock = {"now": simulation.LABELS_AT}
-    ledger = Ledger(exam, clock=lambda: clock["now"])
-    ledger.record_labels(plan.exam)
-    sim = simulation.ExamSimulation(exam, plan, simulation.register_stations(exam, plan, simulation.STATIONS_AT))
-    sim.build()
-    batches = list(sim.batches(40))
+    plan, ledger, batches, clock = _simulated(exam)
     clock["now"] = batches[0][0]
     ledger.submit(batches[0][1])
     cached = ledger._custody
