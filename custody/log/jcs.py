@@ -75,24 +75,24 @@ def canonical_plain(obj: Any) -> bytes:
         return canonical_json(obj)
 
 
-def canonical_spliced(plain: dict[str, Any], encoded: dict[str, bytes]) -> bytes:
-    """The JCS bytes of the object with the members of ``plain`` and of ``encoded``.
+def canonical_spliced(members: dict[str, Any], encoded: dict[str, bytes]) -> bytes:
+    """The JCS bytes of the object with the members of ``members`` and of ``encoded``.
 
-    ``plain`` values are checked plain by the caller (as for :func:`canonical_plain`);
     ``encoded`` values are given as their JCS bytes already, and are trusted to be: a signed
     event inside a handover leaf is the event's own canonical bytes, not encoded a second
-    time (it was most of the cost of a leaf). JCS is compositional: an object's form is its
-    members' forms, in key order, so the result is what :func:`canonical_json` gives for
-    the whole object. Keys must be ASCII (for which JCS order is Python's) and appear once.
+    time (it was most of the cost of a leaf). ``members`` values are encoded here, as by
+    :func:`canonical_json`. JCS is compositional: an object's form is its members' forms, in
+    key order, so the result is what :func:`canonical_json` gives for the whole object.
+    Keys must be ASCII (for which JCS order is Python's) and appear once.
     """
-    keys = sorted(plain.keys() | encoded.keys())
-    if len(keys) != len(plain) + len(encoded) or not all(key.isascii() for key in keys):
+    keys = sorted(members.keys() | encoded.keys())
+    if len(keys) != len(members) + len(encoded) or not all(key.isascii() for key in keys):
         raise LeafError("spliced members need distinct ASCII keys")
     parts = []
     for key in keys:
         value = encoded.get(key)
         if value is None:
-            value = canonical_plain(plain[key])
+            value = canonical_json(members[key])
         parts.append(_ENCODE(key).encode("ascii") + b":" + value)
     return b"{" + b",".join(parts) + b"}"
 

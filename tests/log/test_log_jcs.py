@@ -122,6 +122,14 @@ def test_an_object_spliced_from_encoded_members_is_its_jcs_form(body: dict[str, 
     assert canonical_spliced(plain, encoded) == rfc8785.dumps(body) == canonical_json(body)
 
 
+def test_spliced_members_are_ordered_as_jcs_orders_them_inside() -> None:
+    import rfc8785
+
+    # keys past U+FFFF inside a member sort by UTF-16 code units (found by the generated test above)
+    body = {"": {"\ue000": None, "\U00010000": None}}
+    assert canonical_spliced(body, {}) == rfc8785.dumps(body)
+
+
 def test_spliced_members_need_distinct_ascii_keys() -> None:
     with pytest.raises(LeafError, match="distinct ASCII"):
         canonical_spliced({"a": 1}, {"a": b"1"})
