@@ -171,10 +171,9 @@ class LogStore:
         checkpoint at the current size is returned.
         """
         size, root = self.head()
-        existing = self.checkpoint_at(size)
-        if existing is not None:
-            return existing.note.encode()
-        previous = self.latest_checkpoint()
+        previous = self.latest_checkpoint()  # one query: the checkpoint at this size is the latest if it exists
+        if previous is not None and previous.size == size:
+            return previous.note.encode()
         if previous is not None:
             old = open_with_keys(previous.note.encode(), verifiers).checkpoint
             if old.size > size:
