@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from custody.errors import InstanceError
 from custody.keyring import Role
@@ -38,9 +39,13 @@ class Instance:
     def key_dir(self) -> Path:
         return self.home / "keys"
 
-    def setting(self, name: str, default: str | None = None) -> str:
-        with self.db.session() as s:
-            row = s.get(Setting, name)
+    def setting(self, name: str, default: str | None = None, *, session: Session | None = None) -> str:
+        """A setting's value; read in ``session`` if given (a writer's own transaction), else in a new one."""
+        if session is not None:
+            row = session.get(Setting, name)
+        else:
+            with self.db.session() as s:
+                row = s.get(Setting, name)
         if row is None:
             if default is None:
                 raise InstanceError(f"the instance has no setting {name!r}; was it initialised?")
@@ -63,8 +68,8 @@ class Instance:
     def origin(self) -> str:
         return self.setting("origin")
 
-    def current_exam(self) -> str:
-        return self.setting("exam", "")
+    def current_exam(self, session: Session | None = None) -> str:
+        return self.setting("exam", "", session=session)
 
     def close(self) -> None:
         self.db.dispose()

@@ -458,7 +458,7 @@ class Ledger:
         from store.custody_rules import judge
 
         with self._rules_lock:
-            self._custody = judge(session, self.instance.current_exam(), first, end, accepted, self._custody,
+            self._custody = judge(session, self.instance.current_exam(session), first, end, accepted, self._custody,
                                   labels=labels)
 
     def append_records(self, records: Iterable[dict[str, Any]]) -> list[int]:

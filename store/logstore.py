@@ -83,11 +83,13 @@ class LogStore:
         #: Nodes read or written in this transaction; a complete node never changes.
         self.cache: dict[tuple[int, int], bytes] = {}
         self._head: tuple[int, bytes] | None = None
+        self._head_row: LogHead | None = None
 
     def head(self) -> tuple[int, bytes]:
         """The tree's size and root, as first read in this transaction (or as :meth:`append` left them)."""
         if self._head is None:
-            row = self.session.get(LogHead, 1)
+            self._head_row = self.session.get(LogHead, 1)  # kept: the session's identity map holds it weakly
+            row = self._head_row
             self._head = (row.size, row.root) if row else (0, EMPTY_ROOT)
         return self._head
 
@@ -145,11 +147,13 @@ class LogStore:
             connection.exec_driver_sql(
                 f"INSERT INTO {LogNode.__tablename__} (level, idx, hash) VALUES ({mark}, {mark}, {mark})",
                 [(level, idx, h) for (level, idx), h in result.nodes.items()])
-        head = self.session.get(LogHead, 1)
+        head = self._head_row or self.session.get(LogHead, 1)
         if head is None:
-            self.session.add(LogHead(id=1, size=result.new_size, root=result.root))
+            head = LogHead(id=1, size=result.new_size, root=result.root)
+            self.session.add(head)
         else:
             head.size, head.root = result.new_size, result.root
+        self._head_row = head
         self.session.flush()
         self._head = (result.new_size, result.root)
         return size, result
