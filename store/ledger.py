@@ -33,7 +33,7 @@ from custody.errors import CustodyError
 from custody.events import Event, format_time
 from custody.keyring import KeyRing, Role
 from custody.labels import cose_from_text
-from custody.log.jcs import canonical_json, canonical_plain, canonical_spliced
+from custody.log.jcs import canonical_json, canonical_spliced
 from custody.log.merkle import leaf_hash
 from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
 from custody.log.proofs import format_consistency_proof, format_tlog_proof
@@ -346,8 +346,10 @@ class Ledger:
             self._witnessed = seen
         return builder, signing
 
-    def _witness(self, note: bytes, head: tuple[int, bytes]) -> None:
-        """Keep ``note`` (just committed, for ``head``) as the witness copy in the instance folder."""
+    def _committed(self, note: bytes, head: tuple[int, bytes]) -> None:
+        """After an append's commit: remember the log's size, and keep ``note`` (signed for ``head``) as
+        the witness copy in the instance folder."""
+        self._end = head[0]
         write_witness_copy(self.instance.home, note)
         self._witnessed = (witness_stamp(self.instance.home), head)
 
@@ -446,8 +448,7 @@ class Ledger:
                 data = builder.leaves[relative].data if relative >= 0 else s.get(LogLeaf, r["index"]).data
                 r["leaf_hash"] = leaf_hash(data).hex()
                 r["receipt"] = format_tlog_proof(r["index"], path, note, extra=data)
-        self._end = integration.new_size  # committed
-        self._witness(note, head)
+        self._committed(note, head)
         return results
 
     def _judge(self, session: Session, first: int, end: int, accepted: list[tuple[int, Event, datetime]],
@@ -472,11 +473,10 @@ class Ledger:
             builder.finish(first, self._judge)
             note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
             head = store.head()
-        self._end = first + len(builder.leaves)  # committed
         if any(leaf.type == "backup_order" for leaf in builder.leaves):
             # The tracker learns orders from the log when it is built: rebuild it.
             self._custody = None
-        self._witness(note, head)
+        self._committed(note, head)
         return [first + m for m in marks]
 
     def record_labels(self, exam: str) -> int:
@@ -502,8 +502,7 @@ class Ledger:
             builder.finish(first, self._judge)
             note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
             head = store.head()
-        self._end = first + len(builder.leaves)  # committed
-        self._witness(note, head)
+        self._committed(note, head)
         return count
 
     def close(self) -> None:
@@ -553,10 +552,8 @@ class _BatchBuilder:
         return self.heads[item]
 
     def _add(self, leaf: dict[str, Any], item: str | None, event_key: str | None = None,
-             station: str | None = None, *, plain: bool = False) -> int:
-        """Add a leaf; ``plain`` when its caller checked every value is plain (see ``canonical_plain``)."""
-        return self._add_data(canonical_plain(leaf) if plain else canonical_json(leaf), leaf["type"], item,
-                              event_key, station)
+             station: str | None = None) -> int:
+        return self._add_data(canonical_json(leaf), leaf["type"], item, event_key, station)
 
     def _add_data(self, data: bytes, kind: str, item: str | None, event_key: str | None = None,
                   station: str | None = None) -> int:

@@ -63,7 +63,7 @@ def canonical_json(obj: Any) -> bytes:
         raise LeafError(f"value cannot be canonicalised as RFC 8785 JSON: {exc}") from exc
 
 
-def canonical_plain(obj: Any) -> bytes:
+def canonical_plain(obj: dict[str, Any]) -> bytes:
     """:func:`canonical_json` for an object its caller has checked to be plain (see ``_plain``).
 
     Skips the walk that checks it; for shapes validated field by field, like a parsed
