@@ -36,7 +36,7 @@ from custody.labels import cose_from_text
 from custody.log.jcs import canonical_json, canonical_spliced
 from custody.log.merkle import leaf_hash
 from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
-from custody.log.proofs import format_consistency_proof, format_tlog_proof
+from custody.log.proofs import format_consistency_proof, format_tlog_proof, format_tlog_proofs
 from store.instance import Instance
 from store.logstore import (
     LogStore,
@@ -443,11 +443,19 @@ class Ledger:
                 else:
                     r["index"] += first
             paths = store.proofs([r["index"] for r in results], integration.new_size)
-            for r, path in zip(results, paths, strict=True):
+            leaves = []
+            for r in results:
                 relative = r["index"] - first
-                data = builder.leaves[relative].data if relative >= 0 else s.get(LogLeaf, r["index"]).data
-                r["leaf_hash"] = leaf_hash(data).hex()
-                r["receipt"] = format_tlog_proof(r["index"], path, note, extra=data)
+                if relative >= 0:  # this batch's leaf: its hash was just computed from its data
+                    data, digest = builder.leaves[relative].data, builder.leaves[relative].hash
+                else:  # a duplicate's earlier leaf
+                    data = s.get(LogLeaf, r["index"]).data
+                    digest = leaf_hash(data)
+                r["leaf_hash"] = digest.hex()
+                leaves.append(data)
+            receipts = format_tlog_proofs(zip((r["index"] for r in results), paths, leaves, strict=True), note)
+            for r, receipt in zip(results, receipts, strict=True):
+                r["receipt"] = receipt
         self._committed(note, head)
         return results
 

@@ -19,6 +19,7 @@ The verifiers follow RFC 9162 §2.1.3.2 and §2.1.4.2 and raise; they never retu
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -164,10 +165,40 @@ def inclusion_proofs(indexes: Sequence[int], size: int, get_nodes: NodeReader) -
     for index in indexes:
         if not 0 <= index < size:
             raise TreeSizeError(f"no leaf {index} in a tree of size {size}: expected 0 <= index < size")
-    paths = [_inclusion_ranges(index, size) for index in indexes]
-    ranges = list(dict.fromkeys(r for path in paths for r in path))
+    paths, ranges = _batch_inclusion_ranges(sorted(set(indexes)), size)
     hashes = dict(zip(ranges, _ranges_hashes(ranges, get_nodes), strict=True))
-    return [[hashes[r] for r in path] for path in paths]
+    return [[hashes[r] for r in paths[index]] for index in indexes]
+
+
+def _batch_inclusion_ranges(indexes: list[int], size: int) -> tuple[dict[int, list[tuple[int, int]]],
+                                                                     list[tuple[int, int]]]:
+    """:func:`_inclusion_ranges` of each of the sorted distinct ``indexes``, and every range once.
+
+    One walk down the tree: a subtree's split is worked out once for all the leaves under it,
+    not once per leaf (a batch's receipts are neighbours and share their upper paths).
+    """
+    paths: dict[int, list[tuple[int, int]]] = {index: [] for index in indexes}
+    ranges: list[tuple[int, int]] = []
+    todo = [(0, size, 0, len(indexes))]  # a subtree [start, start + n) and its leaves indexes[lo:hi]
+    while todo:
+        start, n, lo, hi = todo.pop()
+        if n == 1:
+            continue
+        k = _split(n)
+        mid = bisect_left(indexes, start + k, lo, hi)
+        if lo < mid:  # leaves on the left: their sibling is the right subtree
+            ranges.append(right := (start + k, start + n))
+            for index in indexes[lo:mid]:
+                paths[index].append(right)
+            todo.append((start, k, lo, mid))
+        if mid < hi:
+            ranges.append(left := (start, start + k))
+            for index in indexes[mid:hi]:
+                paths[index].append(left)
+            todo.append((start + k, n - k, mid, hi))
+    for path in paths.values():
+        path.reverse()  # found top-down; a proof lists them bottom-up
+    return paths, ranges
 
 
 def consistency_proof(old_size: int, new_size: int, get_nodes: NodeReader) -> list[bytes]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from custody.errors import TlogProofError
@@ -76,20 +76,38 @@ def format_tlog_proof(
     ``checkpoint_note`` is included verbatim (it must end in a newline, as every note does).
     ``extra`` is unauthenticated opaque data; ``b""`` gives an ``extra`` line with no data.
     """
-    if index < 0:
-        raise TlogProofError(f"leaf index {index}: expected >= 0")
-    for i, h in enumerate(proof_hashes):
-        if len(h) != HASH_SIZE:
-            raise TlogProofError(f"proof hash {i} has {len(h)} bytes, expected {HASH_SIZE}")
+    return format_tlog_proofs([(index, proof_hashes, extra)], checkpoint_note)[0]
+
+
+def format_tlog_proofs(proofs: Iterable[tuple[int, Sequence[bytes], bytes | None]],
+                       checkpoint_note: bytes) -> list[str]:
+    """:func:`format_tlog_proof` of several ``(index, audit path, extra)`` under one checkpoint.
+
+    A batch's receipts: the note is checked and decoded once, and a hash that several paths
+    share (their upper levels) is encoded once.
+    """
     if not checkpoint_note.endswith(b"\n"):
         raise TlogProofError("checkpoint note must end in a newline")
-    lines = [TLOG_PROOF_HEADER]
-    if extra is not None:
-        lines.append(f"extra {_b64(extra)}")
-    lines.append(f"index {index}")
-    lines.extend(_b64(h) for h in proof_hashes)
-    lines.append("")
-    return "".join(line + "\n" for line in lines) + _as_text(checkpoint_note, "checkpoint note")
+    note = _as_text(checkpoint_note, "checkpoint note")
+    encoded: dict[bytes, str] = {}
+    texts = []
+    for index, proof_hashes, extra in proofs:
+        if index < 0:
+            raise TlogProofError(f"leaf index {index}: expected >= 0")
+        lines = [TLOG_PROOF_HEADER]
+        if extra is not None:
+            lines.append(f"extra {_b64(extra)}")
+        lines.append(f"index {index}")
+        for i, h in enumerate(proof_hashes):
+            text = encoded.get(h)
+            if text is None:
+                if len(h) != HASH_SIZE:
+                    raise TlogProofError(f"proof hash {i} has {len(h)} bytes, expected {HASH_SIZE}")
+                text = encoded[h] = _b64(h)
+            lines.append(text)
+        lines.append("")
+        texts.append("\n".join(lines) + "\n" + note)
+    return texts
 
 
 def parse_tlog_proof(text: str | bytes) -> TlogProof:

@@ -14,6 +14,7 @@ from custody.log.proofs import (
     TLOG_PROOF_HEADER,
     format_consistency_proof,
     format_tlog_proof,
+    format_tlog_proofs,
     parse_consistency_proof,
     parse_tlog_proof,
     verify_tlog_proof,
@@ -65,6 +66,16 @@ def test_without_extra_there_is_no_extra_line(proof_vector: dict[str, Any]) -> N
     assert text.startswith(f"{TLOG_PROOF_HEADER}\nindex 5\n")
     assert parse_tlog_proof(text).extra is None
     assert parse_tlog_proof(format_tlog_proof(0, [], proof_vector["note"], extra=b"")).extra == b""
+
+
+def test_a_batch_of_receipts_is_each_receipt_formatted_alone(proof_vector: dict[str, Any]) -> None:
+    hashes = proof_vector["hashes"]
+    batch = [(5, hashes, b"custody"), (4, [hashes[0][::-1], *hashes[1:]], None), (0, [], b""), (5, hashes, None)]
+    assert format_tlog_proofs(batch, proof_vector["note"]) == [
+        format_tlog_proof(index, path, proof_vector["note"], extra=extra) for index, path, extra in batch]
+    assert format_tlog_proofs(batch[:1], proof_vector["note"]) == [proof_vector["text"]]
+    with pytest.raises(TlogProofError, match="proof hash 1 has 5 bytes"):  # checked even after a good path
+        format_tlog_proofs([(5, hashes, None), (6, [hashes[0], b"short"], None)], proof_vector["note"])
 
 
 def tampered_proofs(text: str) -> dict[str, str]:
