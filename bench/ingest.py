@@ -8,11 +8,13 @@ Prints, on SQLite and on PostgreSQL:
   * single-core Ed25519 verification speed on this machine (the limit) and the ratio.
 
 Events are signed before the clock starts: signing is the stations' work, not the server's.
-Batches are submitted one after the other; their signatures are checked in ``--verify-workers``
+Batches are submitted in log order with ``--in-flight`` of them not yet appended (default 2: the
+next batch's signatures are checked while the writer appends this one, as when many stations
+submit at once; 1 submits one batch at a time). Signatures are checked in ``--verify-workers``
 processes (default: one per core; 0 checks them in the submitting thread).
 
     .venv/bin/python bench/ingest.py [--events 20000] [--batch 1000] [--proof-leaves 1000000]
-                                     [--databases sqlite,postgresql] [--verify-workers N]
+                                     [--databases sqlite,postgresql] [--verify-workers N] [--in-flight 2]
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -92,7 +97,7 @@ def city_instance(folder: Path, url: str):  # type: ignore[no-untyped-def]
     return instance, plan
 
 
-def bench_ingest(kind: str, events: int, batch: int, workers: int) -> dict[str, float]:
+def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: int) -> dict[str, float]:
     from store import simulation
     from store.ledger import Ledger, settle_collector
 
@@ -115,11 +120,26 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int) -> dict[str, 
                     break
             total = sum(len(b) for _, b in signed)
             statuses: dict[str, int] = {}
+            # Batches in flight, oldest first: the writer's clock is the oldest one's arrival.
+            flight: deque[tuple[datetime, Future[list[dict[str, Any]]]]] = deque()
+            clock["now"] = signed[0][0]
+
+            def finish_oldest() -> None:
+                for result in flight[0][1].result():
+                    statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+                flight.popleft()
+                if flight:
+                    clock["now"] = flight[0][0]
+
             start = time.perf_counter()
             for arrival, submissions in signed:
-                clock["now"] = arrival
-                for result in ledger.submit(submissions):
-                    statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+                while len(flight) >= in_flight:
+                    finish_oldest()
+                if not flight:
+                    clock["now"] = arrival
+                flight.append((arrival, ledger.submit_nowait(submissions)))
+            while flight:
+                finish_oldest()
             elapsed = time.perf_counter() - start
             ledger.close()
             instance.close()
@@ -177,18 +197,21 @@ def main() -> None:
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--verify-workers", type=int, default=os.cpu_count() or 1,
                         help="processes checking signatures (default: one per core; 0: in the submitting thread)")
+    parser.add_argument("--in-flight", type=int, default=2,
+                        help="batches submitted and not yet appended (default 2: the next batch's signatures are "
+                             "checked while the writer appends this one; 1: one batch at a time)")
     args = parser.parse_args()
 
     verify_rate = ed25519_rate()
     print(f"Ed25519 verification, one core: {verify_rate:,.0f}/s (the limit for ingest)")
     targets = {"sqlite": 5000, "postgresql": 3000}
     for kind in args.databases.split(","):
-        r = bench_ingest(kind, args.events, args.batch, args.verify_workers)
+        r = bench_ingest(kind, args.events, args.batch, args.verify_workers, args.in_flight)
         verdict = "PASS" if r["rate"] >= targets[kind] else "FAIL"
         print(f"[{kind}] ingest: {r['events']:,} events in {r['batches']} batches, {r['seconds']:.1f} s: "
               f"{r['rate']:,.0f} events/s (target >= {targets[kind]:,}) {verdict}; "
               f"{r['rate'] / verify_rate:.2f} of the Ed25519 limit; accepted {r['accepted']:,}; "
-              f"signatures in {args.verify_workers} worker process(es)")
+              f"signatures in {args.verify_workers} worker process(es), {args.in_flight} batch(es) in flight")
         p = bench_proofs(kind, args.proof_leaves)
         verdict = "PASS" if p["p99_ms"] <= 5 else "FAIL"
         print(f"[{kind}] inclusion proof at {p['size']:,} leaves: median {p['median_ms']:.2f} ms, "

@@ -301,6 +301,16 @@ class Ledger:
         a receipt), ``duplicate`` (already in the log: same index and receipt) or
         ``refused`` (with the reason; the refusal itself is a leaf, as evidence).
         """
+        return self.submit_nowait(submissions, station=station).result()
+
+    def submit_nowait(self, submissions: Sequence[Any], *,
+                      station: str | None = None) -> Future[list[dict[str, Any]]]:
+        """:meth:`submit` that returns once the submissions are verified and queued for the writer.
+
+        The future gives the results. Submissions queued by one thread are appended in the
+        order it queued them, so a caller can verify its next batch while the writer appends
+        this one without reordering the log.
+        """
         pending = self._verify(submissions)
         unknown = [n for n, p in enumerate(pending) if p.error_code == "unknown_key"]
         if unknown:
@@ -311,7 +321,7 @@ class Ledger:
         done: Future[list[dict[str, Any]]] = Future()
         self._ensure_writer()
         self._queue.put((pending, station, done))
-        return done.result()
+        return done
 
     def _verify(self, submissions: Sequence[Any]) -> list[_Pending]:
         """Check signatures against the registry as last read: in the workers if there are, else here."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, select, text
@@ -133,6 +135,26 @@ def test_a_crash_mid_batch_stores_nothing_and_the_log_still_verifies(ledger: Led
     leaves = _leaves(ledger)
     cp = open_checkpoint(ledger.latest_checkpoint().encode(), parse_verifier_key(ledger.log_key())).checkpoint
     assert cp.root_hash == root_from_leaf_hashes(leaf_hash(d) for d in leaves)
+
+
+def test_batches_queued_without_waiting_are_appended_in_the_order_queued(ledger: Ledger, desk: Desk,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    append = Ledger._append_pending
+
+    def held(self: Ledger, pending: Any) -> Any:
+        gate.wait(10)  # the writer takes the first batch and waits: the others queue up behind it
+        return append(self, pending)
+
+    monkeypatch.setattr(Ledger, "_append_pending", held)
+    size = ledger.size()
+    futures = [ledger.submit_nowait(desk.receive_events(3, T + timedelta(minutes=k))) for k in range(4)]
+    assert not any(f.done() for f in futures)
+    gate.set()
+    results = [r for f in futures for r in f.result(timeout=30)]
+    assert [r["status"] for r in results] == ["accepted"] * 12
+    indexes = [r["index"] for r in results]
+    assert indexes[0] >= size and indexes == list(range(indexes[0], indexes[0] + 12))  # in order, nothing between
 
 
 def test_consistency_proofs_link_every_pair_of_checkpoints(ledger: Ledger, desk: Desk) -> None:
