@@ -127,13 +127,16 @@ def batch_tlog_proofs(session: Session, indexes: Sequence[int], size: int, check
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _checkpoint(session: Session, as_of: datetime | None) -> LogCheckpoint:
+def _checkpoint(session: Session, as_of: datetime | None, size: int | None = None) -> LogCheckpoint:
     query = select(LogCheckpoint).order_by(LogCheckpoint.size.desc()).limit(1)
     if as_of is not None:
         query = query.where(LogCheckpoint.signed_at <= as_of)
+    if size is not None:
+        query = query.where(LogCheckpoint.size == size)
     row = session.scalars(query).first()
     if row is None:
-        raise NotFound("the log has no signed checkpoint" + (f" at or before {as_of.isoformat()}" if as_of else ""))
+        raise NotFound("the log has no signed checkpoint" + (f" at size {size}" if size is not None else "")
+                       + (f" at or before {as_of.isoformat()}" if as_of else ""))
     return row
 
 
@@ -370,28 +373,32 @@ def _plan_cached(session: Session, url: str, exam: str) -> tuple[ExamPlan, Terri
 
 def investigate(instance: Instance, subject: str, *, as_of: datetime | None = None, leaked_item: str | None = None,
                 leaked_unit: str | None = None, leak_time: datetime | None = None, exam: str | None = None,
-                now: datetime | None = None, config: InvestigationConfig | None = None) -> Report:
+                now: datetime | None = None, config: InvestigationConfig | None = None,
+                size: int | None = None) -> Report:
     """The investigation report of ``subject`` (see :func:`custody.investigation.build_report`).
 
     ``as_of``: report on the log as it stood at the latest checkpoint signed at
-    or before that time. ``now`` (default: that checkpoint's time) ends windows
-    still open; it is ignored when ``as_of`` is given. With a ``leaked_item``
+    or before that time. ``size``: at the checkpoint of exactly that tree size
+    (with ``as_of``, one signed by then): with the report's own ``until`` as
+    ``now``, a report is made again as it was, whatever was logged since.
+    ``now`` (default: that checkpoint's time) ends windows still open; it is
+    ignored when ``as_of`` is given. With a ``leaked_item``
     only that item, its box and the subject's backup papers are traced (the
     report is about them); otherwise every item of the subject. Raises
     :class:`~custody.errors.NotFound` for an unknown subject, item or unit.
     """
     with _no_gc():
         return _investigate(instance, subject, as_of=as_of, leaked_item=leaked_item, leaked_unit=leaked_unit,
-                            leak_time=leak_time, exam=exam, now=now, config=config)
+                            leak_time=leak_time, exam=exam, now=now, config=config, size=size)
 
 
 def _investigate(instance: Instance, subject: str, *, as_of: datetime | None, leaked_item: str | None,
                  leaked_unit: str | None, leak_time: datetime | None, exam: str | None, now: datetime | None,
-                 config: InvestigationConfig | None) -> Report:
+                 config: InvestigationConfig | None, size: int | None) -> Report:
     as_of, leak_time, now = _utc(as_of), _utc(leak_time), _utc(now)
     exam = exam or instance.current_exam()
     with instance.db.session() as s:
-        cp = _checkpoint(s, as_of)
+        cp = _checkpoint(s, as_of, size)
         size, note = cp.size, cp.note
         witnessed = witnessed_anchor(s, instance.origin, size)
         until = as_of or max(t for t in (cp.signed_at, now) if t is not None)

@@ -71,15 +71,19 @@ class Query:
     item: str | None = None
     unit: str | None = None
     leak_time: datetime | None = None
+    #: A shown report's checkpoint size and the time its windows end: its downloads are that same report,
+    #: however much was logged since.
+    size: int | None = None
+    now: datetime | None = None
 
     def args(self) -> dict[str, str]:
         """As query-string arguments (times in UTC, ISO 8601)."""
         out = {"subject": self.subject}
-        for name in ("as_of", "item", "unit", "leak_time"):
+        for name in ("as_of", "item", "unit", "leak_time", "size", "now"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value.astimezone(UTC).isoformat().replace("+00:00", "Z") \
-                    if isinstance(value, datetime) else value
+                    if isinstance(value, datetime) else str(value)
         return out
 
     def describe(self) -> str:
@@ -183,8 +187,10 @@ def _investigate(query: Query, photo: bytes | None = None) -> Any:
 
     _check_known(query)
     st = state()
+    if query.now is not None and query.now > st.now():
+        raise Refused(_("The request was not understood."))
     options: dict[str, Any] = {"as_of": query.as_of, "leaked_unit": query.unit, "leak_time": query.leak_time,
-                               "now": st.now()}
+                               "now": query.now or st.now().replace(microsecond=0), "size": query.size}
     found: list[dict[str, Any]] = []
     subject, item = query.subject, query.item
     try:
@@ -285,7 +291,8 @@ def run() -> Any:
         report = _investigate(query, photo)
     except Refused as exc:
         return _render_form(form, status=exc.status, error=exc.message)
-    query = Query(report.subject.code, query.as_of, report.query.get("leaked_item"), query.unit, query.leak_time)
+    query = Query(report.subject.code, query.as_of, report.query.get("leaked_item"), query.unit, query.leak_time,
+                  size=report.tree_size, now=None if query.as_of else report.until)
     evidence = None
     detail = f"page {query.describe()}"
     if photo is not None:
@@ -307,11 +314,16 @@ def download(fmt: str) -> Any:
     try:
         if not args.get("subject"):
             raise Refused(_("Choose a subject (or upload a photo of a labelled paper or bag)."))
-        for name, longest in (("subject", 8), ("item", 64), ("unit", 32), ("as_of", 40), ("leak_time", 40)):
+        for name, longest in (("subject", 8), ("item", 64), ("unit", 32), ("as_of", 40), ("leak_time", 40),
+                              ("size", 18), ("now", 40)):
             if len(args.get(name, "")) > longest:
                 raise Refused(_("The request was not understood."))
+        size = args.get("size") or None
+        if size is not None and not (size.isascii() and size.isdigit()):
+            raise Refused(_("The request was not understood."))
         query = Query(args["subject"], parse_time(args.get("as_of")), args.get("item") or None,
-                      args.get("unit") or None, parse_time(args.get("leak_time")))
+                      args.get("unit") or None, parse_time(args.get("leak_time")),
+                      size=int(size) if size is not None else None, now=parse_time(args.get("now")))
         labels = _labels_from(args.get("evidence"), query)
         report = _investigate(query)
     except Refused as exc:

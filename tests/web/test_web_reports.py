@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import delete, func, select
@@ -241,6 +242,12 @@ def downloads(page: str) -> dict[str, str]:
             re.findall(r'href="(/investigations/report\.(pdf|json|html)\?[^"]+)"', page)}
 
 
+def pinned(page: str) -> str:
+    """`` size=N now=T``: the checkpoint and end of windows of the report a page shows, as its downloads give them."""
+    args = parse_qs(urlsplit(downloads(page)["json"]).query)
+    return f" size={args['size'][0]}" + (f" now={args['now'][0]}" if "now" in args else "")
+
+
 def test_an_investigation_in_chinese_shows_the_report_in_the_page(investigator: Any, exam_day: Any) -> None:
     form = investigator.get("/investigations")
     assert form.status_code == 200 and "失泄密调查" in form.text and 'name="csrf_token"' in form.text
@@ -260,7 +267,32 @@ def test_an_investigation_in_chinese_shows_the_report_in_the_page(investigator: 
     assert set(downloads(response.text)) == {"pdf", "json", "html"}
     (row,) = audit_rows(exam_day.instance, "view_investigation", before)
     assert (row.username, row.role, row.target) == (CITY_DETECTIVE, "investigator", "YW")
-    assert row.detail == "page subject=YW leak_time=2017-06-19T15:30:00Z"
+    assert row.detail == "page subject=YW leak_time=2017-06-19T15:30:00Z" + pinned(response.text)
+
+
+def test_the_downloads_are_the_report_shown_whatever_was_logged_since(investigator: Any, exam_day: Any) -> None:
+    from store.models import LogCheckpoint
+
+    response = investigate(investigator, subject="YW", item=LEAKED)
+    assert response.status_code == 200, response.text
+    link = downloads(response.text)["json"]
+    shown = parse_qs(urlsplit(link).query)
+    latest = investigator.get(link).get_json()
+    assert latest["log"]["tree_size"] == int(shown["size"][0]) and latest["until"] == shown["now"][0]
+    # A download names its checkpoint: an earlier one gives the report as it stood then, not the latest.
+    with exam_day.instance.db.session() as s:
+        earlier = s.scalars(select(LogCheckpoint.size).where(LogCheckpoint.size < latest["log"]["tree_size"])
+                            .order_by(LogCheckpoint.size.desc()).limit(1)).one()
+    then = investigator.get(link.replace(f"size={shown['size'][0]}", f"size={earlier}")).get_json()
+    assert then["log"]["tree_size"] == earlier and then["until"] == latest["until"]
+    before = last_audit_id(exam_day.instance)
+    beyond = latest["log"]["tree_size"] + 1
+    for query, message in (("size=7x", "请求无法识别"), ("size=%D9%A3", "请求无法识别"),
+                           (f"size={beyond}", f"no signed checkpoint at size {beyond}"),
+                           ("now=2999-01-01T00:00Z", "请求无法识别")):
+        bad = investigator.get(f"/investigations/report.json?subject=YW&{query}")
+        assert bad.status_code == 400 and message in bad.text, (query, bad.text)
+    assert last_audit_id(exam_day.instance) == before
 
 
 def test_an_investigation_in_english_and_its_downloads(client_as: Any, exam_day: Any) -> None:
@@ -295,7 +327,7 @@ def test_an_investigation_in_english_and_its_downloads(client_as: Any, exam_day:
     assert page.text.startswith("<!doctype html>") and "Leak investigation report" in page.text
 
     rows = audit_rows(exam_day.instance, "view_investigation", before)
-    query = "subject=YW item=YW-P-K001-01 unit=360102"
+    query = "subject=YW item=YW-P-K001-01 unit=360102" + pinned(response.text)
     assert [(r.username, r.target, r.detail) for r in rows] == [
         ("admin", "YW", f"page {query}"), ("admin", "YW", f"pdf {query}"), ("admin", "YW", f"json {query}"),
         ("admin", "YW", f"html {query}")]
@@ -316,7 +348,7 @@ def test_a_photo_of_the_bag_opens_its_item(investigator: Any, exam_day: Any, tmp
     assert "照片中的标签" in html.unescape(response.text)
     (row,) = audit_rows(exam_day.instance, "view_investigation", before)
     digest = hashlib.sha256(photo.getvalue()).hexdigest()
-    assert row.detail == f"page subject=YW item={LEAKED} photo=sha256:{digest}"
+    assert row.detail == f"page subject=YW item={LEAKED}{pinned(response.text)} photo=sha256:{digest}"
 
     links = downloads(response.text)
     assert "evidence=" in links["json"]
