@@ -22,7 +22,6 @@ Queries (see ``store/migrations/versions/0005_investigation.py`` for the indexes
 
 from __future__ import annotations
 
-import base64
 import gc
 import hashlib
 import json
@@ -53,13 +52,12 @@ from custody.investigation.trace import Memo
 from custody.keyring import Role
 from custody.labels import ItemKind, parse_unverified_label, verify_label
 from custody.log.merkle import inclusion_proofs
+from custody.log.proofs import format_tlog_proofs
 from custody.plan import ExamPlan
 from store.instance import Instance
 from store.models import AlertRecord, Item, KeyRecord, LogCheckpoint, LogLeaf, LogNode, Person, Station
 
 __all__ = ["investigate", "investigate_photo", "labels_in_photo", "record_backup_order", "batch_tlog_proofs"]
-
-TLOG_HEADER = "c2sp.org/tlog-proof@v1\n"
 
 
 # --- proofs in batch -------------------------------------------------------------------------
@@ -92,9 +90,9 @@ def _fetch_nodes(session: Session, ids: Iterable[tuple[int, int]]) -> dict[tuple
 def batch_tlog_proofs(session: Session, indexes: Sequence[int], size: int, checkpoint: str) -> dict[int, str]:
     """c2sp.org/tlog-proof@v1 texts for many leaves of the tree of ``size`` leaves, with few queries.
 
-    The same text ``custody.log.proofs.format_tlog_proof`` writes (no ``extra`` line). The audit
+    The text ``custody.log.proofs.format_tlog_proofs`` writes (no ``extra`` line). The audit
     paths of many leaves share most of their nodes: ``inclusion_proofs`` reads each node and folds
-    each incomplete right-edge range once; each hash is encoded once here.
+    each incomplete right-edge range once, and each shared hash is encoded once.
     """
     if not checkpoint.endswith("\n"):
         raise CustodyError("a checkpoint note ends in a newline")
@@ -110,18 +108,10 @@ def batch_tlog_proofs(session: Session, indexes: Sequence[int], size: int, check
                                "tables are damaged")
         return [known[node] for node in ids]
 
-    encoded: dict[bytes, str] = {}
-    out: dict[int, str] = {}
-    tail = "\n" + checkpoint
-    for index, path in zip(indexes, inclusion_proofs(indexes, size, read), strict=True):
-        lines = []
-        for digest in path:
-            text = encoded.get(digest)
-            if text is None:
-                text = encoded[digest] = base64.b64encode(digest).decode("ascii") + "\n"
-            lines.append(text)
-        out[index] = f"{TLOG_HEADER}index {index}\n{''.join(lines)}{tail}"
-    return out
+    paths = inclusion_proofs(indexes, size, read)
+    texts = format_tlog_proofs(((index, path, None) for index, path in zip(indexes, paths, strict=True)),
+                               checkpoint.encode())
+    return dict(zip(indexes, texts, strict=True))
 
 
 # --- loading ---------------------------------------------------------------------------------
