@@ -51,13 +51,15 @@ def unlock_keys(instance: Any) -> None:
 
 def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, demo: bool = False, *,
                    threads: int = DEFAULT_THREADS, secure_cookies: bool | None = None,
-                   trusted_proxy: str | None = None, verify_workers: int | None = None) -> None:
+                   trusted_proxy: str | None = None, verify_workers: int | None = None,
+                   writer_process: bool = True) -> None:
     """Serve the web application and API with waitress until interrupted.
 
     Prints the address; with ``demo``, creates (or resets) the ``demo-admin``
     institute administrator with a random password printed once. Station
     signatures are checked in ``verify_workers`` processes (default: one per
-    core but one; 0: in the request threads).
+    core but one; 0: in the request threads). With ``writer_process`` the log writer runs in a
+    process of its own (see store.writer_process), else in a thread of the server.
     """
     from waitress import serve
 
@@ -68,7 +70,8 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
     if secure_cookies is None:
         secure_cookies = not _is_loopback(host)
     workers = default_verify_workers() if verify_workers is None else verify_workers
-    app = build_app(instance, secure_cookies=secure_cookies, extra={"VERIFY_WORKERS": workers})
+    app = build_app(instance, secure_cookies=secure_cookies, extra={"VERIFY_WORKERS": workers,
+                                                                        "WRITER_PROCESS": writer_process})
     app.extensions["custody"].ledger.start()
     settle_collector()
     shown = f"[{host}]" if ":" in host else host
@@ -119,16 +122,19 @@ def demo_login(instance: Any) -> str:
 @click.option("--verify-workers", type=click.IntRange(0, 64), envvar="CUSTODY_VERIFY_WORKERS",
               help="Processes that check station signatures beside the server (default: one per core but one; "
                    "0: in the request threads). Env: CUSTODY_VERIFY_WORKERS.")
+@click.option("--writer-process/--writer-thread", default=True, show_default=True, envvar="CUSTODY_WRITER_PROCESS",
+              help="Run the log writer in a process of its own (it then has a core to itself, not a share of "
+                   "the request threads' interpreter) or in a thread of the server. Env: CUSTODY_WRITER_PROCESS.")
 @pass_ctx
 def serve(ctx: Context, host: str, port: int, threads: int, secure_cookies: bool | None,
-          trusted_proxy: str | None, verify_workers: int | None) -> None:
+          trusted_proxy: str | None, verify_workers: int | None, writer_process: bool) -> None:
     """Serve the web application and the HTTP API (waitress).
 
     The key passphrase (CUSTODY_PASSPHRASE or a prompt) is needed to sign
     checkpoints. Create accounts first with `custody users add`.
     """
     serve_instance(ctx.instance(), host, port, threads=threads, secure_cookies=secure_cookies,
-                   trusted_proxy=trusted_proxy, verify_workers=verify_workers)
+                   trusted_proxy=trusted_proxy, verify_workers=verify_workers, writer_process=writer_process)
 
 
 # --- accounts ---------------------------------------------------------------------------------

@@ -45,6 +45,11 @@ class KeyManager:
             self._secret = passphrase()
         return self._secret
 
+    def passphrase(self) -> bytes:
+        """The passphrase that opens the private keys (asked once), for a process of this instance
+        that needs them too (the log writer): hand it over a pipe, never in arguments or the environment."""
+        return self._need_secret()
+
     # --- registry -------------------------------------------------------------
 
     def keyring(self) -> KeyRing:

@@ -159,16 +159,18 @@ def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
 _CATCHABLE = ("handover", "label", "refusal", "scan_refusal", "key", "revocation")
 
 
-def catch_up(session: Session, cached: CachedTracker, exam: str, size: int) -> bool:
+def catch_up(session: Session, cached: CachedTracker, exam: str, size: int, *, past_snapshots: bool = False) -> bool:
     """Bring a tracker that fell behind (another process appended) to ``size`` by replaying what it missed.
 
     Cheaper than :func:`load_tracker` when the tracker is newer than the stored snapshot: with
     several writer processes each replays only the others' handovers, not everything since the
     snapshot. False when it cannot (the tracker must then be rebuilt): another exam, a snapshot
-    newer than the tracker, a leaf in between that changes more than states, or the label of an
-    item added to the plan since the tracker was built.
+    newer than the tracker (unless ``past_snapshots``: the replay from the tracker's own size is
+    exact whatever was stored since, and a reader behind a writer's snapshots need not rebuild),
+    a leaf in between that changes more than states, or the label of an item added to the plan
+    since the tracker was built.
     """
-    if cached.exam != exam or cached.size > size or snapshot_size(session) > cached.size:
+    if cached.exam != exam or cached.size > size or (not past_snapshots and snapshot_size(session) > cached.size):
         return False
     others = session.scalar(select(LogLeaf.idx).where(LogLeaf.idx >= cached.size, LogLeaf.idx < size,
                                                       LogLeaf.type.not_in(_CATCHABLE)).limit(1))
@@ -176,6 +178,15 @@ def catch_up(session: Session, cached: CachedTracker, exam: str, size: int) -> b
         return False
     cached.size = size
     return True
+
+
+def follow(session: Session, cached: CachedTracker | None, exam: str, size: int) -> CachedTracker:
+    """The tracker at log size ``size`` for a reader of a log another process writes: ``cached`` moved
+    forward over what was appended since (up to :data:`SNAPSHOT_LEAVES` leaves), else built anew."""
+    if cached is not None and (cached.current(size, exam) or (
+            0 <= size - cached.size <= SNAPSHOT_LEAVES and catch_up(session, cached, exam, size, past_snapshots=True))):
+        return cached
+    return load_tracker(session, exam, size)
 
 
 def _replay(session: Session, cached: CachedTracker, start: int, end: int, *, stop_on_new_item: bool) -> bool:

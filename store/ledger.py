@@ -121,8 +121,11 @@ class _LogSigning:
 class Ledger:
     """The custody log of one instance."""
 
-    def __init__(self, instance: Instance, *, clock: Callable[[], datetime] | None = None, verify_workers: int = 0):
-        """``verify_workers``: processes that check station signatures (0: the caller's thread does)."""
+    def __init__(self, instance: Instance, *, clock: Callable[[], datetime] | None = None, verify_workers: int = 0,
+                 writer_process: bool = False):
+        """``verify_workers``: processes that check station signatures (0: the caller's thread does).
+        ``writer_process``: submissions are appended by a child process (see store.writer_process),
+        not by a thread of this one; the ledger's other appends (records, labels) stay here."""
         self.instance = instance
         self.db = instance.db
         self.origin = instance.origin
@@ -131,6 +134,11 @@ class Ledger:
         self._keys_generation = 0  # counts the registry's re-reads
         self._keys_lock = threading.Lock()
         self._pool = VerifierPool(self.db.url, verify_workers) if verify_workers > 0 else None
+        self._remote: Any = None
+        if writer_process:
+            from store.writer_process import WriterProcess
+
+            self._remote = WriterProcess(instance)
         self._signing: _LogSigning | None = None  # the log key, kept until the registry changes
         self._queue: queue.Queue[tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]]] = queue.Queue()
         self._writer: threading.Thread | None = None
@@ -161,9 +169,12 @@ class Ledger:
 
     def start(self) -> None:
         """Get ready for submissions now, not on the first one (a server calls this before taking
-        requests): start the signature-checking processes and build the custody rules' states."""
+        requests): start the signature-checking processes (and the writer process) and build the
+        custody rules' states."""
         if self._pool is not None:
             self._pool.start()
+        if self._remote is not None:
+            self._remote.start()  # it builds the custody states it judges by; this process's follow the log
         exam = self.instance.current_exam()
         if exam:
             from store.custody_rules import load_tracker
@@ -265,8 +276,10 @@ class Ledger:
 
         From this process's tracker when it is current; otherwise the stored
         snapshot with the handovers after it replayed (see store.custody_rules).
+        With the writer in another process this process's tracker follows the log:
+        each call replays only what was appended since the last.
         """
-        from store.custody_rules import current_states
+        from store.custody_rules import current_states, follow
 
         with self.db.session() as s:
             size = LogStore(s).head()[0]
@@ -274,12 +287,18 @@ class Ledger:
                 cached = self._custody
                 if cached is not None and cached.current(size, exam):
                     return cached.states_json()  # type: ignore[no-any-return]
+                if self._remote is not None:  # no writer here to hold up: build or follow under the lock
+                    self._custody = follow(s, cached, exam, size)
+                    return self._custody.states_json()  # type: ignore[no-any-return]
             return current_states(s, exam, size)
 
     def flush_states(self) -> None:
         """Store the custody states now (normally done every few seconds by the writer)."""
         from store.custody_rules import load_tracker, store_states
 
+        if self._remote is not None:
+            self._remote.flush_states()
+            return
         exam = self.instance.current_exam()
         if not exam:
             return
@@ -367,13 +386,17 @@ class Ledger:
     def _current_keys(self, pending: list[_Pending]) -> list[_Pending]:
         """``pending`` verified against the key registry as it is now (every submission verified
         against an older copy of it is verified again)."""
+        return self._verified_now(pending)[0]
+
+    def _verified_now(self, pending: list[_Pending]) -> tuple[list[_Pending], int]:
+        """:meth:`_current_keys`, and the registry generation they are now all verified against."""
         keys, generation = self._registry()
         stale = [n for n, p in enumerate(pending) if p.generation != generation]
         if stale:
             pending = list(pending)
             for n in stale:
                 pending[n] = _Pending.of(pending[n].submission, check(pending[n].submission, keys), generation)
-        return pending
+        return pending, generation
 
     def _keys_logged_by_others(self, session: Session, store: LogStore) -> bool:
         """Whether another writer logged a key or revocation since this ledger's last append."""
@@ -404,10 +427,9 @@ class Ledger:
                 group.append(more)
                 count += len(more[0])
             try:
-                results = self._append_pending([p for pending, _, _ in group for p in pending])
+                results = self._append_group([p for pending, _, _ in group for p in pending])
             except BaseException as exc:  # the whole group failed: nothing was stored
-                self._custody = None
-                self._end = None  # read the key registry again before the next batch
+                self._forget()
                 for _, _, done in group:
                     done.set_exception(exc)
                 continue
@@ -415,6 +437,18 @@ class Ledger:
             for pending, _, done in group:
                 done.set_result(results[offset:offset + len(pending)])
                 offset += len(pending)
+
+    def _forget(self) -> None:
+        """After a failed append: build the custody states and read the key registry again before the next."""
+        self._custody = None
+        self._end = None
+
+    def _append_group(self, pending: list[_Pending]) -> list[dict[str, Any]]:
+        """Append a group of verified submissions, here or in the writer process."""
+        if self._remote is None:
+            return self._append_pending(pending)
+        pending, generation = self._verified_now(pending)
+        return self._remote.append(generation, self.clock(), pending)  # type: ignore[no-any-return]
 
     def _append_pending(self, pending: list[_Pending]) -> list[dict[str, Any]]:
         now = self.clock()
@@ -528,7 +562,9 @@ class Ledger:
         """Store the custody states, so the next start replays nothing (they are derivable anyway)."""
         if self._pool is not None:
             self._pool.close()
-        if self._custody is not None and self._custody.unsaved:
+        if self._remote is not None:
+            self._remote.close()  # it stores the custody states
+        elif self._custody is not None and self._custody.unsaved:
             self.flush_states()
 
 

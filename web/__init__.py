@@ -63,7 +63,8 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
     app.spec_processor(finish_spec)
 
     clock = config.get("CLOCK") or (lambda: datetime.now(UTC))
-    ledger = config.get("LEDGER") or Ledger(instance, verify_workers=int(config.get("VERIFY_WORKERS") or 0))
+    ledger = config.get("LEDGER") or Ledger(instance, verify_workers=int(config.get("VERIFY_WORKERS") or 0),
+                                            writer_process=bool(config.get("WRITER_PROCESS")))
     skew = app.config["STATION_CLOCK_SKEW"]
     app.extensions["custody"] = WebState(
         instance=instance, ledger=ledger, hasher=config.get("PASSWORD_HASHER") or PasswordHasher(),

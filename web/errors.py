@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from custody.errors import CustodyError, NotFound, TreeSizeError
+from store.writer_process import WriterStopped
 
 log = logging.getLogger("custody.web")
 
@@ -101,6 +102,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(TreeSizeError)
     def tree_size(exc: TreeSizeError) -> Any:
         return error_response(400 if wants_json() else 404, str(exc), code="bad_tree_size")
+
+    @app.errorhandler(WriterStopped)
+    def writer_stopped(exc: WriterStopped) -> Any:
+        log.warning("%s", exc)
+        response = error_response(503, str(exc), code="writer_stopped")
+        response = app.make_response(response)
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(CustodyError)
     def custody_error(exc: CustodyError) -> Any:

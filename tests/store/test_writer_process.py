@@ -1,0 +1,208 @@
+"""The log writer in its own process (custody serve): the same log, receipts and refusals as the
+writer thread; errors and a killed writer reach the caller, and nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select
+
+from custody.events import Action
+from custody.log.checkpoint import open_checkpoint
+from custody.log.merkle import leaf_hash, root_from_leaf_hashes
+from custody.log.note import parse_verifier_key
+from custody.log.proofs import parse_tlog_proof, verify_tlog_proof
+from store.ledger import Ledger
+from store.logstore import LogRollback
+from store.models import LogLeaf
+from store.writer_process import WriterStopped
+from tests.store.ledger_helpers import EXAM, Desk
+
+T = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> dict[str, datetime]:
+    return {"now": T + timedelta(minutes=30)}
+
+
+@pytest.fixture
+def remote(tiny_exam: Any, clock: dict[str, datetime]) -> Any:
+    Ledger(tiny_exam, clock=lambda: T).record_labels(EXAM)
+    ledger = Ledger(tiny_exam, clock=lambda: clock["now"], writer_process=True)
+    ledger.start()
+    yield ledger
+    ledger.close()
+
+
+@pytest.fixture
+def desk(tiny_exam: Any) -> Desk:
+    return Desk(tiny_exam, "3601", T - timedelta(days=10))
+
+
+def _leaves(ledger: Ledger) -> list[bytes]:
+    with ledger.db.session() as s:
+        return [d for (d,) in s.execute(select(LogLeaf.data).order_by(LogLeaf.idx))]
+
+
+def _verifies(ledger: Ledger) -> None:
+    """The latest checkpoint is the root of every stored leaf."""
+    leaves = _leaves(ledger)
+    cp = open_checkpoint(ledger.latest_checkpoint().encode(), parse_verifier_key(ledger.log_key())).checkpoint
+    assert cp.size == len(leaves) and cp.root_hash == root_from_leaf_hashes(leaf_hash(d) for d in leaves)
+
+
+def test_the_writer_process_appends_receipts_refusals_and_replays_as_the_thread_does(remote: Ledger,
+                                                                                      desk: Desk) -> None:
+    good = desk.receive_events(4, T)
+    forged = desk.event("YW-X-K001", Action.RECEIVE, T, frm="36-YS", to="3601", label="ab" * 32)
+    size = remote.size()
+    results = remote.submit(good + [forged, good[0]])
+    assert [r["status"] for r in results] == ["accepted"] * 4 + ["refused", "duplicate"]
+    assert results[4]["error"] == "label_not_issued" and results[5]["index"] == results[0]["index"]
+    first = results[0]["index"]
+    assert first >= size and [r["index"] for r in results[:5]] == list(range(first, first + 5))
+    verifier = parse_verifier_key(remote.log_key())
+    for submission, result in zip(good, results, strict=False):
+        proof = parse_tlog_proof(result["receipt"])
+        assert json.loads(proof.extra)["event"] == submission["event"]
+        verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), verifier)
+    assert json.loads(_leaves(remote)[results[4]["index"]])["type"] == "refusal"
+    # the custody rules ran there: the states a fresh reader rebuilds hold the received items
+    states = Ledger(remote.instance).item_states(EXAM)
+    assert {states[json.loads(_leaves(remote)[r["index"]])["item"]]["holder"] for r in results[:4]} == {"3601"}
+    _verifies(remote)
+
+
+def test_an_error_in_the_writer_process_reaches_the_caller_and_nothing_is_stored(remote: Ledger, desk: Desk,
+                                                                                 tiny_exam: Any) -> None:
+    from store.models import LogCheckpoint, LogHead
+
+    remote.submit(desk.receive_events(3, T))
+    cut = remote.size()
+    remote.submit(desk.receive_events(3, T + timedelta(minutes=1)))
+    with tiny_exam.db.write_session() as s:  # restored from an older backup
+        s.execute(delete(LogLeaf).where(LogLeaf.idx >= cut))
+        s.execute(delete(LogCheckpoint).where(LogCheckpoint.size > cut))
+        s.get(LogHead, 1).size = cut
+    with pytest.raises(LogRollback, match="older backup"):
+        remote.submit(desk.receive_events(1, T + timedelta(minutes=2)))
+    assert remote.size() == cut
+
+
+def test_a_writer_killed_mid_batch_loses_nothing_acknowledged(remote: Ledger, desk: Desk) -> None:
+    """Killed while it appends: the caller gets an error (no receipt) or its receipts; sent again, every
+    event is in the log once, and the log verifies. A new writer process took over."""
+    first_pid = remote._remote.pid
+    assert first_pid is not None
+    remote.submit(desk.receive_events(2, T))
+    batch = desk.receive_events(300, T + timedelta(minutes=1))
+    killer = threading.Timer(0.05, os.kill, (first_pid, signal.SIGKILL))
+    killer.start()
+    try:
+        first = remote.submit(batch)
+    except WriterStopped as exc:
+        assert "send again" in str(exc)
+        first = None
+    killer.join()
+    again = remote.submit(batch)
+    assert remote._remote.pid not in (None, first_pid)
+    if first is None:
+        assert {r["status"] for r in again} <= {"accepted", "duplicate"}
+    else:  # the batch was done before the kill
+        assert [r["index"] for r in again] == [r["index"] for r in first]
+        assert {r["status"] for r in again} == {"duplicate"}
+    with remote.db.session() as s:
+        keys = s.scalars(select(LogLeaf.event_key).where(LogLeaf.type == "handover")).all()
+    assert len(keys) == len(set(keys)) == 302
+    _verifies(remote)
+
+
+def test_a_writer_process_gone_while_idle_is_replaced_at_the_next_batch(remote: Ledger, desk: Desk) -> None:
+    pid = remote._remote.pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while remote._remote._process.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    results = remote.submit(desk.receive_events(2, T))
+    assert [r["status"] for r in results] == ["accepted"] * 2 and remote._remote.pid != pid
+
+
+def test_a_key_revoked_elsewhere_is_refused_by_the_writer_process(remote: Ledger, desk: Desk,
+                                                                  tiny_exam: Any) -> None:
+    """The server verified the signature against its copy of the registry; the writer sees the
+    revocation in the registry and checks again, as the writer thread does."""
+    assert remote.submit(desk.receive_events(1, T))[0]["status"] == "accepted"
+    revoked_at = T + timedelta(minutes=2)
+    tiny_exam.keys.revoke(desk.signers[desk.code].kid.hex(), revoked_at, "laptop stolen")
+    before, after = desk.receive_events(2, revoked_at - timedelta(seconds=1))
+    results = remote.submit([before, after])
+    assert results[0]["status"] == "accepted"
+    assert results[1]["status"] == "refused" and "revoked" in results[1]["reason"]
+
+
+def test_closing_stores_the_states_the_writer_process_built(remote: Ledger, desk: Desk, tiny_exam: Any) -> None:
+    from store import custody_rules
+    from store.models import Setting
+
+    remote.submit(desk.receive_events(5, T))
+    remote.close()
+    with tiny_exam.db.session() as s:
+        assert int(s.get(Setting, custody_rules.STATE_SIZE).value) == remote.size()
+    assert not remote._remote._process
+
+
+def test_a_wrong_passphrase_stops_the_start_and_leaves_no_process(tiny_exam: Any) -> None:
+    from keys.files import WrongPassphrase
+    from store.instance import open_instance
+
+    wrong = open_instance(tiny_exam.home, secret=b"not the passphrase at all", url=tiny_exam.db.url)
+    ledger = Ledger(wrong, writer_process=True)
+    try:
+        with pytest.raises(WrongPassphrase):
+            ledger.start()
+        assert ledger._remote.pid is None
+    finally:
+        wrong.close()
+
+
+def test_the_server_follows_the_states_the_writer_process_builds(remote: Ledger, desk: Desk, tiny_exam: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard's states come from a tracker in the server that replays only what the writer
+    appended since it last looked, past the snapshots the writer stored meanwhile."""
+    from store import custody_rules
+
+    scans = desk.receive_events(7, T)  # seven items
+    remote.submit(scans[:3])
+    assert remote.item_states(EXAM) == Ledger(tiny_exam).item_states(EXAM)
+    remote.submit(scans[3:5])
+    remote.flush_states()  # the writer stores a snapshot newer than the server's tracker
+    remote.submit(scans[5:])
+    built: list[Any] = []
+    load = custody_rules.load_tracker
+    monkeypatch.setattr(custody_rules, "load_tracker", lambda *args: built.append(args) or load(*args))
+    states = remote.item_states(EXAM)
+    assert not built
+    monkeypatch.undo()
+    assert states == Ledger(tiny_exam).item_states(EXAM) and len(states) >= 7
+
+
+def test_a_station_gets_503_and_retry_after_when_the_writer_stopped(tiny_exam: Any) -> None:
+    from web import create_app
+
+    app = create_app({"INSTANCE": tiny_exam, "TESTING": True})
+
+    @app.get("/api/v1/_writer_stopped")
+    def stopped() -> Any:
+        raise WriterStopped("the log writer process ended before it answered; nothing was acknowledged: send again")
+
+    response = app.test_client().get("/api/v1/_writer_stopped", headers={"Accept": "application/json"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.get_json()["error"] == "writer_stopped" and "send again" in response.get_json()["message"]
