@@ -447,8 +447,14 @@ class Ledger:
         """Append a group of verified submissions, here or in the writer process."""
         if self._remote is None:
             return self._append_pending(pending)
+        # The writer process takes these verdicts as its own when its copy of the key registry is no
+        # newer than this one: it reads the registry again whenever this one's generation changes,
+        # and says when it read it again itself (then so does this process, before the next group).
         pending, generation = self._verified_now(pending)
-        return self._remote.append(generation, self.clock(), pending)  # type: ignore[no-any-return]
+        results, refreshed = self._remote.append(generation, self.clock(), pending)
+        if refreshed:
+            self._registry(refresh=True)
+        return results  # type: ignore[no-any-return]
 
     def _append_pending(self, pending: list[_Pending]) -> list[dict[str, Any]]:
         now = self.clock()

@@ -68,9 +68,12 @@ class WriterProcess:
         with self._lock:
             self._ensure()
 
-    def append(self, generation: int, now: datetime, pending: Sequence[_Pending]) -> list[dict[str, Any]]:
+    def append(self, generation: int, now: datetime,
+               pending: Sequence[_Pending]) -> tuple[list[dict[str, Any]], bool]:
         """Append verified submissions, received at ``now`` and checked against the parent's key
-        registry ``generation``; the results :meth:`Ledger.submit` returns."""
+        registry ``generation``: the results :meth:`Ledger.submit` returns, and whether the writer
+        read the registry again meanwhile (a key registered, rotated or revoked: the parent must
+        read it too, or it would go on verifying against its older copy)."""
         from store.verifier_pool import Verdict, _to_wire
 
         items = [(p.submission, _to_wire(Verdict(p.event, p.kid, p.sig, p.error, p.error_code))) for p in pending]
@@ -212,10 +215,11 @@ def _run(conn: Connection, parent: int) -> None:
                 clock.now = now
                 pending = [_Pending.of(submission, _from_wire(wire, submission), ours) for submission, wire in items]
                 try:
-                    value: Any = ledger._append_pending(pending)
+                    results = ledger._append_pending(pending)
                 except BaseException:
                     ledger._forget()
                     raise
+                value: Any = (results, ledger._registry()[1] != ours)
             elif kind == "flush":
                 value = ledger.flush_states()
             elif kind == "close":

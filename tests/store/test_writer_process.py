@@ -146,6 +146,9 @@ def test_a_key_revoked_elsewhere_is_refused_by_the_writer_process(remote: Ledger
     results = remote.submit([before, after])
     assert results[0]["status"] == "accepted"
     assert results[1]["status"] == "refused" and "revoked" in results[1]["reason"]
+    # and in every later batch: the server learns from the writer that the registry changed
+    later = desk.receive_events(3, revoked_at + timedelta(minutes=1))
+    assert [r["status"] for r in remote.submit(later)] == ["refused"] * 3
 
 
 def test_closing_stores_the_states_the_writer_process_built(remote: Ledger, desk: Desk, tiny_exam: Any) -> None:
