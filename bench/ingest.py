@@ -12,10 +12,12 @@ Batches are submitted in log order with ``--in-flight`` of them not yet appended
 batch at a time; 2: the next batch's signatures are checked while the writer appends this one, as
 when many stations submit at once, which measured no faster here: the writer is the limit, and
 checking signatures beside it takes the cores it would use). Signatures are checked in ``--verify-workers``
-processes (default: one per core; 0 checks them in the submitting thread).
+processes (default: one per core; 0 checks them in the submitting thread). With ``--writer-process``
+the appends run in a writer process of their own, as in ``custody serve`` (default: a writer thread).
 
     .venv/bin/python bench/ingest.py [--events 20000] [--batch 1000] [--proof-leaves 1000000]
                                      [--databases sqlite,postgresql] [--verify-workers N] [--in-flight 1]
+                                     [--writer-process]
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def city_instance(folder: Path, url: str):  # type: ignore[no-untyped-def]
     return instance, plan
 
 
-def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: int) -> dict[str, float]:
+def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: int,
+                 writer_process: bool = False) -> dict[str, float]:
     from store import simulation
     from store.ledger import Ledger, settle_collector
 
@@ -107,7 +110,8 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: in
         try:
             instance, plan = city_instance(Path(tmp), url)
             clock = {"now": simulation.LABELS_AT}
-            ledger = Ledger(instance, clock=lambda: clock["now"], verify_workers=workers)
+            ledger = Ledger(instance, clock=lambda: clock["now"], verify_workers=workers,
+                            writer_process=writer_process)
             ledger.start()
             ledger.record_labels(plan.exam)
             settle_collector()  # as custody serve does once started
@@ -201,18 +205,21 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=1,
                         help="batches submitted and not yet appended (default 1: one batch at a time; 2: the next "
                              "batch's signatures are checked while the writer appends this one)")
+    parser.add_argument("--writer-process", action="store_true",
+                        help="append in a writer process of its own, as custody serve does (default: a thread)")
     args = parser.parse_args()
 
     verify_rate = ed25519_rate()
     print(f"Ed25519 verification, one core: {verify_rate:,.0f}/s (the limit for ingest)")
     targets = {"sqlite": 5000, "postgresql": 3000}
     for kind in args.databases.split(","):
-        r = bench_ingest(kind, args.events, args.batch, args.verify_workers, args.in_flight)
+        r = bench_ingest(kind, args.events, args.batch, args.verify_workers, args.in_flight, args.writer_process)
         verdict = "PASS" if r["rate"] >= targets[kind] else "FAIL"
         print(f"[{kind}] ingest: {r['events']:,} events in {r['batches']} batches, {r['seconds']:.1f} s: "
               f"{r['rate']:,.0f} events/s (target >= {targets[kind]:,}) {verdict}; "
               f"{r['rate'] / verify_rate:.2f} of the Ed25519 limit; accepted {r['accepted']:,}; "
-              f"signatures in {args.verify_workers} worker process(es), {args.in_flight} batch(es) in flight")
+              f"signatures in {args.verify_workers} worker process(es), {args.in_flight} batch(es) in flight, "
+              f"writer in {'its own process' if args.writer_process else 'a thread'}")
         p = bench_proofs(kind, args.proof_leaves)
         verdict = "PASS" if p["p99_ms"] <= 5 else "FAIL"
         print(f"[{kind}] inclusion proof at {p['size']:,} leaves: median {p['median_ms']:.2f} ms, "
