@@ -4,7 +4,9 @@ All appends go through :meth:`Ledger.append_batch`, one write transaction
 each (SQLite ``BEGIN IMMEDIATE`` / a PostgreSQL advisory lock), so the log
 never forks, however many threads and processes write. Concurrent callers of
 :meth:`Ledger.submit` are merged by a group-commit writer thread: one
-transaction and one checkpoint signature for many events.
+transaction and one checkpoint signature for many events. In a server the
+thread hands each group to a writer process (``writer_process``, see
+:mod:`store.writer_process`), which appends it with an interpreter of its own.
 
 What survives a crash: a batch is committed whole (leaves, tree nodes, head,
 item chains, alerts, checkpoint) or not at all. A caller gets its receipts
