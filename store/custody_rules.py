@@ -216,13 +216,19 @@ def _replay(session: Session, cached: CachedTracker, start: int, end: int, *, st
 def store_states(session: Session, cached: CachedTracker) -> None:
     """Write the states changed since the last snapshot, and the size they are current at.
 
-    One upsert per state in the driver's own SQL (the same on SQLite and PostgreSQL): a
+    One upsert per state in the driver's own SQL (PostgreSQL: one statement over arrays): a
     snapshot of a city's states holds up the writer while it runs. The rows handed to the
     encoder earlier are written here too (waiting for it if it has not finished).
     """
     rows = cached.snapshot_rows()
-    if rows:
-        connection = session.connection()
+    connection = session.connection()
+    if rows and connection.dialect.name == "postgresql":  # one statement, the rows as two arrays
+        connection.exec_driver_sql(
+            f"INSERT INTO {ItemHead.__tablename__} (item, leaf_hash, idx, state, state_size) "
+            "SELECT v.item, NULL, NULL, v.state, %s FROM unnest(%s::text[], %s::text[]) AS v(item, state) "
+            "ON CONFLICT (item) DO UPDATE SET state = excluded.state, state_size = excluded.state_size",
+            (cached.size, list(rows.keys()), list(rows.values())))
+    elif rows:
         mark = placeholder(connection)
         connection.exec_driver_sql(
             f"INSERT INTO {ItemHead.__tablename__} (item, leaf_hash, idx, state, state_size) "

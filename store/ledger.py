@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from custody.errors import CustodyError
@@ -39,7 +39,7 @@ from custody.log.jcs import canonical_json, canonical_spliced
 from custody.log.merkle import leaf_hash
 from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
 from custody.log.proofs import format_consistency_proof, format_tlog_proof, format_tlog_proofs
-from store.db import placeholder
+from store.db import bulk_insert, bulk_update, select_where_in
 from store.instance import Instance
 from store.logstore import (
     LogStore,
@@ -608,16 +608,7 @@ class _BatchBuilder:
             self.heads[item] = found.get(item)
 
     def _where_in(self, table: str, columns: str, key: str, values: Sequence[str]) -> list[Any]:
-        """``SELECT columns FROM table WHERE key IN values``, 500 values a query, in the driver's own SQL:
-        SQLAlchemy compiling an expanding IN for every batch was most of these lookups' cost."""
-        connection = self.session.connection()
-        mark = placeholder(connection)
-        rows: list[Any] = []
-        for start in range(0, len(values), 500):
-            chunk = tuple(values[start:start + 500])
-            rows.extend(connection.exec_driver_sql(
-                f"SELECT {columns} FROM {table} WHERE {key} IN ({', '.join([mark] * len(chunk))})", chunk))
-        return rows
+        return select_where_in(self.session.connection(), table, columns, key, values)
 
     def _prev(self, item: str) -> bytes | None:
         if item not in self.heads:
@@ -752,16 +743,14 @@ class _BatchBuilder:
             if leaf.item is not None:
                 last_of[leaf.item] = i
         self.prefetch(last_of)
-        updates = [{"k": item, "h": self.leaves[i].hash, "x": first + i}
-                   for item, i in last_of.items() if item in self.existing_heads]
-        if updates:
-            table = ItemHead.__table__
-            s.connection().execute(table.update().where(table.c.item == bindparam("k"))
-                                   .values(leaf_hash=bindparam("h"), idx=bindparam("x")), updates)
-        inserts = [{"item": item, "leaf_hash": self.leaves[i].hash, "idx": first + i, "state": None,
-                    "state_size": 0} for item, i in last_of.items() if item not in self.existing_heads]
+        updates = [(item, self.leaves[i].hash, first + i) for item, i in last_of.items() if item in self.existing_heads]
+        bulk_update(s.connection(), ItemHead.__tablename__, ("item", "text"),
+                    (("leaf_hash", "bytea"), ("idx", "bigint")), updates)
+        inserts = [(item, self.leaves[i].hash, first + i, None, 0)
+                   for item, i in last_of.items() if item not in self.existing_heads]
         if inserts:
-            s.execute(insert(ItemHead), inserts)
+            bulk_insert(s.connection(), ItemHead.__tablename__, ("item", "leaf_hash", "idx", "state", "state_size"),
+                        inserts)
         for digest, item, mark in self.labels:
             s.add(IssuedLabel(label_hash=digest, item=item, leaf_idx=first + mark))
         registered = [{"key_id": key_id, "registered_idx": first + mark}

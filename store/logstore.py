@@ -38,7 +38,7 @@ from custody.log.merkle import (
 )
 from custody.log.note import NoteVerifier, parse_unverified_note, parse_verifier_key, sign_note, verifier_key
 from custody.verify.checkpoints import open_with_keys
-from store.db import placeholder
+from store.db import bulk_insert, placeholder
 from store.models import KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode
 
 
@@ -134,19 +134,17 @@ class LogStore:
         result = integrate(size, [leaf.hash for leaf in leaves], self.get_nodes)
         self.cache.update(result.nodes)
         if leaves:
-            # The driver's own SQL (executemany of tuples): SQLAlchemy's per-row parameter processing was
-            # most of an append. The one value that needs processing is the time, the same for a batch.
+            # The driver's own bulk insert (see store.db.bulk_insert): SQLAlchemy's per-row parameter
+            # processing was most of an append. The one value that needs processing is the time, the
+            # same for a batch.
             connection = self.session.connection()
-            mark = placeholder(connection)
             stored_time = _bind_value(connection, LogLeaf.__table__.c.received_at)
-            connection.exec_driver_sql(
-                f"INSERT INTO {LogLeaf.__tablename__} (idx, data, hash, type, item, event_key, station, received_at) "
-                f"VALUES ({', '.join([mark] * 8)})",
-                [(size + i, leaf.data, leaf.hash, leaf.type, leaf.item, leaf.event_key, leaf.station,
-                  stored_time(leaf.received_at)) for i, leaf in enumerate(leaves)])
-            connection.exec_driver_sql(
-                f"INSERT INTO {LogNode.__tablename__} (level, idx, hash) VALUES ({mark}, {mark}, {mark})",
-                [(level, idx, h) for (level, idx), h in result.nodes.items()])
+            bulk_insert(connection, LogLeaf.__tablename__,
+                        ("idx", "data", "hash", "type", "item", "event_key", "station", "received_at"),
+                        ((size + i, leaf.data, leaf.hash, leaf.type, leaf.item, leaf.event_key, leaf.station,
+                          stored_time(leaf.received_at)) for i, leaf in enumerate(leaves)))
+            bulk_insert(connection, LogNode.__tablename__, ("level", "idx", "hash"),
+                        ((level, idx, h) for (level, idx), h in result.nodes.items()))
         head = self._head_row or self.session.get(LogHead, 1)
         if head is None:
             head = LogHead(id=1, size=result.new_size, root=result.root)
