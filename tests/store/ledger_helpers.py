@@ -57,6 +57,14 @@ class Desk:
                 for k in range(n)]
 
 
+def log_leaves(ledger: Any) -> list[bytes]:
+    """Every leaf's bytes, in log order."""
+    from store.models import LogLeaf
+
+    with ledger.db.session() as s:
+        return [d for (d,) in s.execute(select(LogLeaf.data).order_by(LogLeaf.idx))]
+
+
 def append_from_process(home: str, url: str, secret: bytes, unit: str, count: int, batch: int,
                         out: Any) -> None:
     """Child process body for the concurrency test: sign and submit ``count`` events from one station."""

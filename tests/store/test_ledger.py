@@ -21,7 +21,7 @@ from custody.log.proofs import parse_consistency_proof, parse_tlog_proof, verify
 from store.ledger import Ledger
 from store.logstore import CheckpointInconsistent, LogRollback
 from store.models import LogLeaf
-from tests.store.ledger_helpers import Desk
+from tests.store.ledger_helpers import Desk, log_leaves
 
 T = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
 
@@ -40,13 +40,8 @@ def desk(tiny_exam):
     return Desk(tiny_exam, "3601", T - timedelta(days=10))
 
 
-def _leaves(ledger: Ledger) -> list[bytes]:
-    with ledger.db.session() as s:
-        return [d for (d,) in s.execute(select(LogLeaf.data).order_by(LogLeaf.idx))]
-
-
 def test_labels_and_keys_are_leaves_and_the_root_recomputes(ledger: Ledger) -> None:
-    leaves = _leaves(ledger)
+    leaves = log_leaves(ledger)
     types = [json.loads(d)["type"] for d in leaves]
     assert types.count("label") == 80 and types.count("key") == 3
     assert all(canonical_json(json.loads(d)) == d for d in leaves)  # exactly JCS
@@ -80,7 +75,7 @@ def test_a_replayed_event_is_one_leaf(ledger: Ledger, desk: Desk) -> None:
     assert ledger.size() == size
 
 
-def test_item_chains_link_each_items_leaves(ledger: Ledger, desk: Desk) -> None:
+def test_item_chains_link_each_itemslog_leaves(ledger: Ledger, desk: Desk) -> None:
     item = "YW-X-K001"
     ledger.submit([desk.event(item, Action.RECEIVE, T, frm="36-YS", to="3601")])
     ledger.submit([desk.event(item, Action.STORE, T + timedelta(minutes=5), frm="3601", to="3601-BMS")])
@@ -112,7 +107,7 @@ def test_bad_submissions_are_refused_and_the_refusal_is_evidence(ledger: Ledger,
     before = ledger.size()
     result = ledger.submit([submission])[0]
     assert result["status"] == "refused" and result["reason"]
-    leaves = _leaves(ledger)[before:]
+    leaves = log_leaves(ledger)[before:]
     refusal = json.loads(leaves[-1])
     assert refusal["type"] == "refusal" and refusal["error"] == result["error"]
     assert not any(json.loads(d)["type"] == "handover" for d in leaves)
@@ -132,7 +127,7 @@ def test_a_crash_mid_batch_stores_nothing_and_the_log_still_verifies(ledger: Led
     assert ledger.size() == size and ledger.latest_checkpoint() == checkpoint
     results = ledger.submit(desk.receive_events(10, T + timedelta(minutes=1)))
     assert all(r["status"] == "accepted" for r in results)
-    leaves = _leaves(ledger)
+    leaves = log_leaves(ledger)
     cp = open_checkpoint(ledger.latest_checkpoint().encode(), parse_verifier_key(ledger.log_key())).checkpoint
     assert cp.root_hash == root_from_leaf_hashes(leaf_hash(d) for d in leaves)
 

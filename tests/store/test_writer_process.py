@@ -23,7 +23,7 @@ from store.ledger import Ledger
 from store.logstore import LogRollback
 from store.models import LogLeaf
 from store.writer_process import WriterStopped
-from tests.store.ledger_helpers import EXAM, Desk
+from tests.store.ledger_helpers import EXAM, Desk, log_leaves
 
 T = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
 
@@ -47,14 +47,9 @@ def desk(tiny_exam: Any) -> Desk:
     return Desk(tiny_exam, "3601", T - timedelta(days=10))
 
 
-def _leaves(ledger: Ledger) -> list[bytes]:
-    with ledger.db.session() as s:
-        return [d for (d,) in s.execute(select(LogLeaf.data).order_by(LogLeaf.idx))]
-
-
 def _verifies(ledger: Ledger) -> None:
     """The latest checkpoint is the root of every stored leaf."""
-    leaves = _leaves(ledger)
+    leaves = log_leaves(ledger)
     cp = open_checkpoint(ledger.latest_checkpoint().encode(), parse_verifier_key(ledger.log_key())).checkpoint
     assert cp.size == len(leaves) and cp.root_hash == root_from_leaf_hashes(leaf_hash(d) for d in leaves)
 
@@ -74,10 +69,10 @@ def test_the_writer_process_appends_receipts_refusals_and_replays_as_the_thread_
         proof = parse_tlog_proof(result["receipt"])
         assert json.loads(proof.extra)["event"] == submission["event"]
         verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), verifier)
-    assert json.loads(_leaves(remote)[results[4]["index"]])["type"] == "refusal"
+    assert json.loads(log_leaves(remote)[results[4]["index"]])["type"] == "refusal"
     # the custody rules ran there: the states a fresh reader rebuilds hold the received items
     states = Ledger(remote.instance).item_states(EXAM)
-    assert {states[json.loads(_leaves(remote)[r["index"]])["item"]]["holder"] for r in results[:4]} == {"3601"}
+    assert {states[json.loads(log_leaves(remote)[r["index"]])["item"]]["holder"] for r in results[:4]} == {"3601"}
     _verifies(remote)
 
 
