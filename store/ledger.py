@@ -385,13 +385,9 @@ class Ledger:
         write_witness_copy(self.instance.home, note)
         self._witnessed = (witness_stamp(self.instance.home), head)
 
-    def _current_keys(self, pending: list[_Pending]) -> list[_Pending]:
+    def _current_keys(self, pending: list[_Pending]) -> tuple[list[_Pending], int]:
         """``pending`` verified against the key registry as it is now (every submission verified
-        against an older copy of it is verified again)."""
-        return self._verified_now(pending)[0]
-
-    def _verified_now(self, pending: list[_Pending]) -> tuple[list[_Pending], int]:
-        """:meth:`_current_keys`, and the registry generation they are now all verified against."""
+        against an older copy of it is verified again), and that registry's generation."""
         keys, generation = self._registry()
         stale = [n for n, p in enumerate(pending) if p.generation != generation]
         if stale:
@@ -452,7 +448,7 @@ class Ledger:
         # The writer process takes these verdicts as its own when its copy of the key registry is no
         # newer than this one: it reads the registry again whenever this one's generation changes,
         # and says when it read it again itself (then so does this process, before the next group).
-        pending, generation = self._verified_now(pending)
+        pending, generation = self._current_keys(pending)
         results, refreshed = self._remote.append(generation, self.clock(), pending)
         if refreshed:
             self._registry(refresh=True)
@@ -464,7 +460,7 @@ class Ledger:
         with self.db.write_session() as s:
             store = LogStore(s)
             builder, signing = self._open_batch(s, store, now)
-            pending = self._current_keys(pending)
+            pending, _ = self._current_keys(pending)
             builder.prefetch(p.event.item for p in pending if p.event is not None)
             builder.prefetch_labels(p.event.label for p in pending if p.event is not None)
             known = builder.known_events(f"{p.event.station}/{p.event.id}" for p in pending if p.event is not None)

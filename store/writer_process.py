@@ -189,9 +189,10 @@ def _run(conn: Connection, parent: int) -> None:
 
         instance = open_instance(Path(home), secret=secret, url=url)
         del secret
+        # a wrong passphrase fails here, before the custody states are built
+        instance.keys.private_key(Role.LOG_SIGNER, instance.institute, datetime.now(UTC))
         ledger = Ledger(instance, clock=clock)
         ledger.start()
-        instance.keys.private_key(Role.LOG_SIGNER, instance.institute, datetime.now(UTC))  # a wrong passphrase: now
         settle_collector()
     except BaseException as exc:  # noqa: BLE001 (the parent raises it)
         conn.send(("error", _portable(exc)))
