@@ -171,15 +171,20 @@ class ItemState:
 
     def evolve(self, **changes: Any) -> ItemState:
         """``dataclasses.replace`` without its per-call field walk: the tracker makes one per item per event."""
-        return ItemState.updater(changes)(self)
+        if not changes.keys() <= _STATE_FIELDS:
+            raise TypeError(f"ItemState has no field {sorted(changes.keys() - _STATE_FIELDS)[0]!r}")
+        new = object.__new__(ItemState)
+        values = new.__dict__
+        values.update(self.__dict__)
+        values.update(changes)
+        return new
 
     @staticmethod
     def updater(changes: Mapping[str, Any]) -> Callable[[ItemState], ItemState]:
         """A function applying ``changes`` to a state, their names checked once: a box's scan makes
         the same change to every item packed in it."""
-        unknown = changes.keys() - _STATE_FIELDS
-        if unknown:
-            raise TypeError(f"ItemState has no field {sorted(unknown)[0]!r}")
+        if not changes.keys() <= _STATE_FIELDS:
+            raise TypeError(f"ItemState has no field {sorted(changes.keys() - _STATE_FIELDS)[0]!r}")
         changes = dict(changes)
 
         def apply(state: ItemState) -> ItemState:

@@ -24,8 +24,6 @@ PROPAGATING = frozenset({Action.ISSUE, Action.RECEIVE, Action.STORE, Action.TAKE
 
 #: What an item's judgement as a box's content depends on, besides the item's kind and destination.
 _course = attrgetter("status", "holder", "heading", "sender", "last_time", "last_place", "last_action", "people")
-#: What a content's custody changes depend on (see :meth:`Tracker._changes`).
-_move = attrgetter("last_time", "holder", "people", "sender")
 _lockstep = attrgetter("holder", "status", "heading", "sender", "last_time")
 
 
@@ -57,6 +55,12 @@ class Tracker:
         self._printer = printers[0].code if len(printers) == 1 else None
         self._subjects = {s.code: s for s in plan.subjects}
         self._packed: dict[str, set[str]] = {}
+        kinds: dict[tuple[ItemKind, str], int] = {}
+        #: Each item's class: its kind and destination, all that the verdicts on the units it is at depend on...
+        self._classes = {item_id: kinds.setdefault((info.kind, info.destination), len(kinds))
+                         for item_id, info in self.items.items()}
+        #: ...and those verdicts by the units an event names, then by class (the plan is fixed: kept for good).
+        self._places: dict[tuple[str, ...], dict[int, tuple[bool, tuple[Any, ...]]]] = {}
         for item_id in self.items:
             box = self.state(item_id).in_box
             if box is not None:
@@ -158,30 +162,43 @@ class Tracker:
         quiet: set[tuple[Any, ...]] = set()
         moves: dict[tuple[Any, ...], Callable[[ItemState], ItemState] | None] = {}
         units = tuple(u for u in dict.fromkeys((event.from_unit, event.to_unit)) if u is not None)
-        judge_units = self.geo.judge_units
+        items, classes, states = self.items, self._classes, self._states
+        # by item class (kind, destination): whether it holds answer cards and the units' verdicts
+        places = self._places.get(units)
+        if places is None:
+            places = self._places[units] = {}
         for item_id in affected[1:]:
-            item_info, state = self.items[item_id], before[item_id]
-            inputs = (_course(state), item_info.kind is ItemKind.ANSWER_CARD_BUNDLE, judge_units(units, item_info))
-            if inputs not in quiet:
+            item_info, state = items[item_id], before[item_id]
+            where = places.get(classes[item_id])
+            if where is None:
+                where = places[classes[item_id]] = (item_info.kind is ItemKind.ANSWER_CARD_BUNDLE,
+                                                    self.geo.judge_units(units, item_info))
+            course = _course(state)
+            if (course, where) not in quiet:
                 alerts = judge.item(item_info, state, action, False, self.subject(item_info.subject))
                 if _same_course(state, scanned):
                     alerts = [a for a in alerts if a.code not in box_codes]
                 if alerts:
                     judge.alerts.extend(alerts)
                 else:
-                    quiet.add(inputs)
-            move = _move(state)
-            if move in moves:
-                apply = moves[move]
+                    quiet.add((course, where))
+            # the changes depend on fewer fields than the course (see _changes): keyed by the course,
+            # contents that moved together share them
+            if course in moves:
+                apply = moves[course]
             else:
                 changes = self._changes(state, action, event, judge, scanned=False)
-                apply = moves[move] = None if changes is None else ItemState.updater(changes)
+                apply = moves[course] = None if changes is None else ItemState.updater(changes)
             if apply is not None:
                 new = apply(state)
-                if new.__dict__ != state.__dict__:
+                if new.last_event != state.last_event or new.__dict__ != state.__dict__:
                     changed[item_id] = new
-        for item_id, new in changed.items():
-            self._store(before[item_id], new)
+                    if new.in_box == state.in_box:
+                        states[item_id] = new
+                    else:
+                        self._store(state, new)
+        if event.item in changed:
+            self._store(scanned, changed[event.item])
         return Outcome(judge.alerts, changed)
 
     def _contents(self, item_id: str, action: Action) -> list[str]:
@@ -213,9 +230,10 @@ class Tracker:
     def _advance(self, state: ItemState, action: Action, event: Event, judge: Judgement, *,
                  scanned: bool) -> ItemState:
         """The state after ``event``: the facts of the scanned item always; custody unless a backlog."""
-        new = state.evolve(**judge.facts) if scanned else state
         changes = self._changes(state, action, event, judge, scanned=scanned)
-        return new if changes is None else new.evolve(**changes)
+        if scanned and judge.facts:  # custody's changes are worked out from the state before the facts
+            changes = judge.facts if changes is None else {**judge.facts, **changes}
+        return state if not changes else state.evolve(**changes)
 
     def _changes(self, state: ItemState, action: Action, event: Event, judge: Judgement, *,
                  scanned: bool) -> dict[str, Any] | None:
