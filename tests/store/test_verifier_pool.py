@@ -15,7 +15,7 @@ from custody.events import Action
 from custody.keyring import Role
 from keys.files import public_raw
 from store.ledger import Ledger
-from store.verifier_pool import VerifierPool, check
+from store.verifier_pool import WORKER_NICENESS, VerifierPool, check
 from tests.store.ledger_helpers import Desk
 
 T = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
@@ -149,3 +149,11 @@ def test_workers_ignore_ctrl_c_and_end_with_their_server(tiny_exam: Any, tmp_pat
     else:
         pytest.fail(f"worker {worker} outlived its server")
     assert "Traceback" not in server.stderr.read()
+
+
+def test_workers_give_way_to_the_writer(pool: VerifierPool) -> None:
+    # the writer cannot run in parallel: when the cores are busy, the workers are the ones to wait
+    pool.start()
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    theirs = pool._pool().submit(os.getpriority, os.PRIO_PROCESS, 0).result()
+    assert theirs == min(19, ours + WORKER_NICENESS)
