@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from custody.events import Action
 from custody.rules import Status
@@ -17,6 +17,7 @@ from tests.core.test_rules_scene import (
     PAPER,
     PAPER2,
     PRINTER,
+    ROOM,
     SITE,
     YW_START,
     Desk,
@@ -134,3 +135,33 @@ def test_unpacking_a_box_twice_is_out_of_sequence() -> None:
     desk.deliver_box()
     again = desk.do(BOX, Action.UNPACK, YW_START - timedelta(minutes=30), frm=SITE, to=SITE)
     assert codes(again) == ["out_of_sequence"]
+
+
+def test_a_contents_place_verdicts_are_those_of_the_units_each_scan_names() -> None:
+    # The verdicts on units are kept by units and item class across events. Two papers for two rooms,
+    # handled together apart from their box, share one judgement where the units suit both; where
+    # they suit only one, each is judged on its own (a verdict kept from the earlier scan would let
+    # the second share the first's silence).
+    desk = Desk()
+    desk.to_city(BOX)
+    desk.to_county(BOX)
+    bms = f"{COUNTY}-BMS"
+
+    def handle_papers(when: datetime, place: str) -> None:
+        for action in (Action.UNPACK, Action.PACK):
+            for paper in (PAPER, PAPER2):
+                desk.do(paper, action, when, frm=place, to=place, handed=COUNTY, received=COUNTY,
+                        box=BOX if action is Action.PACK else None)
+            when += timedelta(minutes=1)
+
+    start = YW_START - timedelta(hours=3)
+    handle_papers(start, bms)
+    taken = desk.do(BOX, Action.TAKE_OUT, start + timedelta(minutes=10), frm=bms, to=COUNTY, handed=COUNTY,
+                    received=COUNTY)
+    assert codes(taken) == []
+    handle_papers(start + timedelta(minutes=20), COUNTY)
+    sent = desk.do(BOX, Action.DISTRIBUTE, start + timedelta(minutes=30), frm=COUNTY, to=ROOM, handed=COUNTY,
+                   received=ROOM)
+    assert ROOM == desk.tracker.items[PAPER].destination != desk.tracker.items[PAPER2].destination
+    assert ("unexpected_place", PAPER2) in [(a.code, a.item) for a in sent.alerts]
+    assert PAPER not in {a.item for a in sent.alerts}
