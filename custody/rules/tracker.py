@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from operator import attrgetter
@@ -24,6 +24,7 @@ PROPAGATING = frozenset({Action.ISSUE, Action.RECEIVE, Action.STORE, Action.TAKE
 
 #: What an item's judgement as a box's content depends on, besides the item's kind and destination.
 _course = attrgetter("status", "holder", "heading", "sender", "last_time", "last_place", "last_action", "people")
+_UNSET = object()
 _lockstep = attrgetter("holder", "status", "heading", "sender", "last_time")
 
 
@@ -144,8 +145,6 @@ class Tracker:
         # A box is opened by unpacking it: an open on a box means just that.
         action = Action.UNPACK if event.action is Action.OPEN and info.kind is ItemKind.BOX else event.action
         affected = [event.item] + self._contents(event.item, action)
-        states = self._states
-        before = {i: states.get(i) or self.state(i) for i in affected}
         changed: dict[str, ItemState] = {}
         alerts = judge.item(info, scanned, action, True, subject)
         box_codes = {a.code for a in alerts}
@@ -160,15 +159,15 @@ class Tracker:
         # that raised nothing are shared; a content with an alert is judged on its own, by name.
         # A box carries up to hundreds of bundles: this loop is most of the cost of a box scan.
         quiet: set[tuple[Any, ...]] = set()
-        moves: dict[tuple[Any, ...], Callable[[ItemState], ItemState] | None] = {}
+        moves: dict[tuple[Any, ...], Any] = {}  # an updater, or None for a backlog event
         units = tuple(u for u in dict.fromkeys((event.from_unit, event.to_unit)) if u is not None)
-        items, classes, states = self.items, self._classes, self._states
+        items, classes, states, initial = self.items, self._classes, self._states, self.state
         # by item class (kind, destination): whether it holds answer cards and the units' verdicts
         places = self._places.get(units)
         if places is None:
             places = self._places[units] = {}
         for item_id in affected[1:]:
-            item_info, state = items[item_id], before[item_id]
+            item_info, state = items[item_id], states.get(item_id) or initial(item_id)
             where = places.get(classes[item_id])
             if where is None:
                 where = places[classes[item_id]] = (item_info.kind is ItemKind.ANSWER_CARD_BUNDLE,
@@ -184,9 +183,8 @@ class Tracker:
                     quiet.add((course, where))
             # the changes depend on fewer fields than the course (see _changes): keyed by the course,
             # contents that moved together share them
-            if course in moves:
-                apply = moves[course]
-            else:
+            apply = moves.get(course, _UNSET)
+            if apply is _UNSET:
                 changes = self._changes(state, action, event, judge, scanned=False)
                 apply = moves[course] = None if changes is None else ItemState.updater(changes)
             if apply is not None:
