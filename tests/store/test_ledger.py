@@ -75,7 +75,7 @@ def test_a_replayed_event_is_one_leaf(ledger: Ledger, desk: Desk) -> None:
     assert ledger.size() == size
 
 
-def test_item_chains_link_each_itemslog_leaves(ledger: Ledger, desk: Desk) -> None:
+def test_item_chains_link_each_items_leaves(ledger: Ledger, desk: Desk) -> None:
     item = "YW-X-K001"
     ledger.submit([desk.event(item, Action.RECEIVE, T, frm="36-YS", to="3601")])
     ledger.submit([desk.event(item, Action.STORE, T + timedelta(minutes=5), frm="3601", to="3601-BMS")])
