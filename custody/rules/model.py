@@ -171,13 +171,7 @@ class ItemState:
 
     def evolve(self, **changes: Any) -> ItemState:
         """``dataclasses.replace`` without its per-call field walk: the tracker makes one per item per event."""
-        if not changes.keys() <= _STATE_FIELDS:
-            raise TypeError(f"ItemState has no field {sorted(changes.keys() - _STATE_FIELDS)[0]!r}")
-        new = object.__new__(ItemState)
-        values = new.__dict__
-        values.update(self.__dict__)
-        values.update(changes)
-        return new
+        return ItemState.updater(changes)(self)
 
     @staticmethod
     def updater(changes: Mapping[str, Any]) -> Callable[[ItemState], ItemState]:

@@ -24,8 +24,9 @@ PROPAGATING = frozenset({Action.ISSUE, Action.RECEIVE, Action.STORE, Action.TAKE
 
 #: What an item's judgement as a box's content depends on, besides the item's kind and destination.
 _course = attrgetter("status", "holder", "heading", "sender", "last_time", "last_place", "last_action", "people")
-_UNSET = object()
 _lockstep = attrgetter("holder", "status", "heading", "sender", "last_time")
+#: Not looked up yet (a shared change may be None: a backlog event changes no custody).
+_UNSET = object()
 
 
 def _same_course(a: ItemState, b: ItemState) -> bool:
@@ -191,10 +192,7 @@ class Tracker:
                 new = apply(state)
                 if new.last_event != state.last_event or new.__dict__ != state.__dict__:
                     changed[item_id] = new
-                    if new.in_box == state.in_box:
-                        states[item_id] = new
-                    else:
-                        self._store(state, new)
+                    self._store(state, new)
         if event.item in changed:
             self._store(scanned, changed[event.item])
         return Outcome(judge.alerts, changed)
