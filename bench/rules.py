@@ -26,7 +26,7 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +52,7 @@ def exam_events(folder: Path) -> tuple[Any, list[tuple[Any, datetime]]]:
         instance, plan = city_instance(folder, url)
     sim = simulation.ExamSimulation(instance, plan, {})  # not signed: the rules judge what a signature vouches for
     sim.build()
-    ordered = sorted(sim.out.events, key=lambda e: (e[0], e[1], e[2], e[3]["id"]))
-    events: list[tuple[Any, datetime]] = []
-    batch: list[Any] = []
-    for entry in ordered + [None]:  # received together: arrivals within a minute, as ExamSimulation.batches
-        if batch and (entry is None or len(batch) >= 1000 or entry[0] - batch[0][0] > timedelta(minutes=1)):
-            received = max(e[0] for e in batch)
-            events += [(parse_event(e[3]), received) for e in batch]
-            batch = []
-        if entry is not None:
-            batch.append(entry)
+    events = [(parse_event(raw), received) for received, batch in sim.arrivals() for _, raw in batch]
     return instance, events
 
 

@@ -206,25 +206,25 @@ class ExamSimulation:
                 self._event(end + timedelta(minutes=45), key.item_id, Action.RECEIVE_FOR_GRADING, GRADING,
                             frm=CITY, to=GRADING, handed=CITY, received=GRADING)
 
-    def batches(self, size: int = 1000) -> Iterator[tuple[datetime, list[dict[str, Any]]]]:
-        """Signed submissions grouped as they reach the server, each batch with the server's clock for it.
-
-        A batch holds at most ``size`` events that arrive within a minute of its first.
+    def arrivals(self, size: int = 1000) -> Iterator[tuple[datetime, list[tuple[str, dict[str, Any]]]]]:
+        """The events (station, unsigned event) grouped as they reach the server, each batch with the
+        server's clock for it. A batch holds at most ``size`` events that arrive within a minute of its first.
         """
         ordered = sorted(self.out.events, key=lambda e: (e[0], e[1], e[2], e[3]["id"]))
         batch: list[tuple[datetime, datetime, str, dict[str, Any]]] = []
         for entry in ordered:
             if batch and (len(batch) >= size or entry[0] - batch[0][0] > timedelta(minutes=1)):
-                yield self._signed(batch)
+                yield max(e[0] for e in batch), [(station, raw) for _, _, station, raw in batch]
                 batch = []
             batch.append(entry)
         if batch:
-            yield self._signed(batch)
+            yield max(e[0] for e in batch), [(station, raw) for _, _, station, raw in batch]
 
-    def _signed(self, batch: list[tuple[datetime, datetime, str, dict[str, Any]]]) -> tuple[datetime, list[dict[str, Any]]]:
-        arrival = max(e[0] for e in batch)
-        return arrival, [sign_event(raw, self.signers[station].kid, self.signers[station].sign)
-                         for _, _, station, raw in batch]
+    def batches(self, size: int = 1000) -> Iterator[tuple[datetime, list[dict[str, Any]]]]:
+        """:meth:`arrivals` as the stations' signed submissions."""
+        for arrival, events in self.arrivals(size):
+            yield arrival, [sign_event(raw, self.signers[station].kid, self.signers[station].sign)
+                            for station, raw in events]
 
 
 def run(instance: Instance, plan: ExamPlan, *, progress: Callable[[int], None] | None = None,
