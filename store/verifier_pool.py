@@ -48,7 +48,7 @@ SPLIT = 64
 PARENT_CHECK = 1.0
 #: How much lower a worker's scheduling priority is than the server's (``nice``): the log writer is the
 #: one step that cannot run in parallel, so when the cores are busy the workers give way to it and
-#: check signatures with the time it leaves (measured on the ingest bench: 1-5 % more events/s).
+#: check signatures with the time it leaves (measured on the ingest bench: 1-10 % more events/s).
 WORKER_NICENESS = 10
 
 
