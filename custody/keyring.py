@@ -18,11 +18,8 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+from custody import ed25519
 from custody.errors import BadSignature, KeyNotValid, KeyRevoked, UnknownKey
 
 
@@ -82,16 +79,8 @@ class PublicKey:
                 f"{self.valid_from.isoformat()} until {until}; the signature claims {when.isoformat()}"
             )
 
-    @cached_property
-    def _verifier(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(self.public_raw)
-
     def verifies(self, signature: bytes, message: bytes) -> bool:
-        try:
-            self._verifier.verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return ed25519.verifies(self.public_raw, signature, message)
 
     def as_json(self) -> dict[str, object]:
         """The public description used by ``custody keys list --json`` and exports."""

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
+from custody import ed25519
 from custody.errors import CustodyError, NotFound
 from custody.keyring import Role, key_id
 from store.instance import Instance
@@ -59,8 +60,10 @@ def register_station(instance: Instance, code: str, unit: str, name: str, public
     """
     if not _CODE.match(code):
         raise ValueError(f"station code {code!r}: letters, digits and . _ : - only, at most 64")
-    if len(public_raw) != 32:
-        raise ValueError("a station key is a 32-byte Ed25519 public key")
+    try:
+        ed25519.check_public_key(public_raw)
+    except ValueError as e:
+        raise ValueError(f"the station key: {e}") from None
     now = now.replace(microsecond=0)
     kid = key_id(public_raw).hex()
     try:

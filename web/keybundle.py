@@ -12,6 +12,7 @@ import base64
 from datetime import datetime
 from typing import Any
 
+from custody import ed25519
 from custody.events import format_time
 from custody.keyring import Role, key_id
 from custody.log.jcs import canonical_json
@@ -34,9 +35,6 @@ def key_bundle(instance: Instance, ledger: Ledger, now: datetime) -> dict[str, A
 
 def verify_key_bundle(document: dict[str, Any], log_key: str) -> dict[str, Any]:
     """Check a bundle against the pinned log verifier key; returns the bundle body or raises ``ValueError``."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     from custody.log.note import parse_verifier_key
 
     verifier = parse_verifier_key(log_key)
@@ -44,8 +42,10 @@ def verify_key_bundle(document: dict[str, Any], log_key: str) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(signature, dict) or body.get("format") != FORMAT:
         raise ValueError("not a custody key bundle")
     try:
-        Ed25519PublicKey.from_public_bytes(verifier.public_raw).verify(
-            base64.b64decode(signature.get("sig", ""), validate=True), canonical_json(body))
-    except (InvalidSignature, ValueError):
+        valid = ed25519.verifies(verifier.public_raw, base64.b64decode(signature.get("sig", ""), validate=True),
+                                 canonical_json(body))
+    except ValueError:
+        valid = False
+    if not valid:
         raise ValueError("the key bundle's signature does not verify with the pinned log key") from None
     return body

@@ -33,10 +33,9 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 
+from custody import ed25519
 from custody.errors import CustodyError
 from custody.keyring import Role
 from store.instance import Instance
@@ -140,9 +139,7 @@ def authenticate_station(instance: Instance, headers: Mapping[str, str], method:
         raise StationAuthError(f"station {code} has no valid, unrevoked key" + (f" with id {kid}" if kid else ""))
     message = request_message(method, path, timestamp, nonce, body)
     for key in usable:
-        try:
-            Ed25519PublicKey.from_public_bytes(key.public_raw).verify(signature, message)
-        except InvalidSignature:
+        if not ed25519.verifies(key.public_raw, signature, message):
             continue
         if not first_time(f"{code}/{nonce}"):
             raise StationAuthError("this request was already received (nonce replayed)")

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
+from custody import ed25519
 from custody.errors import NoteError, NoteSignatureError
 
 ALG_ED25519 = 0x01
@@ -117,9 +117,7 @@ class NoteVerifier:
             signature, message = signature[8:], cosignature_message(body, timestamp)
         if len(signature) != 64:
             raise NoteSignatureError(f"signature by {who} has {len(signature)} bytes, expected 64")
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public_raw).verify(signature, message)
-        except InvalidSignature:
+        if not ed25519.verifies(self.public_raw, signature, message):
             raise NoteSignatureError(
                 f"signature by known key {who} does not verify over the note text "
                 f"(SHA-256 {hashlib.sha256(body).hexdigest()}): bad signature {signature.hex()}"

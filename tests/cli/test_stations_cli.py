@@ -29,6 +29,7 @@ def test_bad_registrations_are_refused_and_change_nothing(exam) -> None:  # noqa
     exam("stations", "add", "ST-A", "--unit", "360102", "--public-key", key)
     cases = [
         (["ST-B", "--unit", "360102", "--public-key", "not-a-key"], 2, "32-byte"),
+        (["ST-B", "--unit", "360102", "--public-key", "01" + "00" * 31], 2, "small-order point"),
         (["ST-B", "--unit", "NOPE", "--public-key", _public_hex()], 2, "not in the unit tree"),
         (["ST-A", "--unit", "360103", "--public-key", _public_hex()], 1, "already exists at unit 360102"),
         (["ST-B", "--unit", "360102", "--public-key", key], 1, "registered already"),
