@@ -5,6 +5,8 @@ Prints, on SQLite and on PostgreSQL:
     chained per item, custody rules run, leaves and tree nodes stored, a checkpoint
     signed per batch, receipts (tlog-proofs) produced, in group-committed batches;
   * inclusion-proof time at 1,000,000 leaves (median and p99 over random leaves);
+  * the CPU an event takes while appending, in the writer, the signature workers and this process
+    (the machine's speed drifts from run to run; these show where the time goes);
   * single-core Ed25519 verification speed on this machine (the limit: libsodium, which the server checks
     signatures with; OpenSSL's beside it) and the ratio.
 
@@ -69,6 +71,54 @@ def ed25519_rates(seconds: float = 2.0) -> tuple[float, float]:
         sys.exit("Ed25519: a fresh signature did not verify")
     ours = rate(lambda: ed25519.verifies(raw, signature, message))
     return ours, rate(lambda: public.verify(signature, message))
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User plus system CPU seconds of a process, or of one of its threads, so far (Linux ``/proc``)."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
+    try:
+        text = Path(path).read_text()
+    except OSError:  # gone, or not Linux
+        return float("nan")
+    fields = text[text.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent between :meth:`start` and :meth:`stop` by the writer (the ledger's writer
+    thread, or its writer process), the signature workers, and this whole process. The machine's
+    speed drifts from run to run; the CPU an event takes shows where the time goes."""
+
+    def start(self) -> None:
+        import multiprocessing
+
+        children = multiprocessing.active_children()
+        self.writer_pid = next((c.pid for c in children if c.name == "custody-log-writer"), None)
+        self.workers = [c.pid for c in children if c.name != "custody-log-writer" and c.pid is not None]
+        # with a writer process, the thread of that name only hands it the groups
+        self.writer_tid = self._writer_thread() if self.writer_pid is None else None
+        self.before = self._read()
+        if self.writer_tid is None and self.writer_pid is None:  # started by the first batch: all of it counts
+            self.before = (0.0, *self.before[1:])
+
+    @staticmethod
+    def _writer_thread() -> int | None:
+        import threading
+
+        return next((t.native_id for t in threading.enumerate() if t.name == "custody-ledger-writer"), None)
+
+    def _read(self) -> tuple[float, float, float]:
+        own = os.getpid()
+        writer = (cpu_seconds(own, self.writer_tid) if self.writer_tid is not None else
+                  cpu_seconds(self.writer_pid) if self.writer_pid is not None else float("nan"))
+        return writer, sum(cpu_seconds(pid) for pid in self.workers), cpu_seconds(own)
+
+    def stop(self) -> dict[str, float]:
+        if self.writer_pid is None:
+            self.writer_tid = self.writer_tid or self._writer_thread()
+        after = self._read()
+        writer, workers, process = (b - a for a, b in zip(self.before, after, strict=True))
+        return {"writer_cpu": writer, "workers_cpu": workers, "process_cpu": process, "workers": len(self.workers)}
 
 
 def make_database(kind: str, folder: Path) -> tuple[str, object]:
@@ -149,6 +199,8 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: in
                 if flight:
                     clock["now"] = flight[0][0]
 
+            meter = CpuMeter()
+            meter.start()
             start = time.perf_counter()
             for arrival, submissions in signed:
                 while len(flight) >= in_flight:
@@ -159,10 +211,11 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: in
             while flight:
                 finish_oldest()
             elapsed = time.perf_counter() - start
+            cpu = meter.stop()
             ledger.close()
             instance.close()
             return {"events": total, "seconds": elapsed, "rate": total / elapsed, "batches": len(signed),
-                    "accepted": statuses.get("accepted", 0)}
+                    "accepted": statuses.get("accepted", 0), **cpu}
         finally:
             drop_database(handle)
 
@@ -234,6 +287,12 @@ def main() -> None:
               f"{r['rate'] / verify_rate:.2f} of the Ed25519 limit; accepted {r['accepted']:,}; "
               f"signatures in {args.verify_workers} worker process(es), {args.in_flight} batch(es) in flight, "
               f"writer in {'its own process' if args.writer_process else 'a thread'}")
+        per = 1e6 / r["events"]
+        print(f"[{kind}] CPU an event while appending: writer {r['writer_cpu'] * per:,.0f} µs (busy "
+              f"{r['writer_cpu'] / r['seconds']:.0%} of the time), signature workers {r['workers_cpu'] * per:,.0f} µs "
+              f"({r['workers']} processes), this process in all {r['process_cpu'] * per:,.0f} µs ("
+              f"{'the hand-over to the writer' if args.writer_process else 'the writer thread'}, the submitting "
+              f"thread, the bench)")
         p = bench_proofs(kind, args.proof_leaves)
         verdict = "PASS" if p["p99_ms"] <= 5 else "FAIL"
         print(f"[{kind}] inclusion proof at {p['size']:,} leaves: median {p['median_ms']:.2f} ms, "
