@@ -15,7 +15,9 @@ items · S sync now · L 中文/English · Esc twice cancel the session · Q qui
 The loop reads a frame, decodes it, lets the session judge it, saves the draft
 when something changed, plays a cue for each new scan, and draws. When a
 source ends it keeps the last picture; when a camera is lost it says so,
-keeps the session and tries the next source, or reopens the camera every 5 s.
+keeps the session and reopens the camera after 5 s; if it is still unplugged
+then, it turns to the next source, or with none left tries every 5 s until the
+camera is back.
 A background thread syncs (sends the outbox, refreshes the caches) every
 ``sync_every`` seconds with its own outbox connection; events that failed wait
 for their backoff there, while a confirm or S sends everything at once.
@@ -86,15 +88,22 @@ class WindowApp:
         """(reference, image) from each source in turn; errors become messages, the session goes on."""
         from scanners.capture import open_source
 
-        for src in self.sources:
-            while True:
+        for n, src in enumerate(self.sources):
+            lost = False  # a camera that delivered frames, then stopped: reopened every REOPEN_EVERY seconds
+            while not self._stop.is_set():
                 try:
                     source = open_source(src, resolution=self.resolution)
                 except SourceError as exc:
+                    if lost and n + 1 == len(self.sources):
+                        # still unplugged, and no other source to turn to: the message asked them to
+                        # reconnect it; try again until they have
+                        yield from self._wait_to_reopen()
+                        continue
                     self.say("red", status_message("source_error", "zh", detail=exc),
                              status_message("source_error", "en", detail=exc), banner=True)
                     yield ("", None)
                     break
+                lost = False
                 try:
                     with source:
                         for frame in source:
@@ -104,11 +113,15 @@ class WindowApp:
                     self.say("red", status_message(code, "zh", detail=exc), status_message(code, "en", detail=exc),
                              banner=True)
                     if getattr(source, "live", False):
-                        deadline = time.monotonic() + REOPEN_EVERY
-                        while time.monotonic() < deadline and not self._stop.is_set():
-                            yield ("", None)  # keep the window alive while waiting to reopen
+                        lost = True
+                        yield from self._wait_to_reopen()
                         continue
                 break
+
+    def _wait_to_reopen(self) -> Iterator[tuple[str, Any]]:
+        deadline = time.monotonic() + REOPEN_EVERY
+        while time.monotonic() < deadline and not self._stop.is_set():
+            yield ("", None)  # keep the window alive while waiting to reopen
 
     # --- actions --------------------------------------------------------------------------
 

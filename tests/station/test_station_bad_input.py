@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,64 @@ def test_a_camera_unplugged_mid_session_gives_a_message_and_the_session_goes_on(
     confirmed = next(line for line in lines if line["type"] == "confirmed")
     assert result.exit_code == 0 and confirmed["summary"]["recorded"] == sorted(COUNTY_RECEIVES)
     assert len(confirmed["events"]) == 12
+
+
+class ReplugCamera(UnpluggedCamera):
+    """A camera that delivers ``first``, is unplugged (its own reconnects fail too), and once the officers
+    plug it in again delivers ``second``."""
+
+    def __init__(self, first: Sequence[np.ndarray], second: Sequence[np.ndarray], dead_opens: int):
+        super().__init__(first)
+        self.second, self.dead_opens = list(second), dead_opens
+
+    def __call__(self, target: str | int) -> Any:
+        self.opened += 1
+        if self.opened == 1:
+            return self
+        if self.opened <= 1 + self.dead_opens:
+            return _Dead()
+        self.images = self.second
+        return self
+
+
+def test_the_station_window_reopens_a_lost_camera_until_it_is_back(make_station: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import scanners.capture as capture
+    import scanners.station.window as window
+
+    first = [np.full((48, 64, 3), n, np.uint8) for n in (1, 2, 3)]
+    second = [np.full((48, 64, 3), n, np.uint8) for n in (7, 8)]
+    # unplugged for the source's own 2 reconnects and the window's first two tries to reopen it
+    camera = ReplugCamera(first, second, dead_opens=2 + 2)
+    opened: list[float] = []
+
+    def open_source(src: str, **kwargs: Any) -> Any:
+        opened.append(time.monotonic())
+        return capture.LiveSource(int(src), open_capture=camera, reconnects=2, sleep=lambda s: None)
+
+    monkeypatch.setattr(capture, "open_source", open_source)
+    monkeypatch.setattr(window, "REOPEN_EVERY", 0.05)
+    station = make_station("ST-360102", "360102")
+    app = window.WindowApp(station, station.new_session(Action.RECEIVE, "3601"), ["0"], sound=False)
+    frames = app._frames()
+    seen: list[int] = []
+    waits, give_up = 0, time.monotonic() + 20
+    for _ref, image in frames:  # the window's loop: it draws a waiting frame when there is no image
+        if image is None:
+            waits += 1
+            assert time.monotonic() < give_up, "the camera was never reopened"
+            continue
+        seen.append(int(image[0, 0, 0]))
+        if len(seen) == len(first) + len(second):
+            break
+    frames.close()
+    assert seen == [1, 2, 3, 7, 8]  # nothing lost or repeated across the reopen
+    # the first open, two tries while it was unplugged (no other source to turn to), the one that found it
+    assert len(opened) == 4
+    gaps = [b - a for a, b in zip(opened[1:], opened[2:], strict=False)]
+    assert all(gap >= 0.05 for gap in gaps) and waits > 0  # it waits between tries, drawing meanwhile
+    red = [(zh, en) for colour, zh, en in app.messages if colour == "red"]
+    assert len(red) == 1 and red[0][0].startswith("摄像头断开：") and red[0][1].startswith("Camera lost:")
 
 
 # --- a wrong passphrase -------------------------------------------------------------------------------------
