@@ -6,7 +6,6 @@ import random
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from custody import ed25519
 
@@ -22,10 +21,6 @@ RFC8032 = [
 # the order of the prime subgroup, RFC 8032 §5.1
 L = 2**252 + 27742317777372353535851937790883648493
 IDENTITY = bytes([1]) + bytes(31)  # the neutral point, of order 1
-
-
-def _raw(public: Ed25519PublicKey) -> bytes:
-    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 @pytest.mark.parametrize(("public", "message", "signature"), RFC8032)
@@ -70,7 +65,7 @@ def test_it_agrees_with_openssl_on_real_signatures_and_their_corruptions() -> No
     rng = random.Random(8032)
     for _ in range(200):
         private = Ed25519PrivateKey.generate()
-        key = _raw(private.public_key())
+        key = private.public_key().public_bytes_raw()
         message = rng.randbytes(rng.randrange(0, 700))
         signature = bytearray(private.sign(message))
         if rng.random() < 0.5:
@@ -84,7 +79,7 @@ def test_it_agrees_with_openssl_on_real_signatures_and_their_corruptions() -> No
 
 
 def test_registration_refuses_keys_no_signature_could_verify_under() -> None:
-    ed25519.check_public_key(_raw(Ed25519PrivateKey.generate().public_key()))
+    ed25519.check_public_key(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
     ed25519.check_public_key(bytes.fromhex(RFC8032[0][0]))
     p = 2**255 - 19
     bad = {
