@@ -4,6 +4,10 @@ A leaf is the exact JCS bytes of a JSON object with at least a string ``type``. 
 not the object, are what the Merkle tree hashes, so a leaf must have exactly one byte form:
 ``loads_leaf`` accepts only bytes that ``canonical_json`` would have produced.
 
+Plain values (see ``_plain``) are written by orjson, several times as fast as the standard encoder
+and byte for byte what RFC 8785 writes for them (generated tests hold it to the reference
+implementation); anything else goes through the ``rfc8785`` package.
+
 Numbers: JCS serialises numbers as IEEE 754 doubles (ECMAScript form), so ``1.0`` becomes
 ``1`` and integers beyond ±(2**53 - 1) are refused by the ``rfc8785`` package rather than
 silently rounded. Floats are allowed but discouraged in leaves: store amounts and times
@@ -15,22 +19,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import rfc8785
 
 from custody.errors import LeafError
 
 _SAFE_INT = 2**53 - 1
-_ENCODE = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False).encode
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def _encode(obj: Any) -> bytes:
+    """Compact UTF-8 JSON with keys in code point order; raises ``orjson.JSONEncodeError`` (a ``TypeError``)
+    for what it cannot write (a lone surrogate, a non-string key, an integer beyond 64 bits)."""
+    return orjson.dumps(obj, option=_SORTED)
 
 
 def _plain(obj: Any) -> bool:
-    """True when ``json`` writes ``obj`` exactly as RFC 8785 does.
+    """True when orjson writes ``obj`` exactly as RFC 8785 does.
 
     That holds for strings, booleans, null, integers within ±(2**53 - 1), and lists and
     objects of them whose keys hold no character beyond U+FFFF: Python sorts keys by code
-    point, JCS by UTF-16 code unit, and the two orders differ only for such characters.
+    point (orjson too), JCS by UTF-16 code unit, and the two orders differ only for such characters.
     Both escape exactly ``"``, ``\\`` and U+0000..U+001F, with the same short forms and
-    lowercase ``\\u00xx``. Floats (ECMAScript number form) go to the reference encoder.
+    lowercase ``\\u00xx``, and write everything else as UTF-8. Floats (ECMAScript number form) go to
+    the reference encoder.
     """
     kind = type(obj)
     if kind is str or kind is bool or obj is None:
@@ -49,14 +61,14 @@ def canonical_json(obj: Any) -> bytes:
 
     Deterministic: equal objects give equal bytes. Raises ``LeafError`` for values JCS
     cannot represent (non-string keys, NaN, integers outside ±(2**53 - 1), other types).
-    Leaves (strings, small integers) take a fast path through the standard ``json``
-    encoder; anything else goes through the ``rfc8785`` reference implementation.
+    Leaves (strings, small integers) take a fast path through orjson; anything else goes
+    through the ``rfc8785`` reference implementation.
     """
     if _plain(obj):
         try:
-            return _ENCODE(obj).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: let the reference encoder name the problem
+            return _encode(obj)
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate, or nested too deep: let the reference encoder name the problem
     try:
         return rfc8785.dumps(obj)
     except rfc8785.CanonicalizationError as exc:
@@ -70,8 +82,8 @@ def canonical_plain(obj: dict[str, Any]) -> bytes:
     event. Anything the plain encoder cannot write still goes the reference way.
     """
     try:
-        return _ENCODE(obj).encode("utf-8")
-    except (TypeError, ValueError, UnicodeEncodeError):
+        return _encode(obj)
+    except orjson.JSONEncodeError:
         return canonical_json(obj)
 
 
@@ -93,7 +105,7 @@ def canonical_spliced(members: dict[str, Any], encoded: dict[str, bytes]) -> byt
         value = encoded.get(key)
         if value is None:
             value = canonical_json(members[key])
-        parts.append(_ENCODE(key).encode("ascii") + b":" + value)
+        parts.append(_encode(key) + b":" + value)
     return b"{" + b",".join(parts) + b"}"
 
 
