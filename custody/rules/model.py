@@ -192,13 +192,11 @@ class ItemState:
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict of str, int, bool, None and lists; times as RFC 3339 UTC."""
-        values = self.__dict__
-        out: dict[str, Any] = {"v": STATE_VERSION}
-        for name in _STATE_NAMES:  # each field's type is fixed: convert by name, not by testing values
-            value = values[name]
-            if value is not None and name in _CONVERT:
-                value = _CONVERT[name](value)
-            out[name] = value
+        out: dict[str, Any] = {"v": STATE_VERSION, **self.__dict__}  # the fields (a dataclass's __dict__)
+        for name, convert in _CONVERT.items():  # each field's type is fixed: convert by name, not by testing values
+            value = out[name]
+            if value is not None:
+                out[name] = convert(value)
         return out
 
     @classmethod
