@@ -147,6 +147,20 @@ class Event:
         """The RFC 8785 bytes of ``raw`` as parsed (the signed message)."""
         return self._canonical or canonical_json(dict(self.raw))
 
+    @classmethod
+    def of(cls, **values: Any) -> Event:
+        """``Event(**values)`` for values already checked, without the frozen dataclass's ``__init__``
+        (0.4 µs against 3.5 µs: every submission makes one in a signature worker and one in the server).
+        Every field must be given."""
+        if values.keys() != _EVENT_FIELDS:
+            raise TypeError(f"Event.of needs exactly the fields {sorted(_EVENT_FIELDS)}")
+        event = object.__new__(cls)
+        event.__dict__.update(values)
+        return event
+
+
+_EVENT_FIELDS = frozenset(f.name for f in dataclasses.fields(Event))
+
 
 def format_time(when: datetime) -> str:
     """RFC 3339 UTC with a ``Z`` and whole seconds: the one time format in events and leaves."""
@@ -155,8 +169,11 @@ def format_time(when: datetime) -> str:
     return when.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
 def parse_time(text: str, field: str) -> datetime:
-    if not isinstance(text, str) or not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", text):
+    if not isinstance(text, str) or not _TIME.fullmatch(text):
         raise MalformedEvent(f"{field} must be a UTC time like 2017-06-20T00:20:00Z, found {text!r}")
     try:
         return datetime.fromisoformat(text)  # the pattern above leaves only the 'Z' form (UTC)
@@ -188,8 +205,9 @@ def make_event(*, id: str, item: str, label: str, action: Action, station: str, 
     return raw
 
 
-FIELDS = {"v", "id", "item", "label", "action", "from_unit", "to_unit", "handed_by", "received_by", "station",
-          "station_time", "seal", "count", "reason", "note", "photo", "box"}
+FIELDS = frozenset({"v", "id", "item", "label", "action", "from_unit", "to_unit", "handed_by", "received_by",
+                    "station", "station_time", "seal", "count", "reason", "note", "photo", "box"})
+_ACTIONS = {a.value: a for a in Action}
 
 
 def _opt_text(raw: Mapping[str, Any], field: str, limit: int = 64) -> str | None:
@@ -201,28 +219,33 @@ def _opt_text(raw: Mapping[str, Any], field: str, limit: int = 64) -> str | None
     return value
 
 
+_PERSON_FIELDS = frozenset({"staff", "badge"})
+
+
 def _people(raw: Mapping[str, Any], field: str) -> tuple[Person, ...]:
     value = raw.get(field)
     if not isinstance(value, list) or len(value) > 8:
         raise MalformedEvent(f"{field} must be a list of at most 8 people")
-    people = []
+    people, names = [], []
     for entry in value:
-        if not (isinstance(entry, Mapping) and set(entry) == {"staff", "badge"}
-                and isinstance(entry["staff"], str) and _ID.match(entry["staff"])
-                and isinstance(entry["badge"], str) and _HEX64.match(entry["badge"])):
+        if not ((type(entry) is dict or isinstance(entry, Mapping)) and entry.keys() == _PERSON_FIELDS):
             raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
-        people.append(Person(entry["staff"], entry["badge"]))
-    if len({p.staff for p in people}) != len(people):
+        staff, badge = entry["staff"], entry["badge"]
+        if not (isinstance(staff, str) and _ID.match(staff) and isinstance(badge, str) and _HEX64.match(badge)):
+            raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
+        people.append(Person(staff, badge))
+        names.append(staff)
+    if len(set(names)) != len(names):
         raise MalformedEvent(f"{field} names the same person twice")
     return tuple(people)
 
 
 def parse_event(raw: Any) -> Event:
     """Check an event's shape strictly; raise :class:`MalformedEvent` naming the field."""
-    if not isinstance(raw, Mapping):
+    if not (type(raw) is dict or isinstance(raw, Mapping)):
         raise MalformedEvent("an event must be a JSON object")
-    unknown, missing = set(raw) - FIELDS, FIELDS - set(raw)
-    if unknown or missing:
+    if raw.keys() != FIELDS:
+        unknown, missing = set(raw) - FIELDS, FIELDS - set(raw)
         raise MalformedEvent(f"event fields: unknown {sorted(unknown)}, missing {sorted(missing)}")
     if type(raw["v"]) is not int or raw["v"] != EVENT_VERSION:
         raise MalformedEvent(f"event version must be 1, found {raw['v']!r}")
@@ -231,10 +254,9 @@ def parse_event(raw: Any) -> Event:
             raise MalformedEvent(f"{field} must be an id of letters, digits and ._:- (max 64), found {raw[field]!r}")
     if not isinstance(raw["label"], str) or not _HEX64.match(raw["label"]):
         raise MalformedEvent("label must be the SHA-256 (hex) of the scanned label")
-    try:
-        action = Action(raw["action"])
-    except ValueError:
-        raise MalformedEvent(f"unknown action {raw['action']!r}") from None
+    action = _ACTIONS.get(raw["action"]) if isinstance(raw["action"], str) else None
+    if action is None:
+        raise MalformedEvent(f"unknown action {raw['action']!r}")
     seal = raw["seal"]
     seal_number = seal_condition = None
     if seal is not None:
@@ -264,7 +286,7 @@ def parse_event(raw: Any) -> Event:
         canonical = canonical_plain(raw)
     except LeafError:
         raise MalformedEvent("event text must be valid Unicode (it holds a lone surrogate)") from None
-    event = Event(
+    event = Event.of(
         id=raw["id"], item=raw["item"], label=raw["label"], action=action,
         from_unit=_opt_text(raw, "from_unit"), to_unit=_opt_text(raw, "to_unit"),
         handed_by=_people(raw, "handed_by"), received_by=_people(raw, "received_by"),
@@ -296,12 +318,16 @@ def sign_event(raw: Mapping[str, Any], kid: bytes, sign: Any) -> dict[str, Any]:
     return {"event": dict(raw), "kid": kid.hex(), "sig": base64.b64encode(sign(event.canonical())).decode("ascii")}
 
 
+_SUBMISSION = frozenset({"event", "kid", "sig"})
+_KID = re.compile(r"[0-9a-f]{16}")
+
+
 def parse_submission(submission: Any) -> tuple[Event, str, bytes]:
     """Split a submission into its event, key id and signature, checking shapes only."""
-    if not (isinstance(submission, Mapping) and set(submission) == {"event", "kid", "sig"}):
+    if not ((type(submission) is dict or isinstance(submission, Mapping)) and submission.keys() == _SUBMISSION):
         raise MalformedEvent("a submission is an object with exactly event, kid and sig")
     kid, sig = submission["kid"], submission["sig"]
-    if not (isinstance(kid, str) and re.fullmatch(r"[0-9a-f]{16}", kid)):
+    if not (isinstance(kid, str) and _KID.fullmatch(kid)):
         raise MalformedEvent("kid must be 16 lowercase hex digits")
     try:
         signature = base64.b64decode(sig, validate=True) if isinstance(sig, str) else b""

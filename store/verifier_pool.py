@@ -147,7 +147,7 @@ def _from_wire(wire: tuple[Any, ...], submission: Any) -> Verdict:
         return Verdict(error=wire[0], error_code=wire[1])
     (kid, sig, id_, item, label, action, from_unit, to_unit, handed, received, station, station_time, seal_number,
      seal_condition, count, reason, note, photo, box, canonical) = wire
-    return Verdict(Event(
+    return Verdict(Event.of(
         id=id_, item=item, label=label, action=_ACTIONS[action], from_unit=from_unit, to_unit=to_unit,
         handed_by=tuple(Person(*p) for p in handed), received_by=tuple(Person(*p) for p in received),
         station=station, station_time=station_time, seal_number=seal_number,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -9,7 +10,16 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from custody.events import Action, MalformedEvent, Person, SealCondition, make_event, parse_event
+from custody.events import (
+    Action,
+    Event,
+    MalformedEvent,
+    Person,
+    SealCondition,
+    make_event,
+    parse_event,
+    parse_submission,
+)
 
 BADGE = "ab" * 32
 
@@ -46,3 +56,45 @@ def test_the_version_is_the_whole_number_1(version: object) -> None:
     # 1.0 would be signed as "1" by RFC 8785 but read back as a float: refused, not guessed at
     with pytest.raises(MalformedEvent, match="version"):
         parse_event(_event(v=version))
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"action": ["receive"]}, "unknown action"),
+    ({"action": "Receive"}, "unknown action"),
+    ({"handed_by": [{"staff": "P1", "badge": BADGE, "role": "x"}]}, "staff: id, badge"),
+    ({"handed_by": [["P1", BADGE]]}, "staff: id, badge"),
+    ({"handed_by": [{"staff": "P1", "badge": "AB" * 32}]}, "staff: id, badge"),
+    ({"received_by": [{"staff": "P3", "badge": BADGE}, {"staff": "P3", "badge": "cd" * 32}]}, "same person twice"),
+    ({"extra": 1}, r"unknown \['extra'\], missing \[\]"),
+])
+def test_a_malformed_field_is_named(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(MalformedEvent, match=message):
+        parse_event(_event(**changes))
+
+
+def test_a_missing_field_is_named() -> None:
+    raw = _event()
+    del raw["photo"]
+    with pytest.raises(MalformedEvent, match=r"missing \['photo'\]"):
+        parse_event(raw)
+
+
+def test_a_parsed_event_is_the_event_its_fields_make() -> None:
+    event = parse_event(_event())
+    fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(Event)}
+    assert Event.of(**fields) == Event(**fields) == event
+    assert event.handed_by == (Person("P1", BADGE), Person("P2", BADGE)) and event.action is Action.RECEIVE
+    with pytest.raises(TypeError, match="exactly the fields"):
+        Event.of(**{k: v for k, v in fields.items() if k != "box"})
+
+
+@pytest.mark.parametrize("submission", [
+    {"event": {}, "kid": "00" * 8},
+    {"event": {}, "kid": "00" * 8, "sig": "", "extra": 1},
+    {"event": {}, "kid": "00" * 7, "sig": "A" * 88},
+    {"event": {}, "kid": "AB" * 8, "sig": "A" * 88},
+    ["event", "kid", "sig"],
+])
+def test_a_submission_of_the_wrong_shape_is_malformed(submission: object) -> None:
+    with pytest.raises(MalformedEvent, match="submission|kid"):
+        parse_submission(submission)
