@@ -11,10 +11,15 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from schemathesis.config import SchemathesisConfig
 
 from tests.web.conftest import login, make_app, new_address
 
 EXAMPLES = 10
+#: An invalid request is rejected with one of these: schemathesis's list, and 413 for a body over the upload
+#: limit (a generated list of events past its maxItems can be: seen in a run of the whole suite, though not
+#: when this file ran alone).
+REJECTED = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 
 
 def test_the_api_conforms_to_its_openapi_document(exam_day) -> None:
@@ -24,7 +29,8 @@ def test_the_api_conforms_to_its_openapi_document(exam_day) -> None:
     assert login(client, "admin").status_code == 302
     # Logged in as the institute, so that generated requests reach past authentication.
     session = {"custody_session": client.get_cookie("custody_session").value}
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    config = SchemathesisConfig.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": REJECTED}}})
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 8
     checked = []
