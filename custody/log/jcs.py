@@ -97,11 +97,15 @@ def canonical_spliced(members: dict[str, Any], encoded: dict[str, bytes]) -> byt
     key order, so the result is what :func:`canonical_json` gives for the whole object.
     Keys must be ASCII (for which JCS order is Python's) and appear once.
     """
-    keys = sorted(members.keys() | encoded.keys())
-    if len(keys) != len(members) + len(encoded) or not all(key.isascii() for key in keys):
+    if members.keys() & encoded.keys() or not all(key.isascii() for key in (*members, *encoded)):
         raise LeafError("spliced members need distinct ASCII keys")
+    if _plain(members):  # one call: orjson places the encoded members (fragments) as they are
+        try:
+            return _encode({**members, **{key: orjson.Fragment(value) for key, value in encoded.items()}})
+        except orjson.JSONEncodeError:
+            pass  # let the reference encoder name the problem
     parts = []
-    for key in keys:
+    for key in sorted((*members, *encoded)):
         value = encoded.get(key)
         if value is None:
             value = canonical_json(members[key])
