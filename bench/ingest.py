@@ -7,6 +7,8 @@ Prints, on SQLite and on PostgreSQL:
   * inclusion-proof time at 1,000,000 leaves (median and p99 over random leaves);
   * the CPU an event takes while appending, in the writer, the signature workers and this process
     (the machine's speed drifts from run to run; these show where the time goes);
+  * the same batches appended by the writer alone, their signatures checked beforehand: the writer's
+    own rate and CPU, with nothing beside it on the cores (the most the writer could give);
   * single-core Ed25519 verification speed on this machine (the limit: libsodium, which the server checks
     signatures with; OpenSSL's beside it) and the ratio.
 
@@ -220,6 +222,50 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: in
             drop_database(handle)
 
 
+def bench_writer_alone(kind: str, events: int, batch: int) -> dict[str, float]:
+    """The same batches appended one at a time in this thread, their signatures checked beforehand: what the
+    writer alone does, with no signature checks beside it (on two cores, they slow it down). The first batch
+    is appended before the clock starts (it logs the stations' keys, after which every batch is checked
+    against the registry as it then is). CPU is this process's: the appends and the snapshot thread."""
+    from store import simulation
+    from store.ledger import Ledger, settle_collector
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url, handle = make_database(kind, Path(tmp))
+        try:
+            instance, plan = city_instance(Path(tmp), url)
+            clock = {"now": simulation.LABELS_AT}
+            ledger = Ledger(instance, clock=lambda: clock["now"], verify_workers=0)
+            ledger.start()
+            ledger.record_labels(plan.exam)
+            settle_collector()
+            sim = simulation.ExamSimulation(instance, plan,
+                                            simulation.register_stations(instance, plan, simulation.STATIONS_AT))
+            sim.build()
+            arrivals, total = [], 0
+            for arrival, submissions in sim.batches(batch):
+                arrivals.append((arrival, submissions))
+                total += len(submissions)
+                if total >= events:
+                    break
+            clock["now"] = arrivals[0][0]
+            ledger.submit(arrivals[0][1])
+            # the bench reaches inside: checked here, appended as the writer thread would (Ledger has no
+            # public way to split the two)
+            checked = [(arrival, ledger._verify(submissions)) for arrival, submissions in arrivals[1:]]
+            counted = sum(len(pending) for _, pending in checked)
+            cpu, start = time.process_time(), time.perf_counter()
+            for arrival, pending in checked:
+                clock["now"] = arrival
+                ledger._append_group(pending)
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+            ledger.close()
+            instance.close()
+            return {"events": counted, "rate": counted / elapsed, "cpu": cpu}
+        finally:
+            drop_database(handle)
+
+
 def bench_proofs(kind: str, leaves: int, samples: int = 400) -> dict[str, float]:
     """Build a tree of ``leaves`` synthetic leaves through the real store, then time proofs."""
     from custody.log.merkle import leaf_hash
@@ -293,6 +339,9 @@ def main() -> None:
               f"({r['workers']} processes), this process in all {r['process_cpu'] * per:,.0f} µs ("
               f"{'the hand-over to the writer' if args.writer_process else 'the writer thread'}, the submitting "
               f"thread, the bench)")
+        w = bench_writer_alone(kind, args.events, args.batch)
+        print(f"[{kind}] the writer alone (signatures checked beforehand, nothing beside it): {w['events']:,} "
+              f"events, {w['rate']:,.0f} events/s, CPU {w['cpu'] * 1e6 / w['events']:,.0f} µs an event")
         p = bench_proofs(kind, args.proof_leaves)
         verdict = "PASS" if p["p99_ms"] <= 5 else "FAIL"
         print(f"[{kind}] inclusion proof at {p['size']:,} leaves: median {p['median_ms']:.2f} ms, "
