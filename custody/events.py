@@ -254,9 +254,12 @@ def parse_event(raw: Any) -> Event:
             raise MalformedEvent(f"{field} must be an id of letters, digits and ._:- (max 64), found {raw[field]!r}")
     if not isinstance(raw["label"], str) or not _HEX64.match(raw["label"]):
         raise MalformedEvent("label must be the SHA-256 (hex) of the scanned label")
-    action = _ACTIONS.get(raw["action"]) if isinstance(raw["action"], str) else None
-    if action is None:
-        raise MalformedEvent(f"unknown action {raw['action']!r}")
+    action = _ACTIONS.get(raw["action"]) if type(raw["action"]) is str else None
+    if action is None:  # not a plain string: the enum decides, as it always did
+        try:
+            action = Action(raw["action"])
+        except ValueError:
+            raise MalformedEvent(f"unknown action {raw['action']!r}") from None
     seal = raw["seal"]
     seal_number = seal_condition = None
     if seal is not None:

@@ -110,8 +110,7 @@ class Geography:
         return frozenset(units)
 
     def judge_unit(self, code: str, info: ItemInfo) -> tuple[str, str, str] | None:
-        """Whether ``info`` may be at unit ``code`` (see :meth:`_judge_unit`); remembered, as the plan is fixed.
-        (Looked up, not caught: about half the calls are a unit's first for the item's kind and destination.)"""
+        """Whether ``info`` may be at unit ``code`` (see :meth:`_judge_unit`); remembered, as the plan is fixed."""
         key = (code, info.kind, info.destination)
         verdict = self._verdicts.get(key, _UNJUDGED)
         if verdict is _UNJUDGED:

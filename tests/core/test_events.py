@@ -84,6 +84,7 @@ def test_a_parsed_event_is_the_event_its_fields_make() -> None:
     fields = {f.name: getattr(event, f.name) for f in dataclasses.fields(Event)}
     assert Event.of(**fields) == Event(**fields) == event
     assert event.handed_by == (Person("P1", BADGE), Person("P2", BADGE)) and event.action is Action.RECEIVE
+    assert parse_event(_event(action=Action.RECEIVE)).action is Action.RECEIVE  # the member itself, as before
     with pytest.raises(TypeError, match="exactly the fields"):
         Event.of(**{k: v for k, v in fields.items() if k != "box"})
 
