@@ -169,7 +169,8 @@ class LogLeaf(Base):
     data: Mapped[bytes] = mapped_column(Bytes)
     hash: Mapped[bytes] = mapped_column(Bytes(32))
     type: Mapped[str] = mapped_column(String(24), index=True)
-    item: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    #: indexed with idx (``ix_log_leaves_item_idx``), which serves a query on the item alone too
+    item: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: ``station/event-id`` for handovers: the idempotency key (a replay is a duplicate, not a new leaf).
     event_key: Mapped[str | None] = mapped_column(String(140), nullable=True, unique=True)
     station: Mapped[str | None] = mapped_column(String(64), nullable=True)
