@@ -207,7 +207,9 @@ def make_event(*, id: str, item: str, label: str, action: Action, station: str, 
 
 FIELDS = frozenset({"v", "id", "item", "label", "action", "from_unit", "to_unit", "handed_by", "received_by",
                     "station", "station_time", "seal", "count", "reason", "note", "photo", "box"})
-_ACTIONS = {a.value: a for a in Action}
+#: Each action and seal condition by its value (faster than calling the enum, for plain strings).
+ACTION_BY_VALUE = {a.value: a for a in Action}
+CONDITION_BY_VALUE = {c.value: c for c in SealCondition}
 
 
 def _opt_text(raw: Mapping[str, Any], field: str, limit: int = 64) -> str | None:
@@ -254,7 +256,7 @@ def parse_event(raw: Any) -> Event:
             raise MalformedEvent(f"{field} must be an id of letters, digits and ._:- (max 64), found {raw[field]!r}")
     if not isinstance(raw["label"], str) or not _HEX64.match(raw["label"]):
         raise MalformedEvent("label must be the SHA-256 (hex) of the scanned label")
-    action = _ACTIONS.get(raw["action"]) if type(raw["action"]) is str else None
+    action = ACTION_BY_VALUE.get(raw["action"]) if type(raw["action"]) is str else None
     if action is None:  # not a plain string: the enum decides, as it always did
         try:
             action = Action(raw["action"])

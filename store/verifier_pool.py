@@ -36,7 +36,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from custody.events import Action, Event, EventError, Person, SealCondition, verify_submission
+from custody.events import ACTION_BY_VALUE, CONDITION_BY_VALUE, Event, EventError, Person, verify_submission
 from custody.keyring import KeyRing
 
 log = logging.getLogger(__name__)
@@ -148,15 +148,12 @@ def _from_wire(wire: tuple[Any, ...], submission: Any) -> Verdict:
     (kid, sig, id_, item, label, action, from_unit, to_unit, handed, received, station, station_time, seal_number,
      seal_condition, count, reason, note, photo, box, canonical) = wire
     return Verdict(Event.of(
-        id=id_, item=item, label=label, action=_ACTIONS[action], from_unit=from_unit, to_unit=to_unit,
+        id=id_, item=item, label=label, action=ACTION_BY_VALUE[action], from_unit=from_unit, to_unit=to_unit,
         handed_by=tuple(Person(*p) for p in handed), received_by=tuple(Person(*p) for p in received),
         station=station, station_time=station_time, seal_number=seal_number,
-        seal_condition=_CONDITIONS[seal_condition] if seal_condition is not None else None, count=count,
+        seal_condition=CONDITION_BY_VALUE[seal_condition] if seal_condition is not None else None, count=count,
         reason=reason, note=note, photo=photo, box=box, raw=submission["event"], _canonical=canonical), kid, sig)
 
-
-_ACTIONS = {a.value: a for a in Action}
-_CONDITIONS = {c.value: c for c in SealCondition}
 
 
 # --- in the server ----------------------------------------------------------------
