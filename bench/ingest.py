@@ -36,7 +36,9 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -165,8 +167,11 @@ def city_instance(folder: Path, url: str):  # type: ignore[no-untyped-def]
     return instance, plan
 
 
-def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: int,
-                 writer_process: bool = False) -> dict[str, float]:
+@contextmanager
+def exam_ledger(kind: str, events: int, batch: int, **ledger_options: Any) -> Iterator[
+        tuple[Any, dict[str, datetime], list[tuple[datetime, list[dict[str, Any]]]]]]:
+    """A ledger on a new city instance (labels logged, stations registered), its settable clock, and the
+    simulated exam's first batches of signed submissions (at least ``events``), each with its arrival time."""
     from store import simulation
     from store.ledger import Ledger, settle_collector
 
@@ -175,51 +180,58 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: in
         try:
             instance, plan = city_instance(Path(tmp), url)
             clock = {"now": simulation.LABELS_AT}
-            ledger = Ledger(instance, clock=lambda: clock["now"], verify_workers=workers,
-                            writer_process=writer_process)
+            ledger = Ledger(instance, clock=lambda: clock["now"], **ledger_options)
             ledger.start()
             ledger.record_labels(plan.exam)
             settle_collector()  # as custody serve does once started
             sim = simulation.ExamSimulation(instance, plan,
                                             simulation.register_stations(instance, plan, simulation.STATIONS_AT))
             sim.build()
-            signed = []
+            signed, total = [], 0
             for arrival, submissions in sim.batches(batch):
                 signed.append((arrival, submissions))
-                if sum(len(b) for _, b in signed) >= events:
+                total += len(submissions)
+                if total >= events:
                     break
-            total = sum(len(b) for _, b in signed)
-            statuses: dict[str, int] = {}
-            # Batches in flight, oldest first: the writer's clock is the oldest one's arrival.
-            flight: deque[tuple[datetime, Future[list[dict[str, Any]]]]] = deque()
-            clock["now"] = signed[0][0]
-
-            def finish_oldest() -> None:
-                for result in flight[0][1].result():
-                    statuses[result["status"]] = statuses.get(result["status"], 0) + 1
-                flight.popleft()
-                if flight:
-                    clock["now"] = flight[0][0]
-
-            meter = CpuMeter()
-            meter.start()
-            start = time.perf_counter()
-            for arrival, submissions in signed:
-                while len(flight) >= in_flight:
-                    finish_oldest()
-                if not flight:
-                    clock["now"] = arrival
-                flight.append((arrival, ledger.submit_nowait(submissions)))
-            while flight:
-                finish_oldest()
-            elapsed = time.perf_counter() - start
-            cpu = meter.stop()
+            yield ledger, clock, signed
             ledger.close()
             instance.close()
-            return {"events": total, "seconds": elapsed, "rate": total / elapsed, "batches": len(signed),
-                    "accepted": statuses.get("accepted", 0), **cpu}
         finally:
             drop_database(handle)
+
+
+def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: int,
+                 writer_process: bool = False) -> dict[str, float]:
+    with exam_ledger(kind, events, batch, verify_workers=workers, writer_process=writer_process) as (
+            ledger, clock, signed):
+        total = sum(len(b) for _, b in signed)
+        statuses: dict[str, int] = {}
+        # Batches in flight, oldest first: the writer's clock is the oldest one's arrival.
+        flight: deque[tuple[datetime, Future[list[dict[str, Any]]]]] = deque()
+        clock["now"] = signed[0][0]
+
+        def finish_oldest() -> None:
+            for result in flight[0][1].result():
+                statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+            flight.popleft()
+            if flight:
+                clock["now"] = flight[0][0]
+
+        meter = CpuMeter()
+        meter.start()
+        start = time.perf_counter()
+        for arrival, submissions in signed:
+            while len(flight) >= in_flight:
+                finish_oldest()
+            if not flight:
+                clock["now"] = arrival
+            flight.append((arrival, ledger.submit_nowait(submissions)))
+        while flight:
+            finish_oldest()
+        elapsed = time.perf_counter() - start
+        cpu = meter.stop()
+    return {"events": total, "seconds": elapsed, "rate": total / elapsed, "batches": len(signed),
+            "accepted": statuses.get("accepted", 0), **cpu}
 
 
 def bench_writer_alone(kind: str, events: int, batch: int) -> dict[str, float]:
@@ -227,43 +239,19 @@ def bench_writer_alone(kind: str, events: int, batch: int) -> dict[str, float]:
     writer alone does, with no signature checks beside it (on two cores, they slow it down). The first batch
     is appended before the clock starts (it logs the stations' keys, after which every batch is checked
     against the registry as it then is). CPU is this process's: the appends and the snapshot thread."""
-    from store import simulation
-    from store.ledger import Ledger, settle_collector
-
-    with tempfile.TemporaryDirectory() as tmp:
-        url, handle = make_database(kind, Path(tmp))
-        try:
-            instance, plan = city_instance(Path(tmp), url)
-            clock = {"now": simulation.LABELS_AT}
-            ledger = Ledger(instance, clock=lambda: clock["now"], verify_workers=0)
-            ledger.start()
-            ledger.record_labels(plan.exam)
-            settle_collector()
-            sim = simulation.ExamSimulation(instance, plan,
-                                            simulation.register_stations(instance, plan, simulation.STATIONS_AT))
-            sim.build()
-            arrivals, total = [], 0
-            for arrival, submissions in sim.batches(batch):
-                arrivals.append((arrival, submissions))
-                total += len(submissions)
-                if total >= events:
-                    break
-            clock["now"] = arrivals[0][0]
-            ledger.submit(arrivals[0][1])
-            # the bench reaches inside: checked here, appended as the writer thread would (Ledger has no
-            # public way to split the two)
-            checked = [(arrival, ledger._verify(submissions)) for arrival, submissions in arrivals[1:]]
-            counted = sum(len(pending) for _, pending in checked)
-            cpu, start = time.process_time(), time.perf_counter()
-            for arrival, pending in checked:
-                clock["now"] = arrival
-                ledger._append_group(pending)
-            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-            ledger.close()
-            instance.close()
-            return {"events": counted, "rate": counted / elapsed, "cpu": cpu}
-        finally:
-            drop_database(handle)
+    with exam_ledger(kind, events, batch, verify_workers=0) as (ledger, clock, arrivals):
+        clock["now"] = arrivals[0][0]
+        ledger.submit(arrivals[0][1])
+        # the bench reaches inside: checked here, appended as the writer thread would (Ledger has no
+        # public way to split the two)
+        checked = [(arrival, ledger._verify(submissions)) for arrival, submissions in arrivals[1:]]
+        counted = sum(len(pending) for _, pending in checked)
+        cpu, start = time.process_time(), time.perf_counter()
+        for arrival, pending in checked:
+            clock["now"] = arrival
+            ledger._append_group(pending)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"events": counted, "rate": counted / elapsed, "cpu": cpu}
 
 
 def bench_proofs(kind: str, leaves: int, samples: int = 400) -> dict[str, float]:
