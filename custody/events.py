@@ -113,6 +113,14 @@ class Person:
     def as_json(self) -> dict[str, str]:
         return {"staff": self.staff, "badge": self.badge}
 
+    @classmethod
+    def of(cls, staff: str, badge: str) -> Person:
+        """``Person(staff, badge)`` for values already checked, without the frozen dataclass's ``__init__``
+        (each event names two to four people, parsed in a signature worker and rebuilt in the server)."""
+        person = object.__new__(cls)
+        person.__dict__.update(staff=staff, badge=badge)
+        return person
+
 
 @dataclass(frozen=True)
 class Event:
@@ -235,7 +243,7 @@ def _people(raw: Mapping[str, Any], field: str) -> tuple[Person, ...]:
         staff, badge = entry["staff"], entry["badge"]
         if not (isinstance(staff, str) and _ID.match(staff) and isinstance(badge, str) and _HEX64.match(badge)):
             raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
-        people.append(Person(staff, badge))
+        people.append(Person.of(staff, badge))
         names.append(staff)
     if len(set(names)) != len(names):
         raise MalformedEvent(f"{field} names the same person twice")

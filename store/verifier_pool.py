@@ -140,16 +140,18 @@ def _to_wire(verdict: Verdict) -> tuple[Any, ...]:
             event.count, event.reason, event.note, event.photo, event.box, event.canonical())
 
 
-def _from_wire(wire: tuple[Any, ...], submission: Any) -> Verdict:
+def _from_wire(wire: tuple[Any, ...], submission: Any, people: dict[tuple[str, str], Person]) -> Verdict:
     """The verdict :func:`_to_wire` sent, its event around ``submission``'s own event object (what the
-    worker parsed a copy of)."""
+    worker parsed a copy of). ``people``: the people made so far for this request's events (a station's
+    staff sign many of them; a person is a frozen value, shared)."""
     if len(wire) == 2:
         return Verdict(error=wire[0], error_code=wire[1])
     (kid, sig, id_, item, label, action, from_unit, to_unit, handed, received, station, station_time, seal_number,
      seal_condition, count, reason, note, photo, box, canonical) = wire
     return Verdict(Event.of(
         id=id_, item=item, label=label, action=ACTION_BY_VALUE[action], from_unit=from_unit, to_unit=to_unit,
-        handed_by=tuple(Person(*p) for p in handed), received_by=tuple(Person(*p) for p in received),
+        handed_by=tuple([people.get(p) or people.setdefault(p, Person.of(*p)) for p in handed]),
+        received_by=tuple([people.get(p) or people.setdefault(p, Person.of(*p)) for p in received]),
         station=station, station_time=station_time, seal_number=seal_number,
         seal_condition=CONDITION_BY_VALUE[seal_condition] if seal_condition is not None else None, count=count,
         reason=reason, note=note, photo=photo, box=box, raw=submission["event"], _canonical=canonical), kid, sig)
@@ -198,7 +200,8 @@ class VerifierPool:
                     self._executor = None
             pool.shutdown(wait=False, cancel_futures=True)
             return None
-        return [_from_wire(w, s) for w, s in zip(wires, submissions, strict=True)]
+        people: dict[tuple[str, str], Person] = {}
+        return [_from_wire(w, s, people) for w, s in zip(wires, submissions, strict=True)]
 
     def close(self) -> None:
         with self._lock:

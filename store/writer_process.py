@@ -214,7 +214,9 @@ def _run(conn: Connection, parent: int) -> None:
                     parent_generation = generation
                 _, ours = ledger._registry()
                 clock.now = now
-                pending = [_Pending.of(submission, _from_wire(wire, submission), ours) for submission, wire in items]
+                people: dict[tuple[str, str], Any] = {}
+                pending = [_Pending.of(submission, _from_wire(wire, submission, people), ours)
+                           for submission, wire in items]
                 try:
                     results = ledger._append_pending(pending)
                 except BaseException:

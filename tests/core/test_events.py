@@ -89,6 +89,14 @@ def test_a_parsed_event_is_the_event_its_fields_make() -> None:
         Event.of(**{k: v for k, v in fields.items() if k != "box"})
 
 
+def test_a_person_made_without_init_is_the_same_frozen_value() -> None:
+    person = Person.of("P1", BADGE)
+    assert person == Person("P1", BADGE) and hash(person) == hash(Person("P1", BADGE))
+    assert repr(person) == repr(Person("P1", BADGE)) and person.as_json() == {"staff": "P1", "badge": BADGE}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        person.staff = "P2"  # type: ignore[misc]
+
+
 @pytest.mark.parametrize("submission", [
     {"event": {}, "kid": "00" * 8},
     {"event": {}, "kid": "00" * 8, "sig": "", "extra": 1},
