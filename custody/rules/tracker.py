@@ -159,8 +159,8 @@ class Tracker:
         # judgement and transition stand for every content with the same inputs. Only judgements
         # that raised nothing are shared; a content with an alert is judged on its own, by name.
         # A box carries up to hundreds of bundles: this loop is most of the cost of a box scan.
-        quiet: set[tuple[Any, ...]] = set()
-        moves: dict[tuple[Any, ...], Any] = {}  # an updater, or None for a backlog event
+        # by course: the changes (an updater, or None for a backlog event) and the verdicts judged quiet
+        plans: dict[tuple[Any, ...], tuple[Any, set[tuple[Any, ...]]]] = {}
         units = tuple(u for u in dict.fromkeys((event.from_unit, event.to_unit)) if u is not None)
         items, classes, states, initial = self.items, self._classes, self._states, self.state
         # by item class (kind, destination): whether it holds answer cards and the units' verdicts
@@ -168,31 +168,37 @@ class Tracker:
         if places is None:
             places = self._places[units] = {}
         for item_id in affected[1:]:
-            item_info, state = items[item_id], states.get(item_id) or initial(item_id)
+            state = states.get(item_id) or initial(item_id)
             where = places.get(classes[item_id])
             if where is None:
+                item_info = items[item_id]
                 where = places[classes[item_id]] = (item_info.kind is ItemKind.ANSWER_CARD_BUNDLE,
                                                     self.geo.judge_units(units, item_info))
             course = _course(state)
-            if (course, where) not in quiet:
+            plan = plans.get(course)
+            if plan is None:
+                # the changes depend on fewer fields than the course (see _changes): keyed by the course,
+                # contents that moved together share them
+                changes = self._changes(state, action, event, judge, scanned=False)
+                plan = plans[course] = (None if changes is None else ItemState.updater(changes), set())
+            apply, quiet = plan
+            if where not in quiet:
+                item_info = items[item_id]
                 alerts = judge.item(item_info, state, action, False, self.subject(item_info.subject))
                 if _same_course(state, scanned):
                     alerts = [a for a in alerts if a.code not in box_codes]
                 if alerts:
                     judge.alerts.extend(alerts)
                 else:
-                    quiet.add((course, where))
-            # the changes depend on fewer fields than the course (see _changes): keyed by the course,
-            # contents that moved together share them
-            apply = moves.get(course, _UNSET)
-            if apply is _UNSET:
-                changes = self._changes(state, action, event, judge, scanned=False)
-                apply = moves[course] = None if changes is None else ItemState.updater(changes)
+                    quiet.add(where)
             if apply is not None:
                 new = apply(state)
                 if new.last_event != state.last_event or new.__dict__ != state.__dict__:
                     changed[item_id] = new
-                    self._store(state, new)
+                    if new.in_box == state.in_box:  # moved with its box: still packed in it
+                        states[item_id] = new
+                    else:
+                        self._store(state, new)
         if event.item in changed:
             self._store(scanned, changed[event.item])
         return Outcome(judge.alerts, changed)
