@@ -309,7 +309,7 @@ class Judgement:
         places = [u for u in (ev.from_unit, ev.to_unit) if u]
         where_broken = False
         if expected and places and action not in REPORTS:
-            if {geo.ground(u) for u in expected}.isdisjoint(geo.ground(u) for u in places):
+            if geo.grounds(expected).isdisjoint(geo.grounds(places)):
                 where_broken = True
                 gap = None if state.last_time is None else abs(ev.station_time - state.last_time)
                 if gap is not None and gap <= self.tracker.config.seen_elsewhere_window:

@@ -20,6 +20,8 @@ Tiered responsibility (分级负责，属地管理) as unit geometry over the pl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from custody.labels import ItemKind
 from custody.plan import ExamPlan, UnitKind
 from custody.rules.model import ItemInfo
@@ -44,7 +46,10 @@ class Geography:
         for unit in plan.of_kind(UnitKind.SECURE_ROOM):
             if unit.parent is not None:
                 self._secure_rooms.setdefault(unit.parent, []).append(unit.code)
-        self._grounds: dict[str, str] = {}
+        #: Every unit's ground, worked out once (a unit not in the plan stands on itself).
+        self._grounds: dict[str, str] = {
+            u.code: next((a.code for a in plan.ancestors(u.code) if a.kind in _GROUND_KINDS), u.code)
+            for u in plan.units}
         self._nearest: dict[tuple[str, UnitKind], str | None] = {}
         self._paths: dict[tuple[ItemKind, str], frozenset[str]] = {}
         self._verdicts: dict[tuple[str, ItemKind, str], tuple[str, str, str] | None] = {}
@@ -64,12 +69,13 @@ class Geography:
 
     def ground(self, code: str) -> str:
         """The place ``code`` stands on: its site, else its county, else itself."""
-        if code not in self._grounds:
-            ground = code
-            if self.plan.has_unit(code):
-                ground = next((u.code for u in self.plan.ancestors(code) if u.kind in _GROUND_KINDS), code)
-            self._grounds[code] = ground
-        return self._grounds[code]
+        return self._grounds.get(code, code)
+
+    def grounds(self, codes: Iterable[str]) -> set[str]:
+        """The places ``codes`` stand on (:meth:`ground` of each): every scan asks it of the units the event
+        names and the units the item was expected at."""
+        known = self._grounds
+        return {known.get(code, code) for code in codes}
 
     def nearest(self, code: str, kind: UnitKind) -> str | None:
         """The code of the nearest unit of ``kind`` at or above ``code`` (None if none, or unknown)."""
