@@ -16,6 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from custody.errors import InstanceError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: SQLite writes the WAL back into the database file (a checkpoint, with an fsync) once it holds this many
+#: pages (the default is 1,000, 4 MB: about every second batch of the log's appends). A page that
+#: several batches change between checkpoints (an index page, a tree node) is copied back once, not once
+#: per batch. ``bench/sqlite_settings.py`` (the log's leaf table and its indexes, 300,000 leaves in batches
+#: of 1,000) measured 62 -> 43 µs a leaf, and 40 µs with the writer's cache below (CPU: 45 -> 31 µs).
+WAL_CHECKPOINT_PAGES = 10_000
+#: Page cache of a connection that writes (KiB, as SQLite's negative cache_size): the log's indexes and
+#: tree nodes take random pages, which the default 2 MB let go between batches (the same bench: 45 -> 39 µs
+#: of CPU a leaf, alone). Connections that only read keep SQLite's default.
+WRITER_CACHE_KIB = 64 * 1024
 
 
 def sqlite_url(path: Path) -> str:
@@ -38,6 +48,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
     cursor.close()
 
 
@@ -52,6 +63,8 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, record: Any) -> None:
         _sqlite_pragmas(dbapi_connection, record)
+        if immediate:
+            dbapi_connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         # Take transaction control from pysqlite so that we choose the BEGIN.
         dbapi_connection.isolation_level = None
 
