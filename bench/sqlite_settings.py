@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy import Table  # noqa: E402
 from sqlalchemy.dialects import sqlite  # noqa: E402
 from sqlalchemy.schema import CreateIndex, CreateTable  # noqa: E402
 
@@ -40,9 +41,10 @@ def run(folder: Path, leaves: int, batch: int, checkpoint: int, cache: int) -> t
     db = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=FULL", f"wal_autocheckpoint={checkpoint}", f"cache_size=-{cache}"):
         db.execute(f"PRAGMA {pragma}")
-    dialect = sqlite.dialect()
-    db.execute(str(CreateTable(LogLeaf.__table__).compile(dialect=dialect)))
-    for index in LogLeaf.__table__.indexes:
+    dialect, table = sqlite.dialect(), LogLeaf.__table__
+    assert isinstance(table, Table)
+    db.execute(str(CreateTable(table).compile(dialect=dialect)))
+    for index in table.indexes:
         db.execute(str(CreateIndex(index).compile(dialect=dialect)))
     rng = random.Random(1)
     items = [f"FT17-{n:06d}" for n in range(20_000)]
