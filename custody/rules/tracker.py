@@ -153,7 +153,7 @@ class Tracker:
             alerts = [replace(a, details={**a.details, "contents": affected[1:]}) for a in alerts]
         judge.alerts.extend(alerts)
         new = self._advance(scanned, action, event, judge, scanned=True)
-        if new != scanned:
+        if new is not scanned and new.__dict__ != scanned.__dict__:  # the fields (the dataclass's __eq__, faster)
             changed[event.item] = new
         # The contents of a box: most share their inputs (they moved together), so one content's
         # judgement and transition stand for every content with the same inputs. Only judgements
@@ -248,8 +248,8 @@ class Tracker:
             return None
         cfg = self.config
         to, frm, holder = event.to_unit, event.from_unit, state.holder
-        received = tuple(p.staff for p in event.received_by)
-        handed = tuple(p.staff for p in event.handed_by)
+        received = tuple([p.staff for p in event.received_by])
+        handed = tuple([p.staff for p in event.handed_by])
         accountable = received or handed or state.people
         place = (frm or to or holder) if action is Action.DEPART else (to or frm or holder)
         when = event.station_time
