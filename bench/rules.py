@@ -16,6 +16,14 @@ they decide: run the bench before and after; the checksums must be equal.
 
 The labels and badges are signed with keys made for each new instance, so checksums compare
 only on one instance: build it once with ``--instance DIR`` and run every version against it.
+
+When the machine's speed drifts more than the change being measured, count instructions instead:
+``--callgrind`` runs the events once with callgrind's instrumentation on only for that run
+(``callgrind_control``; Debian's valgrind), and callgrind prints the count when the process ends.
+Fix the hash seed so that sets and dicts lay out alike (the same code then repeats within ~1 %):
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/dev/null \
+        .venv/bin/python bench/rules.py --instance DIR --events 10000 --callgrind
 """
 
 from __future__ import annotations
@@ -68,6 +76,25 @@ def outcome_digest(outcomes: list[Any], tracker: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+def count_instructions(instance: Any, exam: str, events: list[tuple[Any, datetime]]) -> None:
+    """Record ``events`` once, with callgrind's instrumentation on for just that (it prints the count)."""
+    import os
+    import subprocess
+
+    from store.custody_rules import load_tracker
+    from store.ledger import settle_collector
+
+    with instance.db.session() as s:
+        tracker = load_tracker(s, exam, 0).tracker
+    settle_collector()
+    pid = str(os.getpid())
+    subprocess.run(["callgrind_control", "--instr=on", pid], check=True, capture_output=True)
+    for event, received in events:
+        tracker.record(event, received)
+    subprocess.run(["callgrind_control", "--instr=off", pid], check=True, capture_output=True)
+    print(f"custody rules: {len(events):,} events recorded under callgrind; its count follows when this ends")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=0, help="the first N events (default: all)")
@@ -75,6 +102,8 @@ def main() -> None:
     parser.add_argument("--instance", type=Path,
                         help="build the city instance in this folder, or use the one built there before: the "
                              "labels are signed with new keys each build, so compare checksums on one instance")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="run the events once, counting instructions under callgrind (see above)")
     args = parser.parse_args()
 
     from store.custody_rules import load_tracker
@@ -87,6 +116,10 @@ def main() -> None:
         if args.events:
             events = events[:args.events]
         exam = instance.current_exam()
+        if args.callgrind:
+            count_instructions(instance, exam, events)
+            instance.close()
+            return
         times, digest, changed = [], "", 0
         for run in range(args.repeat + 1):
             with instance.db.session() as s:
