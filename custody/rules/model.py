@@ -183,9 +183,9 @@ class ItemState:
 
         def apply(state: ItemState) -> ItemState:
             new = object.__new__(ItemState)
-            values = new.__dict__
-            values.update(state.__dict__)
+            values = state.__dict__.copy()  # a copy keeps the class's shared keys: no bigger than before
             values.update(changes)
+            _set_dict(new, "__dict__", values)  # the frozen dataclass refuses its own __setattr__
             return new
 
         return apply
@@ -224,6 +224,7 @@ class ItemState:
         return cls(**values)
 
 
+_set_dict = object.__setattr__
 _STATE_NAMES = tuple(f.name for f in fields(ItemState))
 _STATE_FIELDS = frozenset(_STATE_NAMES)
 #: How :meth:`ItemState.to_json` writes the fields that are not plain JSON values already.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -217,6 +218,8 @@ def test_a_state_update_checks_its_field_names_once_and_applies_to_any_state() -
     assert apply(b) == ItemState(item="B", holder="3601", status=Status.HELD, count=30)
     assert a.holder is None  # the original is untouched
     assert a.evolve(holder="3601", status=Status.HELD) == apply(a)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        apply(a).holder = "3602"  # type: ignore[misc]
     with pytest.raises(TypeError, match="no field 'holdr'"):
         ItemState.updater({"holdr": "3601"})
     with pytest.raises(TypeError, match="no field 'holdr'"):
