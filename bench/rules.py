@@ -76,17 +76,23 @@ def outcome_digest(outcomes: list[Any], tracker: Any) -> str:
     return digest.hexdigest()[:16]
 
 
-def count_instructions(instance: Any, exam: str, events: list[tuple[Any, datetime]]) -> None:
-    """Record ``events`` once, with callgrind's instrumentation on for just that (it prints the count)."""
-    import os
-    import subprocess
-
+def fresh_tracker(instance: Any, exam: str) -> Any:
+    """A tracker of the exam's items in their initial states, the collector settled as the ledger's writer runs."""
     from store.custody_rules import load_tracker
     from store.ledger import settle_collector
 
     with instance.db.session() as s:
         tracker = load_tracker(s, exam, 0).tracker
     settle_collector()
+    return tracker
+
+
+def count_instructions(instance: Any, exam: str, events: list[tuple[Any, datetime]]) -> None:
+    """Record ``events`` once, with callgrind's instrumentation on for just that (it prints the count)."""
+    import os
+    import subprocess
+
+    tracker = fresh_tracker(instance, exam)
     pid = str(os.getpid())
     subprocess.run(["callgrind_control", "--instr=on", pid], check=True, capture_output=True)
     for event, received in events:
@@ -106,9 +112,6 @@ def main() -> None:
                         help="run the events once, counting instructions under callgrind (see above)")
     args = parser.parse_args()
 
-    from store.custody_rules import load_tracker
-    from store.ledger import settle_collector
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.instance or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -122,9 +125,7 @@ def main() -> None:
             return
         times, digest, changed = [], "", 0
         for run in range(args.repeat + 1):
-            with instance.db.session() as s:
-                tracker = load_tracker(s, exam, 0).tracker
-            settle_collector()  # as the ledger's writer runs
+            tracker = fresh_tracker(instance, exam)
             outcomes = []
             start = time.perf_counter()
             for event, received in events:

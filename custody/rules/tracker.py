@@ -25,8 +25,6 @@ PROPAGATING = frozenset({Action.ISSUE, Action.RECEIVE, Action.STORE, Action.TAKE
 #: What an item's judgement as a box's content depends on, besides the item's kind and destination.
 _course = attrgetter("status", "holder", "heading", "sender", "last_time", "last_place", "last_action", "people")
 _lockstep = attrgetter("holder", "status", "heading", "sender", "last_time")
-#: Not looked up yet (a shared change may be None: a backlog event changes no custody).
-_UNSET = object()
 
 
 def _same_course(a: ItemState, b: ItemState) -> bool:
@@ -195,7 +193,7 @@ class Tracker:
                 new = apply(state)
                 if new.last_event != state.last_event or new.__dict__ != state.__dict__:
                     changed[item_id] = new
-                    if new.in_box == state.in_box:  # moved with its box: still packed in it
+                    if new.in_box == state.in_box:  # still packed in its box: _store without the call (2.7 %)
                         states[item_id] = new
                     else:
                         self._store(state, new)
