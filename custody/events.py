@@ -48,8 +48,8 @@ from custody.log.jcs import canonical_json, canonical_plain
 EVENT_VERSION = 1
 MAX_EVENT_BYTES = 8192
 MAX_NOTE = 500
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 
 class EventError(CustodyError):

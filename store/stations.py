@@ -20,7 +20,7 @@ from custody.keyring import Role, key_id
 from store.instance import Instance
 from store.models import KeyRecord, Station, Unit
 
-_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 
 class StationConflict(CustodyError):

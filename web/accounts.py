@@ -33,7 +33,7 @@ from store.instance import Instance
 from store.models import Unit
 
 ROLES = ("admin", "officer", "investigator", "auditor")
-USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}$")
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{1,63}\Z")
 MIN_PASSWORD = 10
 # A hash to verify against when the account does not exist, so that a wrong
 # username takes as long as a wrong password (no account enumeration by timing).

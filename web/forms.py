@@ -8,7 +8,7 @@ from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-CODE = Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", message=_l("Letters, digits and . _ : - only."))
+CODE = Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z", message=_l("Letters, digits and . _ : - only."))
 
 
 class LoginForm(FlaskForm):
@@ -46,7 +46,7 @@ class RotateForm(FlaskForm):
 
 
 class RevokeForm(FlaskForm):
-    kid = StringField(_l("Key id"), validators=[DataRequired(), Regexp(r"^[0-9a-fA-F]{16}$")])
+    kid = StringField(_l("Key id"), validators=[DataRequired(), Regexp(r"^[0-9a-fA-F]{16}\Z")])
     reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=500)])
 
 
@@ -59,7 +59,7 @@ class AccountForm(FlaskForm):
 
 
 class AccountToggleForm(FlaskForm):
-    account_id = HiddenField(validators=[DataRequired(), Regexp(r"^\d{1,9}$")])
+    account_id = HiddenField(validators=[DataRequired(), Regexp(r"^\d{1,9}\Z")])
     disable = BooleanField()
 
 

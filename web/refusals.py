@@ -22,8 +22,8 @@ from store.ledger import Ledger
 from store.models import Item
 
 MAX_REPORTS = 200
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}\Z")
 #: field -> (types allowed, longest text)
 FIELDS: dict[str, tuple[tuple[type, ...], int]] = {
     "id": ((str,), 80), "session": ((str, type(None)), 64), "seen_at": ((str,), 40), "reason": ((str,), 64),

@@ -45,8 +45,8 @@ from web.accounts import Principal
 H_STATION, H_TIME, H_NONCE, H_SIG, H_KEY = (
     "X-Custody-Station", "X-Custody-Timestamp", "X-Custody-Nonce", "X-Custody-Signature", "X-Custody-Key")
 SCHEME = "custody-request/v1"
-_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 
 class StationAuthError(CustodyError):

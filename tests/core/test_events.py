@@ -72,6 +72,17 @@ def test_a_malformed_field_is_named(changes: dict[str, object], message: str) ->
         parse_event(_event(**changes))
 
 
+@pytest.mark.parametrize("changes", [
+    {"id": "ST-1-000001\n"}, {"item": "ZK17-EN-K001-01-01\n"}, {"station": "ST-1\n"}, {"label": "cd" * 32 + "\n"},
+    {"photo": "ef" * 32 + "\n"}, {"handed_by": [{"staff": "P1\n", "badge": BADGE}]},
+    {"received_by": [{"staff": "P3", "badge": BADGE + "\n"}]},
+])
+def test_an_id_or_digest_with_a_trailing_newline_is_malformed(changes: dict[str, object]) -> None:
+    # a regular expression's $ also matches before a final newline: "ST-1\n" is not the id "ST-1"
+    with pytest.raises(MalformedEvent):
+        parse_event(_event(**changes))
+
+
 def test_a_missing_field_is_named() -> None:
     raw = _event()
     del raw["photo"]

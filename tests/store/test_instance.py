@@ -125,3 +125,16 @@ def test_a_wrong_passphrase_is_refused_before_anything_is_signed(tiny_exam) -> N
         reopened.close()
     with tiny_exam.db.session() as s:
         assert {r for r in s.scalars(select(Item.issued_at))} == {T0}
+
+
+def test_a_station_code_with_a_trailing_newline_is_refused_and_nothing_is_stored(tiny_exam) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from store.models import Station
+    from store.stations import register_station
+
+    public = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    with pytest.raises(ValueError, match="station code"):
+        register_station(tiny_exam, "ST-9\n", "3601", "ST-9", public, T0)
+    with tiny_exam.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Station)) == 0

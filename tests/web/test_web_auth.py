@@ -6,8 +6,10 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from tests.web.conftest import CHEAP, PASSWORD, csrf_token, login, new_address
-from web.accounts import create_account
+from web.accounts import AccountError, create_account
 
 
 def _fresh_account(exam_day, role: str = "officer", unit: str | None = "360102") -> str:
@@ -163,3 +165,9 @@ def test_pages_need_a_login_and_roles_limit_what_an_account_may_do(client_as, ap
     response = detective.post("/people", data={"csrf_token": csrf_token(page.text), "staff_id": "Z1", "name": "x",
                                                "unit": "K001"})
     assert response.status_code == 403
+
+
+def test_a_username_with_a_trailing_newline_is_refused(exam_day) -> None:
+    # "admin\n" would be a second account that reads as "admin" ($ in a pattern matches before a final newline)
+    with pytest.raises(AccountError, match="username"):
+        create_account(exam_day.instance, "admin2\n", PASSWORD, "admin", None, datetime.now(UTC), hasher=CHEAP)
