@@ -20,6 +20,7 @@ import base64
 import gc
 import hashlib
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,11 +53,19 @@ from store.logstore import (
 from store.models import AlertRecord, IssuedLabel, Item, ItemHead, KeyRecord, LogCheckpoint, LoggedKey, LogLeaf
 from store.verifier_pool import MIN_BATCH, Verdict, VerifierPool, check
 
+log = logging.getLogger(__name__)
+
 #: Bytes of a refused submission kept as evidence (its SHA-256 covers all of it).
 MAX_EVIDENCE = 4096
 MAX_BATCH = 2000
+#: Seconds :meth:`Ledger.close` waits for the writer to append what was queued before it.
+CLOSE_WAIT = 60.0
 #: Young-generation threshold of the garbage collector in a serving process (see :func:`settle_collector`).
 GC_YOUNG = 20_000
+
+
+class LedgerClosed(CustodyError):
+    """The ledger was closed (the server is stopping): nothing more is queued; send again later."""
 
 
 def settle_collector(young: int = GC_YOUNG) -> None:
@@ -142,9 +151,12 @@ class Ledger:
 
             self._remote = WriterProcess(instance)
         self._signing: _LogSigning | None = None  # the log key, kept until the registry changes
-        self._queue: queue.Queue[tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]]] = queue.Queue()
+        #: Batches for the writer thread; None tells it to end (close()).
+        self._queue: queue.Queue[tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]] | None] = \
+            queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
+        self._closed = False  # set by close(): the writer appends what was queued before, then ends
         self._custody: Any = None  # the custody rules tracker, built on first use
         self._end: int | None = None  # the log size after this ledger's last append
         #: The witness copy's version and the tree head last found consistent (or left so by this ledger).
@@ -332,6 +344,8 @@ class Ledger:
         order it queued them, so a caller can verify its next batch while the writer appends
         this one without reordering the log.
         """
+        if self._closed:  # checked again when queued; this spares the signature checks
+            raise LedgerClosed("the log is closing: the submissions were not appended; send them again")
         pending = self._verify(submissions)
         unknown = [n for n, p in enumerate(pending) if p.error_code == "unknown_key"]
         if unknown:
@@ -340,8 +354,13 @@ class Ledger:
             for n, p in zip(unknown, self._verify([submissions[n] for n in unknown]), strict=True):
                 pending[n] = p
         done: Future[list[dict[str, Any]]] = Future()
-        self._ensure_writer()
-        self._queue.put((pending, station, done))
+        with self._writer_lock:  # queued before close() queues the writer's stop, or refused
+            if self._closed:
+                raise LedgerClosed("the log is closing: the submissions were not appended; send them again")
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_loop, name="custody-ledger-writer", daemon=True)
+                self._writer.start()
+            self._queue.put((pending, station, done))
         return done
 
     def _verify(self, submissions: Sequence[Any]) -> list[_Pending]:
@@ -406,21 +425,22 @@ class Ledger:
         return session.scalar(select(LogLeaf.idx).where(LogLeaf.idx >= self._end, LogLeaf.idx < size,
                                                         LogLeaf.type.in_(("key", "revocation"))).limit(1)) is not None
 
-    def _ensure_writer(self) -> None:
-        with self._writer_lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_loop, name="custody-ledger-writer", daemon=True)
-                self._writer.start()
-
     def _write_loop(self) -> None:
-        while True:
+        """Append queued submissions, several queued batches to a group, until :meth:`close` queues None."""
+        stopping = False
+        while not stopping:
             first = self._queue.get()
+            if first is None:
+                return
             group = [first]
             count = len(first[0])
             while count < MAX_BATCH:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
+                    break
+                if more is None:  # the group queued before the stop is the last
+                    stopping = True
                     break
                 group.append(more)
                 count += len(more[0])
@@ -563,7 +583,18 @@ class Ledger:
         return count
 
     def close(self) -> None:
-        """Store the custody states, so the next start replays nothing (they are derivable anyway)."""
+        """Stop taking submissions, append those already queued (their callers get their receipts), end the
+        writer, and store the custody states, so the next start replays nothing (they are derivable anyway).
+        A submission made after this is refused with :class:`LedgerClosed`."""
+        with self._writer_lock:
+            self._closed = True
+            writer = self._writer
+            if writer is not None and writer.is_alive():
+                self._queue.put(None)
+        if writer is not None and writer is not threading.current_thread():
+            writer.join(CLOSE_WAIT)
+            if writer.is_alive():
+                log.warning("the log writer did not finish the queued submissions within %.0f s", CLOSE_WAIT)
         if self._pool is not None:
             self._pool.close()
         if self._remote is not None:

@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from custody.errors import CustodyError, NotFound, TreeSizeError
+from store.ledger import LedgerClosed
 from store.writer_process import WriterStopped
 
 log = logging.getLogger("custody.web")
@@ -104,9 +105,10 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(400 if wants_json() else 404, str(exc), code="bad_tree_size")
 
     @app.errorhandler(WriterStopped)
-    def writer_stopped(exc: WriterStopped) -> Any:
+    @app.errorhandler(LedgerClosed)
+    def writer_stopped(exc: WriterStopped | LedgerClosed) -> Any:
         log.warning("%s", exc)
-        response = error_response(503, str(exc), code="writer_stopped")
+        response = error_response(503, str(exc), code=_camel_to_snake(type(exc).__name__))
         response = app.make_response(response)
         response.headers["Retry-After"] = "1"
         return response

@@ -18,7 +18,7 @@ from custody.log.jcs import canonical_json
 from custody.log.merkle import leaf_hash, root_from_leaf_hashes, verify_consistency
 from custody.log.note import parse_verifier_key
 from custody.log.proofs import parse_consistency_proof, parse_tlog_proof, verify_tlog_proof
-from store.ledger import Ledger
+from store.ledger import Ledger, LedgerClosed
 from store.logstore import CheckpointInconsistent, LogRollback
 from store.models import LogLeaf
 from tests.store.ledger_helpers import Desk, log_leaves
@@ -150,6 +150,38 @@ def test_batches_queued_without_waiting_are_appended_in_the_order_queued(ledger:
     assert [r["status"] for r in results] == ["accepted"] * 12
     indexes = [r["index"] for r in results]
     assert indexes[0] >= size and indexes == list(range(indexes[0], indexes[0] + 12))  # in order, nothing between
+
+
+def test_closing_appends_what_was_queued_ends_the_writer_and_refuses_more(ledger: Ledger, desk: Desk,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    append = Ledger._append_pending
+
+    def held(self: Ledger, pending: Any) -> Any:
+        gate.wait(10)
+        return append(self, pending)
+
+    monkeypatch.setattr(Ledger, "_append_pending", held)
+    size = ledger.size()
+    futures = [ledger.submit_nowait(desk.receive_events(2, T + timedelta(minutes=k))) for k in range(3)]
+    writer = ledger._writer
+    closing = threading.Thread(target=ledger.close)
+    closing.start()
+    closing.join(0.5)
+    assert closing.is_alive()  # close() waits for the writer to append what was queued before it
+    with pytest.raises(LedgerClosed):
+        ledger.submit_nowait(desk.receive_events(1, T + timedelta(minutes=9)))
+    gate.set()
+    closing.join(30)
+    assert not closing.is_alive() and writer is not None and not writer.is_alive()
+    results = [r for f in futures for r in f.result(timeout=0)]
+    assert [r["status"] for r in results] == ["accepted"] * 6
+    indexes = [r["index"] for r in results]  # after the station keys the first batch logs
+    assert size <= indexes[0] and indexes == list(range(indexes[0], indexes[0] + 6)) == list(range(indexes[0],
+                                                                                                 ledger.size()))
+    with pytest.raises(LedgerClosed, match="send them again"):
+        ledger.submit(desk.receive_events(1, T + timedelta(minutes=10)))
+    assert ledger.size() == indexes[-1] + 1
 
 
 def test_consistency_proofs_link_every_pair_of_checkpoints(ledger: Ledger, desk: Desk) -> None:

@@ -103,6 +103,15 @@ def test_a_revoked_station_key_can_no_longer_sign_requests(station_world) -> Non
     assert response.status_code == 401 and "no valid, unrevoked key" in response.json["message"]
 
 
+def test_a_station_gets_503_and_retry_after_while_the_server_stops(station_world) -> None:
+    app, ledger, city, _ = station_world
+    before = ledger.size()
+    ledger.close()  # what custody serve does on its way out, while request threads may still run
+    response = post_signed(app.test_client(), _signer(city), city.code, {"events": city.receive_events(1, T)})
+    assert response.status_code == 503 and response.json["error"] == "ledger_closed"
+    assert response.headers["Retry-After"] == "1" and ledger.size() == before
+
+
 MALFORMED = [  # (case, body, what the message says)
     ("truncated", b'{"events": [', "not valid JSON at line 1"),
     ("not-utf8", b"\xff\xfe not utf-8", "not valid JSON"),
