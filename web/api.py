@@ -78,6 +78,8 @@ def _json_body() -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         abort_json(400, f"the body is not valid JSON{where}: {getattr(exc, 'msg', str(exc))}")
+    except RecursionError:  # the decoder recurses per level: arrays in arrays, 100,000 deep
+        abort_json(400, "the body is not valid JSON for custody: it is nested too deeply")
 
 
 def _principal() -> Principal:

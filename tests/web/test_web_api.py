@@ -118,6 +118,7 @@ MALFORMED = [  # (case, body, what the message says)
     ("array", b'[1, 2, 3]', "must be a JSON object"),
     ("empty", b'{"events": []}', "1 to 1000 events"),
     ("not-a-list", b'{"events": "all of them"}', "must be a JSON object"),
+    ("deep", b'{"events": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}", "nested too deeply"),
 ]
 
 
