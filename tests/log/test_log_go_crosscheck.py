@@ -8,11 +8,14 @@ when they are missing; the published vectors in the other tests still run.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +137,105 @@ def test_we_open_notes_signed_by_go(run_go: Callable[..., dict[str, Any]]) -> No
     key = parse_verifier_key(answer["signed_vkey"])
     opened = open_note(answer["signed_note"].encode(), [key])
     assert opened.body == body.encode() and opened.signatures[0].verifier == key
+
+
+def _tlog_proof_hashes(text: str, index: int) -> tuple[list[str], str]:
+    """The audit path (hex) and the checkpoint of a c2sp.org/tlog-proof@v1 text, read by hand."""
+    head, _, checkpoint = text.partition("\n\n")
+    lines = head.split("\n")
+    assert lines[0] == "c2sp.org/tlog-proof@v1" and f"index {index}" in lines[1:3]
+    at = lines.index(f"index {index}")
+    return [base64.b64decode(line).hex() for line in lines[at + 1:]], checkpoint
+
+
+def test_an_export_is_verified_by_go_from_its_files_alone(tiny_exam: Any, tmp_path: Path,
+                                                          run_go: Callable[..., dict[str, Any]]) -> None:
+    """Issue 3's outside verifier: from `custody export` and the proof commands' output only, Go's tlog and
+    note packages recompute every signed root from the leaves, open every checkpoint (under the log key
+    of its time: the key is rotated half-way), and check inclusion and consistency proofs; a leaf changed
+    in the bundle no longer matches its checkpoint."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from custody.keyring import Role
+    from store.ledger import Ledger
+    from tests.factories import TEST_SECRET
+    from tests.store.ledger_helpers import Desk
+
+    t0 = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
+    clock = {"now": t0}
+    ledger = Ledger(tiny_exam, clock=lambda: clock["now"])
+    ledger.record_labels("zk2017")
+    desk = Desk(tiny_exam, "3601", t0 - timedelta(days=10))
+    for k in range(5):
+        if k == 3:  # `custody keys rotate --role log_signer`: later checkpoints are signed by the new key
+            tiny_exam.keys.rotate(Role.LOG_SIGNER, "3601", t0 + timedelta(minutes=k, seconds=30))
+        clock["now"] = t0 + timedelta(minutes=k + 1)
+        assert {r["status"] for r in ledger.submit(desk.receive_events(3 + k, t0 + timedelta(minutes=k)))} == {
+            "accepted"}
+    ledger.close()
+
+    env = {"CUSTODY_DATABASE_URL": tiny_exam.db.url, "CUSTODY_PASSPHRASE": TEST_SECRET.decode()}
+
+    def custody(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--home", str(tiny_exam.home), *args], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    bundle = tmp_path / "bundle"
+    custody("export", str(bundle))
+    # From here on: the bundle's files, the standards, and Go.
+    lines = [json.loads(line) for line in (bundle / "leaves.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["index"] for line in lines] == list(range(len(lines)))
+    leaves = [base64.b64decode(line["leaf"]) for line in lines]
+    notes = {int(p.name): p.read_text(encoding="utf-8") for p in (bundle / "checkpoints").iterdir()}
+    sizes = sorted(notes)
+    assert len(sizes) >= 6 and sizes[-1] == len(leaves)
+    assert (bundle / "checkpoint").read_text(encoding="utf-8") == notes[sizes[-1]]
+    log_vkey = (bundle / "log.vkey").read_text(encoding="utf-8").strip()
+    origin = log_vkey.split("+")[0]
+    log_keys = [k["public_key"] for k in json.loads((bundle / "keys.json").read_text(encoding="utf-8"))
+                if k["role"] == Role.LOG_SIGNER.value]
+    assert len(log_keys) == 2
+
+    def leaf_hash_hex(data: bytes) -> str:  # RFC 6962: SHA-256(0x00 || leaf)
+        return hashlib.sha256(b"\x00" + data).hexdigest()
+
+    inclusion, consistency = [], []
+    for n in sizes:
+        for i in sorted({0, n // 2, n - 1}):
+            path, checkpoint = _tlog_proof_hashes(custody("proof", "inclusion", str(i), "--size", str(n)), i)
+            assert checkpoint == notes[n]
+            inclusion.append({"index": i, "size": n, "leaf_hash": leaf_hash_hex(leaves[i]), "proof": path})
+    for m, n in [*zip(sizes, sizes[1:]), (sizes[0], sizes[-1])]:
+        text = custody("proof", "consistency", str(m), str(n))
+        consistency.append({"old": m, "new": n, "proof": [base64.b64decode(h).hex() for h in text.split()]})
+
+    answer = run_go({
+        "leaves": [leaf.hex() for leaf in leaves], "roots": sizes,
+        "open_notes": [{"note": notes[n], "vkeys": [], "raw_keys": log_keys, "name": origin} for n in sizes]
+        + [{"note": notes[sizes[-1]], "vkeys": [log_vkey]}, {"note": notes[sizes[0]], "vkeys": [log_vkey]}],
+    })
+    roots = {}
+    for n, opened in zip(sizes, answer["open_notes"], strict=False):
+        assert opened["err"] == "", (n, opened["err"])
+        body = opened["text"].split("\n")
+        assert body[0] == origin and int(body[1]) == n
+        roots[n] = base64.b64decode(body[2]).hex()
+        assert roots[n] == answer["roots"][str(n)], f"the checkpoint at {n} does not sign the leaves' root"
+    assert answer["open_notes"][-2]["err"] == ""  # log.vkey is the latest checkpoint's key...
+    assert answer["open_notes"][-1]["err"] != ""  # ...and not the first's (signed before the rotation)
+
+    for check in inclusion:
+        check["root"] = roots[check["size"]]
+    for check in consistency:
+        check["old_root"], check["new_root"] = roots[check["old"]], roots[check["new"]]
+    verdicts = run_go({"check_inclusion": inclusion, "check_consistency": consistency})
+    assert verdicts["check_inclusion"] == [""] * len(inclusion)
+    assert verdicts["check_consistency"] == [""] * len(consistency)
+
+    # A leaf altered in the bundle: Go's root over the leaves no longer matches the checkpoint
+    altered = [*leaves]
+    altered[1] = altered[1].replace(b'"type":"', b'"type":"x', 1)
+    tampered = run_go({"leaves": [leaf.hex() for leaf in altered], "roots": [sizes[-1]]})
+    assert tampered["roots"][str(sizes[-1])] != roots[sizes[-1]]

@@ -6,7 +6,9 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -34,6 +36,10 @@ type consistencyCheck struct {
 type noteCheck struct {
 	Note  string   `json:"note"`
 	VKeys []string `json:"vkeys"`
+	// Raw Ed25519 public keys (standard base64) that verify as Name: the vkeys are made here,
+	// by note.NewEd25519VerifierKey, from what an export's keys.json lists
+	RawKeys []string `json:"raw_keys"`
+	Name    string   `json:"name"`
 }
 
 type request struct {
@@ -150,7 +156,15 @@ func main() {
 	}
 	for _, c := range req.OpenNotes {
 		var vs []note.Verifier
-		for _, k := range c.VKeys {
+		vkeys := append([]string{}, c.VKeys...)
+		for _, raw := range c.RawKeys {
+			key, err := base64.StdEncoding.DecodeString(raw)
+			must(err)
+			vkey, err := note.NewEd25519VerifierKey(c.Name, ed25519.PublicKey(key))
+			must(err)
+			vkeys = append(vkeys, vkey)
+		}
+		for _, k := range vkeys {
 			v, err := note.NewVerifier(k)
 			must(err)
 			vs = append(vs, v)
