@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -207,7 +208,7 @@ def test_an_export_is_verified_by_go_from_its_files_alone(tiny_exam: Any, tmp_pa
             path, checkpoint = _tlog_proof_hashes(custody("proof", "inclusion", str(i), "--size", str(n)), i)
             assert checkpoint == notes[n]
             inclusion.append({"index": i, "size": n, "leaf_hash": leaf_hash_hex(leaves[i]), "proof": path})
-    for m, n in [*zip(sizes, sizes[1:]), (sizes[0], sizes[-1])]:
+    for m, n in [*itertools.pairwise(sizes), (sizes[0], sizes[-1])]:
         text = custody("proof", "consistency", str(m), str(n))
         consistency.append({"old": m, "new": n, "proof": [base64.b64decode(h).hex() for h in text.split()]})
 
