@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.errors import KeyStoreError, WrongPassphrase
+from custody.files import write_atomically
 
 PASSPHRASE_ENV = "CUSTODY_PASSPHRASE"
 MIN_PASSPHRASE = 8
@@ -47,14 +48,7 @@ def write_private_key(path: Path, key: Ed25519PrivateKey, secret: bytes) -> None
         serialization.BestAvailableEncryption(secret),
     )
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, pem, mode=0o600)
 
 
 def read_private_key(path: Path, secret: bytes) -> Ed25519PrivateKey:

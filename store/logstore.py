@@ -14,7 +14,6 @@ older than that file is refused (:class:`LogRollback`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from custody.errors import LogError
+from custody.files import write_atomically
 from custody.keyring import Role
 from custody.log.checkpoint import Checkpoint, parse_checkpoint
 from custody.log.merkle import (
@@ -209,18 +209,13 @@ def log_verifiers(origin: str, registry: Sequence[KeyRecord]) -> list[NoteVerifi
 
 
 def write_witness_copy(home: Path, note: bytes) -> None:
-    """Replace ``home/checkpoint`` atomically (write, fsync, rename) if ``note`` is newer."""
+    """Replace ``home/checkpoint`` atomically (write, fsync, rename, fsync of the folder) if ``note`` is newer."""
     path = home / "checkpoint"
     current = read_witness_copy(home)
     new_size = parse_checkpoint(parse_unverified_note(note).body).size
     if current is not None and parse_checkpoint(parse_unverified_note(current).body).size >= new_size:
         return
-    tmp = path.with_name(f"checkpoint.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(note)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, note)
 
 
 def witness_stamp(home: Path) -> tuple[int, int, int] | None:

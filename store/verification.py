@@ -40,6 +40,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from custody.errors import CustodyError, LogError
+from custody.files import write_atomically
 from custody.keyring import KeyRing, PublicKey, Role
 from custody.log.merkle import consistency_proof, inclusion_proof, verify_inclusion
 from custody.log.merkle import leaf_hash as compute_leaf_hash
@@ -895,10 +896,10 @@ def _store(instance: Instance, report: dict[str, Any], findings: Findings, blob:
     base = f"verify-{stamp}-{digest[:8]}"
     json_path, html_path = folder / f"{base}.json", folder / f"{base}.html"
     text = json.dumps(report, ensure_ascii=False, indent=1) + "\n"
-    _atomic_write(json_path, text.encode())
-    _atomic_write(html_path, render_html(report).encode())
-    _atomic_write(folder / "latest.json", text.encode())
-    _atomic_write(folder / "latest.html", render_html(report).encode())
+    write_atomically(json_path, text.encode())
+    write_atomically(html_path, render_html(report).encode())
+    write_atomically(folder / "latest.json", text.encode())
+    write_atomically(folder / "latest.html", render_html(report).encode())
     with instance.db.write_session() as s:
         s.add(VerificationRun(started_at=started, finished_at=finished, mode=report["mode"], ok=report["ok"],
                               log_size=report["log_size"], verified_from=report["verified_from"],
@@ -914,15 +915,6 @@ def _store(instance: Instance, report: dict[str, Any], findings: Findings, blob:
                 for k, v in values.items():
                     setattr(row, k, v)
     return Outcome(report, findings, json_path, html_path)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _latest_report_file(home: Path) -> dict[str, Any] | None:

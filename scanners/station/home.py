@@ -26,6 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.events import format_time
+from custody.files import write_atomically
 from custody.keyring import key_id
 from custody.labels import Signer
 from keys.files import passphrase, public_raw, read_private_key, write_private_key
@@ -65,34 +66,14 @@ class StationConfig:
             raise StationError(f"station.json is incomplete: {exc}") from None
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON so that a crash leaves either the old file or the new one."""
     write_bytes_atomic(path, json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a file so that a crash leaves either the old file or the new one (temporary file, fsync, rename,
-    fsync of the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:  # os.write may write less than asked
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """Write a file so that a crash leaves either the old file or the new one, readable by its owner only."""
+    write_atomically(path, data, mode=0o600)
 
 
 def read_json(path: Path) -> Any:

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from custody.events import format_time, make_event, sign_event
+from custody.files import fsync_dir
 from custody.labels import Signer
 from scanners.station.faults import pause_point
-from scanners.station.home import fsync_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
