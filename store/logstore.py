@@ -111,8 +111,18 @@ class LogStore:
         return [self.cache[i] for i in ids]
 
     def _read_nodes(self, pending: Sequence[tuple[int, int]]) -> None:
-        """Read ``pending`` nodes into the cache, 500 a query."""
+        """Read ``pending`` nodes into the cache: on PostgreSQL in one query, else 500 a query."""
         connection = self.session.connection()
+        if connection.dialect.name == "postgresql":
+            # The wanted ids as two arrays joined to the primary key: one statement text for every read, so
+            # the driver prepares it once (a text that varies with the proof is parsed and planned anew each
+            # time: at 1,000,000 leaves 1.35 ms a proof's nodes, against 0.53 ms this way).
+            rows = connection.exec_driver_sql(
+                "SELECT n.level, n.idx, n.hash FROM unnest(%s::int[], %s::bigint[]) AS w(level, idx) "
+                f"JOIN {LogNode.__tablename__} n ON n.level = w.level AND n.idx = w.idx",
+                ([level for level, _ in pending], [idx for _, idx in pending]))
+            self.cache.update({(level, idx): bytes(h) for level, idx, h in rows})
+            return
         mark = placeholder(connection)
         for start in range(0, len(pending), 500):
             by_level: dict[int, list[int]] = {}
@@ -163,6 +173,18 @@ class LogStore:
 
     def checkpoint_at(self, size: int) -> LogCheckpoint | None:
         return self.session.get(LogCheckpoint, size)
+
+    def signed_note(self, size: int | None = None) -> tuple[int, str] | None:
+        """(size, note) of the checkpoint signed at ``size``, else of the latest, else None: in the driver's
+        own SQL, for the proofs served on request (the ORM's query costs more than the query itself)."""
+        connection = self.session.connection()
+        table = LogCheckpoint.__tablename__
+        if size is None:
+            row = connection.exec_driver_sql(f"SELECT size, note FROM {table} ORDER BY size DESC LIMIT 1").first()
+        else:
+            row = connection.exec_driver_sql(f"SELECT size, note FROM {table} WHERE size = {placeholder(connection)}",
+                                             (size,)).first()
+        return (row[0], row[1]) if row is not None else None
 
     def sign_checkpoint(self, origin: str, sign_key: object, verifiers: Sequence[NoteVerifier],
                         now: datetime) -> bytes:

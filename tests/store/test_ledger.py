@@ -196,6 +196,25 @@ def test_consistency_proofs_link_every_pair_of_checkpoints(ledger: Ledger, desk:
                 verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
 
 
+def test_inclusion_proofs_against_the_latest_or_an_earlier_checkpoint_and_clear_refusals(ledger: Ledger,
+                                                                                          desk: Desk) -> None:
+    from custody.errors import NotFound
+
+    first = ledger.submit(desk.receive_events(2, T))[0]
+    early = ledger.size()
+    ledger.submit(desk.receive_events(2, T + timedelta(minutes=1)))
+    verifier = parse_verifier_key(ledger.log_key())
+    digest = bytes.fromhex(first["leaf_hash"])
+    latest = verify_tlog_proof(ledger.inclusion_proof(first["index"]), digest, verifier)
+    earlier = verify_tlog_proof(ledger.inclusion_proof(first["index"], early), digest, verifier)
+    assert latest.checkpoint.checkpoint.size == ledger.size() and earlier.checkpoint.checkpoint.size == early
+    assert ledger.inclusion_proof(first["index"], early) == ledger.inclusion_proof(first["index"], early)
+    with pytest.raises(NotFound, match="no checkpoint was signed at tree size 3"):
+        ledger.inclusion_proof(0, 3)
+    with pytest.raises(NotFound, match=f"leaf {ledger.size()} is not in the checkpoint of size {ledger.size()}"):
+        ledger.inclusion_proof(ledger.size())
+
+
 def test_a_database_restored_from_an_old_backup_is_refused(ledger: Ledger, desk: Desk, tiny_exam) -> None:
     ledger.submit(desk.receive_events(3, T))
     cut = ledger.size()
