@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.errors import KeyStoreError, WrongPassphrase
-from custody.files import write_atomically
+from keys.durable import write_atomically
 
 PASSPHRASE_ENV = "CUSTODY_PASSPHRASE"
 MIN_PASSPHRASE = 8

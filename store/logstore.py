@@ -24,7 +24,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from custody.errors import LogError
-from custody.files import write_atomically
 from custody.keyring import Role
 from custody.log.checkpoint import Checkpoint, parse_checkpoint
 from custody.log.merkle import (
@@ -38,6 +37,7 @@ from custody.log.merkle import (
 )
 from custody.log.note import NoteVerifier, parse_unverified_note, parse_verifier_key, sign_note, verifier_key
 from custody.verify.checkpoints import open_with_keys
+from keys.durable import write_atomically
 from store.db import bulk_insert, placeholder
 from store.models import KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode
 

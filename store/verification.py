@@ -40,7 +40,6 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from custody.errors import CustodyError, LogError
-from custody.files import write_atomically
 from custody.keyring import KeyRing, PublicKey, Role
 from custody.log.merkle import consistency_proof, inclusion_proof, verify_inclusion
 from custody.log.merkle import leaf_hash as compute_leaf_hash
@@ -60,6 +59,7 @@ from custody.verify.report import (
 )
 from custody.verify.shares import Shares, ShareWorker
 from custody.verify.tree import LeafMismatch, TreeAudit, classify_leaf_mismatches, node_ranges
+from keys.durable import write_atomically
 from store.instance import Instance
 from store.logstore import LogStore, log_verifiers, read_witness_copy
 from store.models import AlertRecord, Item, ItemHead, KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode

@@ -26,9 +26,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from custody.events import format_time
-from custody.files import write_atomically
 from custody.keyring import key_id
 from custody.labels import Signer
+from keys.durable import write_atomically
 from keys.files import passphrase, public_raw, read_private_key, write_private_key
 from scanners.station.errors import StationError, StationNotInitialised
 

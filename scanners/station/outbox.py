@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from custody.events import format_time, make_event, sign_event
-from custody.files import fsync_dir
 from custody.labels import Signer
+from keys.durable import fsync_dir
 from scanners.station.faults import pause_point
 
 SCHEMA = """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from custody.files import write_atomically
+from keys.durable import write_atomically
 
 
 def test_a_file_is_replaced_whole_with_its_mode_and_nothing_left_beside_it(tmp_path: Path) -> None:

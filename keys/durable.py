@@ -1,10 +1,9 @@
 """Files that a crash or a power cut leaves whole: the old version or the new one, never half.
 
-The witness copy of the latest checkpoint, the nightly verification's reports, the key files
-and a station's own files are all replaced this way: a temporary file beside the target,
-written whole and flushed to disk, renamed over it, and the folder flushed too, so that the
-rename itself survives a power cut (without that, a file system may bring back the old name
-after a reboot).
+The key files, the server's witness copy of the latest checkpoint and its verification reports,
+and a station's own files are all replaced this way: a temporary file beside the target, written
+whole and flushed to disk, renamed over it, and the folder flushed too, so that the rename itself
+survives a power cut (without that, a file system may bring back the old name after a reboot).
 """
 
 from __future__ import annotations
