@@ -55,6 +55,9 @@ class Tracker:
         self._printer = printers[0].code if len(printers) == 1 else None
         self._subjects = {s.code: s for s in plan.subjects}
         self._packed: dict[str, set[str]] = {}
+        #: Everything packed in a box, transitively, as :meth:`_contents` lists it: kept until a pack or an
+        #: unpack changes what is in which box (a box is scanned many times on its way, its contents the same).
+        self._inside: dict[str, list[str]] = {}
         kinds: dict[tuple[ItemKind, str], int] = {}
         #: Each item's class: its kind and destination, all that the verdicts on the units it is at depend on...
         self._classes = {item_id: kinds.setdefault((info.kind, info.destination), len(kinds))
@@ -206,6 +209,13 @@ class Tracker:
             return self.packed_in(item_id)
         if action not in PROPAGATING:
             return []
+        found = self._inside.get(item_id)
+        if found is None:
+            found = self._inside[item_id] = self._packed_within(item_id)
+        return found
+
+    def _packed_within(self, item_id: str) -> list[str]:
+        """What is packed in ``item_id``, transitively: breadth first, each box's contents sorted."""
         found: list[str] = []
         queue, seen, packed = [item_id], {item_id}, self._packed
         while queue:
@@ -222,6 +232,7 @@ class Tracker:
     def _store(self, old: ItemState, new: ItemState) -> None:
         self._states[new.item] = new
         if old.in_box != new.in_box:
+            self._inside.clear()
             if old.in_box is not None:
                 self._packed.get(old.in_box, set()).discard(new.item)
             if new.in_box is not None:
