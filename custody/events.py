@@ -230,6 +230,11 @@ def _opt_text(raw: Mapping[str, Any], field: str, limit: int = 64) -> str | None
 
 
 _PERSON_FIELDS = frozenset({"staff", "badge"})
+_SEAL_FIELDS = frozenset({"number", "condition"})
+#: People already checked, by (staff id, badge hash): a station's staff sign event after event, so most
+#: people of an event were checked before (a person is a frozen value, shared). Emptied when full.
+_PEOPLE: dict[tuple[str, str], Person] = {}
+_PEOPLE_MAX = 4096
 
 
 def _people(raw: Mapping[str, Any], field: str) -> tuple[Person, ...]:
@@ -241,9 +246,17 @@ def _people(raw: Mapping[str, Any], field: str) -> tuple[Person, ...]:
         if not ((type(entry) is dict or isinstance(entry, Mapping)) and entry.keys() == _PERSON_FIELDS):
             raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
         staff, badge = entry["staff"], entry["badge"]
-        if not (isinstance(staff, str) and _ID.match(staff) and isinstance(badge, str) and _HEX64.match(badge)):
-            raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
-        people.append(Person.of(staff, badge))
+        # plain strings only: a str subclass could hash and compare as it likes
+        person = _PEOPLE.get((staff, badge)) if type(staff) is str and type(badge) is str else None
+        if person is None:
+            if not (isinstance(staff, str) and _ID.match(staff) and isinstance(badge, str) and _HEX64.match(badge)):
+                raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
+            person = Person.of(staff, badge)
+            if type(staff) is str and type(badge) is str:
+                if len(_PEOPLE) >= _PEOPLE_MAX:
+                    _PEOPLE.clear()
+                _PEOPLE[(staff, badge)] = person
+        people.append(person)
         names.append(staff)
     if len(set(names)) != len(names):
         raise MalformedEvent(f"{field} names the same person twice")
@@ -273,14 +286,18 @@ def parse_event(raw: Any) -> Event:
     seal = raw["seal"]
     seal_number = seal_condition = None
     if seal is not None:
-        if not (isinstance(seal, Mapping) and set(seal) == {"number", "condition"}):
+        if not ((type(seal) is dict or isinstance(seal, Mapping)) and seal.keys() == _SEAL_FIELDS):
             raise MalformedEvent("seal must be null or {number, condition}")
         seal_number = _opt_text(seal, "number")
-        try:
-            seal_condition = SealCondition(seal["condition"]) if seal["condition"] is not None else None
-        except ValueError:
-            raise MalformedEvent(f"seal condition must be intact, damaged or missing, found {seal['condition']!r}") \
-                from None
+        condition = seal["condition"]
+        if condition is not None:
+            seal_condition = CONDITION_BY_VALUE.get(condition) if type(condition) is str else None
+            if seal_condition is None:  # not a plain string of a condition: the enum decides, as it always did
+                try:
+                    seal_condition = SealCondition(condition)
+                except ValueError:
+                    raise MalformedEvent(f"seal condition must be intact, damaged or missing, found {condition!r}") \
+                        from None
     count = raw["count"]
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or not 0 <= count < 10**6):
         raise MalformedEvent(f"count must be null or a whole number, found {count!r}")

@@ -83,6 +83,35 @@ def test_an_id_or_digest_with_a_trailing_newline_is_malformed(changes: dict[str,
         parse_event(_event(**changes))
 
 
+def test_people_checked_once_are_shared_and_a_near_copy_is_still_checked() -> None:
+    first, second = parse_event(_event()), parse_event(_event(id="ST-1-000002"))
+    assert first.handed_by[0] is second.handed_by[0] and first.handed_by == (Person("P1", BADGE), Person("P2", BADGE))
+
+    class Sneaky(str):  # a str subclass is checked every time, never looked up
+        pass
+
+    for person in ({"staff": "P1", "badge": BADGE.upper()}, {"staff": "P1", "badge": BADGE + "\n"},
+                   {"staff": "P1 ", "badge": BADGE}, {"staff": Sneaky("P1\n"), "badge": BADGE}):
+        with pytest.raises(MalformedEvent, match="staff: id, badge"):
+            parse_event(_event(handed_by=[person]))
+
+
+@pytest.mark.parametrize(("seal", "condition"), [
+    ({"number": "FT17-1", "condition": "damaged"}, SealCondition.DAMAGED),
+    ({"number": None, "condition": None}, None),
+    ({"number": "FT17-1", "condition": SealCondition.MISSING}, SealCondition.MISSING),
+])
+def test_a_seal_condition_is_read_by_its_value(seal: dict[str, object], condition: object) -> None:
+    assert parse_event(_event(seal=seal)).seal_condition is condition
+
+
+@pytest.mark.parametrize("seal", [{"number": "FT17-1", "condition": "broken"}, {"number": "FT17-1", "condition": 1},
+                                  {"number": "FT17-1"}, ["FT17-1", "intact"]])
+def test_a_malformed_seal_is_named(seal: object) -> None:
+    with pytest.raises(MalformedEvent, match="seal"):
+        parse_event(_event(seal=seal))
+
+
 def test_a_missing_field_is_named() -> None:
     raw = _event()
     del raw["photo"]
