@@ -48,8 +48,11 @@ from custody.log.jcs import canonical_json, canonical_plain
 EVENT_VERSION = 1
 MAX_EVENT_BYTES = 8192
 MAX_NOTE = 500
-_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
+#: A SHA-256 digest in lowercase hex (labels, badges, photos), matched to the end of the text (``\Z``: ``$``
+#: also matches before a final newline).
+HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+#: An id of an event, item, station, unit or person: what the event format and every form take.
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 
 class EventError(CustodyError):
@@ -249,7 +252,7 @@ def _people(raw: Mapping[str, Any], field: str) -> tuple[Person, ...]:
         # plain strings only: a str subclass could hash and compare as it likes
         person = _PEOPLE.get((staff, badge)) if type(staff) is str and type(badge) is str else None
         if person is None:
-            if not (isinstance(staff, str) and _ID.match(staff) and isinstance(badge, str) and _HEX64.match(badge)):
+            if not (isinstance(staff, str) and ID.match(staff) and isinstance(badge, str) and HEX64.match(badge)):
                 raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
             person = Person.of(staff, badge)
             if type(staff) is str and type(badge) is str:
@@ -273,9 +276,9 @@ def parse_event(raw: Any) -> Event:
     if type(raw["v"]) is not int or raw["v"] != EVENT_VERSION:
         raise MalformedEvent(f"event version must be 1, found {raw['v']!r}")
     for field in ("id", "item", "station"):
-        if not isinstance(raw[field], str) or not _ID.match(raw[field]):
+        if not isinstance(raw[field], str) or not ID.match(raw[field]):
             raise MalformedEvent(f"{field} must be an id of letters, digits and ._:- (max 64), found {raw[field]!r}")
-    if not isinstance(raw["label"], str) or not _HEX64.match(raw["label"]):
+    if not isinstance(raw["label"], str) or not HEX64.match(raw["label"]):
         raise MalformedEvent("label must be the SHA-256 (hex) of the scanned label")
     action = ACTION_BY_VALUE.get(raw["action"]) if type(raw["action"]) is str else None
     if action is None:  # not a plain string: the enum decides, as it always did
@@ -302,7 +305,7 @@ def parse_event(raw: Any) -> Event:
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or not 0 <= count < 10**6):
         raise MalformedEvent(f"count must be null or a whole number, found {count!r}")
     photo = raw["photo"]
-    if photo is not None and not (isinstance(photo, str) and _HEX64.match(photo)):
+    if photo is not None and not (isinstance(photo, str) and HEX64.match(photo)):
         raise MalformedEvent("photo must be null or a SHA-256 hex digest")
     reason = _opt_text(raw, "reason", 200)
     if action.is_exception and reason is None:

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 
 from custody import ed25519
 from custody.errors import CustodyError, NotFound
+from custody.events import ID
 from custody.keyring import Role, key_id
 from store.instance import Instance
 from store.models import KeyRecord, Station, Unit
-
-_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 
 class StationConflict(CustodyError):
@@ -58,7 +56,7 @@ def register_station(instance: Instance, code: str, unit: str, name: str, public
     the station belongs to another unit, :class:`KeyTaken` when the key is registered already,
     ``ValueError`` for a malformed code or key. Nothing is stored then.
     """
-    if not _CODE.match(code):
+    if not ID.match(code):
         raise ValueError(f"station code {code!r}: letters, digits and . _ : - only, at most 64")
     try:
         ed25519.check_public_key(public_raw)

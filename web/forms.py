@@ -8,7 +8,9 @@ from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-CODE = Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z", message=_l("Letters, digits and . _ : - only."))
+from custody.events import ID
+
+CODE = Regexp(ID, message=_l("Letters, digits and . _ : - only."))
 
 
 class LoginForm(FlaskForm):

@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from custody.events import HEX64
 from store.accounts import AuditEntry
 from store.instance import Instance
 from store.ledger import Ledger
 from store.models import Item
 
 MAX_REPORTS = 200
-_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}\Z")
 #: field -> (types allowed, longest text)
 FIELDS: dict[str, tuple[tuple[type, ...], int]] = {
@@ -46,7 +46,7 @@ def check_report(report: Any) -> str | None:
             return f"{name} is longer than {longest} characters"
     if not _ID.match(report["id"]):
         return "id must be letters, digits and ._:- (at most 80)"
-    if report.get("text_sha256") is not None and not _HEX64.match(report["text_sha256"]):
+    if report.get("text_sha256") is not None and not HEX64.match(report["text_sha256"]):
         return "text_sha256 must be a lowercase hex SHA-256"
     return None
 

@@ -37,6 +37,7 @@ from sqlalchemy import select
 
 from custody import ed25519
 from custody.errors import CustodyError
+from custody.events import ID
 from custody.keyring import Role
 from store.instance import Instance
 from store.models import KeyRecord, Station
@@ -46,7 +47,6 @@ H_STATION, H_TIME, H_NONCE, H_SIG, H_KEY = (
     "X-Custody-Station", "X-Custody-Timestamp", "X-Custody-Nonce", "X-Custody-Signature", "X-Custody-Key")
 SCHEME = "custody-request/v1"
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
-_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 
 class StationAuthError(CustodyError):
@@ -113,7 +113,7 @@ def authenticate_station(instance: Instance, headers: Mapping[str, str], method:
     if missing:
         raise StationAuthError(f"a signed station request needs the header(s) {', '.join(missing)}")
     code, timestamp, nonce = headers[H_STATION], headers[H_TIME], headers[H_NONCE]
-    if not _CODE.match(code):
+    if not ID.match(code):
         raise StationAuthError("X-Custody-Station is not a station code")
     if not re.fullmatch(r"\d{1,12}", timestamp):
         raise StationAuthError("X-Custody-Timestamp must be Unix seconds")
