@@ -249,13 +249,13 @@ def _people(raw: Mapping[str, Any], field: str) -> tuple[Person, ...]:
         if not ((type(entry) is dict or isinstance(entry, Mapping)) and entry.keys() == _PERSON_FIELDS):
             raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
         staff, badge = entry["staff"], entry["badge"]
-        # plain strings only: a str subclass could hash and compare as it likes
-        person = _PEOPLE.get((staff, badge)) if type(staff) is str and type(badge) is str else None
+        plain = type(staff) is str and type(badge) is str  # a str subclass could hash and compare as it likes
+        person = _PEOPLE.get((staff, badge)) if plain else None
         if person is None:
             if not (isinstance(staff, str) and ID.match(staff) and isinstance(badge, str) and HEX64.match(badge)):
                 raise MalformedEvent(f"each of {field} must be {{staff: id, badge: sha256 hex}}, found {entry!r}")
             person = Person.of(staff, badge)
-            if type(staff) is str and type(badge) is str:
+            if plain:
                 if len(_PEOPLE) >= _PEOPLE_MAX:
                     _PEOPLE.clear()
                 _PEOPLE[(staff, badge)] = person

@@ -68,6 +68,9 @@ class LedgerClosed(CustodyError):
     """The ledger was closed (the server is stopping): nothing more is queued; send again later."""
 
 
+_CLOSING = "the log is closing: the submissions were not appended; send them again"
+
+
 def settle_collector(young: int = GC_YOUNG) -> None:
     """Garbage-collector settings for a long-running writer, once it has started (:meth:`Ledger.start`).
 
@@ -347,7 +350,7 @@ class Ledger:
         this one without reordering the log.
         """
         if self._closed:  # checked again when queued; this spares the signature checks
-            raise LedgerClosed("the log is closing: the submissions were not appended; send them again")
+            raise LedgerClosed(_CLOSING)
         pending = self._verify(submissions)
         unknown = [n for n, p in enumerate(pending) if p.error_code == "unknown_key"]
         if unknown:
@@ -358,7 +361,7 @@ class Ledger:
         done: Future[list[dict[str, Any]]] = Future()
         with self._writer_lock:  # queued before close() queues the writer's stop, or refused
             if self._closed:
-                raise LedgerClosed("the log is closing: the submissions were not appended; send them again")
+                raise LedgerClosed(_CLOSING)
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_loop, name="custody-ledger-writer", daemon=True)
                 self._writer.start()
