@@ -218,18 +218,18 @@ class Ledger:
 
     def latest_checkpoint(self) -> str:
         with self.db.session() as s:
-            row = LogStore(s).latest_checkpoint()
-        if row is None:
+            signed = LogStore(s).signed_note()
+        if signed is None:
             raise CustodyError("the log has no checkpoint yet")
-        return row.note
+        return signed[1]
 
     def checkpoint(self, size: int) -> str:
         with self.db.session() as s:
-            row = LogStore(s).checkpoint_at(size)
-        if row is None:
+            signed = LogStore(s).signed_note(size)
+        if signed is None:
             from custody.errors import NotFound
             raise NotFound(f"no checkpoint was signed at tree size {size}")
-        return row.note
+        return signed[1]
 
     def checkpoints(self) -> list[tuple[int, str]]:
         with self.db.session() as s:

@@ -20,7 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from custody.errors import LogError
@@ -168,15 +167,10 @@ class LogStore:
 
     # --- checkpoints ---------------------------------------------------------------
 
-    def latest_checkpoint(self) -> LogCheckpoint | None:
-        return self.session.scalars(select(LogCheckpoint).order_by(LogCheckpoint.size.desc()).limit(1)).first()
-
-    def checkpoint_at(self, size: int) -> LogCheckpoint | None:
-        return self.session.get(LogCheckpoint, size)
-
     def signed_note(self, size: int | None = None) -> tuple[int, str] | None:
         """(size, note) of the checkpoint signed at ``size``, else of the latest, else None: in the driver's
-        own SQL, for the proofs served on request (the ORM's query costs more than the query itself)."""
+        own SQL (read for every proof served and every batch signed: the ORM's query cost more than the
+        query itself)."""
         connection = self.session.connection()
         table = LogCheckpoint.__tablename__
         if size is None:
@@ -195,11 +189,11 @@ class LogStore:
         checkpoint at the current size is returned.
         """
         size, root = self.head()
-        previous = self.latest_checkpoint()  # one query: the checkpoint at this size is the latest if it exists
-        if previous is not None and previous.size == size:
-            return previous.note.encode()
+        previous = self.signed_note()  # one query: the checkpoint at this size is the latest if it exists
+        if previous is not None and previous[0] == size:
+            return previous[1].encode()
         if previous is not None:
-            old = open_with_keys(previous.note.encode(), verifiers).checkpoint
+            old = open_with_keys(previous[1].encode(), verifiers).checkpoint
             if old.size > size:
                 raise LogRollback(f"the log has {size} leaves but a checkpoint for {old.size} was signed")
             try:
