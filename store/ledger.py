@@ -6,7 +6,8 @@ never forks, however many threads and processes write. Concurrent callers of
 :meth:`Ledger.submit` are merged by a group-commit writer thread: one
 transaction and one checkpoint signature for many events. In a server the
 thread hands each group to a writer process (``writer_process``, see
-:mod:`store.writer_process`), which appends it with an interpreter of its own.
+:mod:`store.writer_process`), which appends it with an interpreter of its own
+while the thread hands over the next.
 
 What survives a crash: a batch is committed whole (leaves, tree nodes, head,
 item chains, alerts, checkpoint) or not at all. A caller gets its receipts
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 #: Bytes of a refused submission kept as evidence (its SHA-256 covers all of it).
 MAX_EVIDENCE = 4096
 MAX_BATCH = 2000
+#: Groups handed to a writer process and not yet answered, at most: it appends one while the next is sent.
+IN_FLIGHT = 2
 #: Seconds :meth:`Ledger.close` waits for the writer to append what was queued before it.
 CLOSE_WAIT = 60.0
 #: Young-generation threshold of the garbage collector in a serving process (see :func:`settle_collector`).
@@ -103,11 +106,19 @@ class _Pending:
     error_code: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
     generation: int = 0  # of the key registry it was verified against
+    wire: tuple[Any, ...] | None = None  # the worker's verdict, for the writer process (event not rebuilt)
 
     @classmethod
     def of(cls, submission: Any, verdict: Verdict, generation: int) -> _Pending:
         return cls(submission, verdict.event, verdict.kid, verdict.sig, verdict.error, verdict.error_code,
-                   generation=generation)
+                   generation=generation, wire=verdict.wire)
+
+    def verdict(self) -> Verdict:
+        return Verdict(self.event, self.kid, self.sig, self.error, self.error_code, self.wire)
+
+
+#: A batch queued for the writer: its submissions checked, the station that sent it, its results' future.
+_Queued = tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -155,8 +166,7 @@ class Ledger:
             self._remote = WriterProcess(instance)
         self._signing: _LogSigning | None = None  # the log key, kept until the registry changes
         #: Batches for the writer thread; None tells it to end (close()).
-        self._queue: queue.Queue[tuple[list[_Pending], str | None, Future[list[dict[str, Any]]]] | None] = \
-            queue.Queue()
+        self._queue: queue.Queue[_Queued | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False  # set by close(): the writer appends what was queued before, then ends
@@ -373,7 +383,8 @@ class Ledger:
         keys, generation = self._registry()
         verdicts = None
         if self._pool is not None and len(submissions) >= MIN_BATCH:
-            verdicts = self._pool.check(submissions, generation)
+            # a writer process rebuilds the events itself: not here as well
+            verdicts = self._pool.check(submissions, generation, build=self._remote is None)
         if verdicts is None:
             verdicts = [check(s, keys) for s in submissions]
         return [_Pending.of(s, v, generation) for s, v in zip(submissions, verdicts, strict=True)]
@@ -432,34 +443,91 @@ class Ledger:
 
     def _write_loop(self) -> None:
         """Append queued submissions, several queued batches to a group, until :meth:`close` queues None."""
+        if self._remote is not None:
+            self._write_loop_remote()
+            return
         stopping = False
         while not stopping:
-            first = self._queue.get()
-            if first is None:
+            group, stopping = self._take_group(block=True)
+            if not group:
                 return
-            group = [first]
-            count = len(first[0])
-            while count < MAX_BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:  # the group queued before the stop is the last
-                    stopping = True
-                    break
-                group.append(more)
-                count += len(more[0])
             try:
                 results = self._append_group([p for pending, _, _ in group for p in pending])
             except BaseException as exc:  # the whole group failed: nothing was stored
                 self._forget()
-                for _, _, done in group:
-                    done.set_exception(exc)
+                _fail(group, exc)
                 continue
-            offset = 0
-            for pending, _, done in group:
-                done.set_result(results[offset:offset + len(pending)])
-                offset += len(pending)
+            _deliver(group, results)
+
+    def _write_loop_remote(self) -> None:
+        """:meth:`_write_loop` with a writer process: this thread hands groups over, a second one takes their
+        answers, so the next group is sent while the writer process appends the last (at most
+        :data:`IN_FLIGHT` with it at once; one at a time, it waited idle at every hand-over)."""
+        slots = threading.BoundedSemaphore(IN_FLIGHT)
+        sent: queue.SimpleQueue[list[_Queued] | None] = queue.SimpleQueue()
+        answers = threading.Thread(target=self._answer_loop, args=(sent, slots), name="custody-ledger-answers",
+                                   daemon=True)
+        answers.start()
+        try:
+            stopping = False
+            while not stopping:
+                slots.acquire()  # before the group is taken: it takes in what was queued while waiting
+                group, stopping = self._take_group(block=True)
+                if not group:
+                    slots.release()
+                    break
+                try:
+                    # The writer process takes these verdicts as its own when its copy of the key registry
+                    # is no newer than this one: it reads the registry again whenever this one's generation
+                    # changes, and says when it read it again itself (then so does this process).
+                    pending, generation = self._current_keys([p for queued, _, _ in group for p in queued])
+                    self._remote.send(generation, self.clock(), pending)
+                except BaseException as exc:  # not handed over: nothing of it was stored
+                    slots.release()
+                    self._forget()
+                    _fail(group, exc)
+                else:
+                    sent.put(group)
+        finally:
+            sent.put(None)
+            answers.join()
+
+    def _answer_loop(self, sent: queue.SimpleQueue[list[_Queued] | None], slots: threading.BoundedSemaphore) -> None:
+        """The writer process's answers, in the order the groups were sent, to their callers."""
+        while (group := sent.get()) is not None:
+            try:
+                results, refreshed = self._remote.receive()
+            except BaseException as exc:  # the whole group failed: nothing was stored
+                self._forget()
+                _fail(group, exc)
+                continue
+            finally:
+                slots.release()
+            if refreshed:  # the writer read the key registry again: so must this process
+                self._registry(refresh=True)
+            _deliver(group, results)
+
+    def _take_group(self, *, block: bool) -> tuple[list[_Queued], bool]:
+        """Batches from the queue for one append, up to MAX_BATCH submissions (waits for the first with
+        ``block``), and whether close() queued its stop after them."""
+        try:
+            first = self._queue.get() if block else self._queue.get_nowait()
+        except queue.Empty:
+            return [], False
+        if first is None:
+            return [], True
+        group = [first]
+        count = len(first[0])
+        while count < MAX_BATCH:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:  # the group queued before the stop is the last
+                return group, True
+            group.append(more)
+            count += len(more[0])
+        return group, False
 
     def _forget(self) -> None:
         """After a failed append: build the custody states and read the key registry again before the next."""
@@ -470,9 +538,6 @@ class Ledger:
         """Append a group of verified submissions, here or in the writer process."""
         if self._remote is None:
             return self._append_pending(pending)
-        # The writer process takes these verdicts as its own when its copy of the key registry is no
-        # newer than this one: it reads the registry again whenever this one's generation changes,
-        # and says when it read it again itself (then so does this process, before the next group).
         pending, generation = self._current_keys(pending)
         results, refreshed = self._remote.append(generation, self.clock(), pending)
         if refreshed:
@@ -606,6 +671,20 @@ class Ledger:
             self._remote.close()  # it stores the custody states
         elif self._custody is not None and self._custody.unsaved:
             self.flush_states()
+
+
+def _fail(group: list[_Queued], exc: BaseException) -> None:
+    """The whole group failed (nothing of it was stored): each caller gets the error."""
+    for _, _, done in group:
+        done.set_exception(exc)
+
+
+def _deliver(group: list[_Queued], results: list[dict[str, Any]]) -> None:
+    """Each caller of the group its own batch's results."""
+    offset = 0
+    for pending, _, done in group:
+        done.set_result(results[offset:offset + len(pending)])
+        offset += len(pending)
 
 
 def _alert_json(a: AlertRecord) -> dict[str, Any]:

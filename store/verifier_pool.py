@@ -56,13 +56,30 @@ WORKER_NICENESS = 10
 
 @dataclass
 class Verdict:
-    """One submission checked: the event, key id and signature, or why it is refused."""
+    """One submission checked: the event, key id and signature, or why it is refused.
+
+    ``wire``: the verdict as a worker sent it (:func:`_to_wire`), kept for a writer process, which
+    rebuilds the event itself; such a verdict for an accepted submission has no ``event`` here
+    (:meth:`VerifierPool.check` with ``build=False``).
+    """
 
     event: Event | None = None
     kid: str = ""
     sig: str = ""
     error: str | None = None
     error_code: str | None = None
+    wire: tuple[Any, ...] | None = None
+
+    @classmethod
+    def unbuilt(cls, wire: tuple[Any, ...]) -> Verdict:
+        """The verdict ``wire`` holds, its event not rebuilt."""
+        if len(wire) == 2:
+            return cls(error=wire[0], error_code=wire[1], wire=wire)
+        return cls(kid=wire[0], sig=wire[1], wire=wire)
+
+    def to_wire(self) -> tuple[Any, ...]:
+        """As plain values for another process: as the worker sent it, if it came from one."""
+        return self.wire if self.wire is not None else _to_wire(self)
 
 
 def error_code(exc: Exception) -> str:
@@ -185,8 +202,10 @@ class VerifierPool:
         for future in [pool.submit(_check_in_worker, 0, []) for _ in range(self.workers)]:
             future.result()
 
-    def check(self, submissions: Sequence[Any], generation: int) -> list[Verdict] | None:
-        """Verdicts for ``submissions`` against registry ``generation``; None if the pool failed (check inline)."""
+    def check(self, submissions: Sequence[Any], generation: int, *, build: bool = True) -> list[Verdict] | None:
+        """Verdicts for ``submissions`` against registry ``generation``; None if the pool failed (check inline).
+        Without ``build``, accepted events are left as the workers sent them (:meth:`Verdict.unbuilt`): a
+        server whose writer process rebuilds them spares its own interpreter the work."""
         pool = self._pool()
         size = max(SPLIT, -(-len(submissions) // self.workers))  # a big batch over every worker
         try:
@@ -200,6 +219,8 @@ class VerifierPool:
                     self._executor = None
             pool.shutdown(wait=False, cancel_futures=True)
             return None
+        if not build:
+            return [Verdict.unbuilt(w) for w in wires]
         people: dict[tuple[str, str], Person] = {}
         return [_from_wire(w, s, people) for w, s in zip(wires, submissions, strict=True)]
 

@@ -48,14 +48,22 @@ class WriterStopped(CustodyError):
 
 
 class WriterProcess:
-    """The parent's handle on the writer child of one instance (one caller at a time: the ledger's
-    writer thread; :meth:`close` may come from another thread)."""
+    """The parent's handle on the writer child of one instance.
+
+    Groups are pipelined: the next group may be sent before the answer to the last, so the child
+    appends one while the parent prepares and sends the next (sent one at a time, the child waited
+    idle at every hand-over). The child answers in order. One thread sends (the ledger's writer
+    thread) and one receives (its answers thread); :meth:`close` and :meth:`flush_states` may come
+    from any thread and wait until no group awaits its answer.
+    """
 
     def __init__(self, instance: Instance):
         self.home = Path(instance.home)
         self.url = instance.db.url
         self._keys = instance.keys
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: a failed read stops the child, held or not
+        self._answered = threading.Condition(self._lock)  # notified when no group awaits its answer
+        self._sent = 0  # groups sent and not yet answered
         self._process: Any = None
         self._conn: Connection | None = None
 
@@ -74,19 +82,53 @@ class WriterProcess:
         registry ``generation``: the results :meth:`Ledger.submit` returns, and whether the writer
         read the registry again meanwhile (a key registered, rotated or revoked: the parent must
         read it too, or it would go on verifying against its older copy)."""
-        from store.verifier_pool import Verdict, _to_wire
+        self.send(generation, now, pending)
+        return self.receive()
 
-        items = [(p.submission, _to_wire(Verdict(p.event, p.kid, p.sig, p.error, p.error_code))) for p in pending]
+    def send(self, generation: int, now: datetime, pending: Sequence[_Pending]) -> None:
+        """:meth:`append`'s first half: hand the group over; :meth:`receive` gets the answers in order."""
+        items = [(p.submission, p.verdict().to_wire()) for p in pending]
         with self._lock:
-            return self._call(("append", generation, now, items))  # type: ignore[no-any-return]
+            if not self._sent:  # (re)start the child only with nothing outstanding: its answers are lost
+                self._ensure()
+            if self._conn is None:
+                raise WriterStopped("the log writer process ended before it answered an earlier group; "
+                                    "nothing was acknowledged: send again")
+            try:
+                self._conn.send(("append", generation, now, items))
+            except OSError as exc:
+                self._stop()
+                raise WriterStopped(f"the log writer process is gone ({exc}); send again") from None
+            self._sent += 1
+
+    def receive(self) -> tuple[list[dict[str, Any]], bool]:
+        """The answer to the oldest group sent (raises what the child raised for it, or WriterStopped).
+        One caller at a time; it waits for the child without the lock, so that :meth:`send` can hand
+        over the next group meanwhile."""
+        with self._lock:
+            if not self._sent:
+                raise RuntimeError("no group awaits an answer")
+            conn = self._conn
+        try:
+            if conn is None:  # the child ended while an earlier group was outstanding
+                raise WriterStopped("the log writer process ended before it answered; nothing was "
+                                    "acknowledged: send again")
+            return self._receive(conn)  # type: ignore[no-any-return]
+        finally:
+            with self._lock:
+                self._sent -= 1
+                if not self._sent:
+                    self._answered.notify_all()
 
     def flush_states(self) -> None:
         with self._lock:
+            self._answered.wait_for(lambda: not self._sent)
             self._call(("flush",))
 
     def close(self) -> None:
         """Let the child store the custody states and end; wait for it."""
         with self._lock:
+            self._answered.wait_for(lambda: not self._sent)
             if self._process is not None and self._process.is_alive() and self._conn is not None:
                 try:
                     self._conn.send(("close",))
@@ -127,13 +169,18 @@ class WriterProcess:
             raise WriterStopped(f"the log writer process is gone ({exc}); send again") from None
         return self._receive()
 
-    def _receive(self) -> Any:
-        assert self._conn is not None
+    def _receive(self, conn: Connection | None = None) -> Any:
+        """The child's next answer on ``conn`` (default: the current pipe, under the lock)."""
+        conn = conn or self._conn
+        assert conn is not None
         try:
-            status, value = self._conn.recv()
+            status, value = conn.recv()
         except (EOFError, OSError):
-            code = self._process.exitcode if self._process is not None else None
-            self._stop()
+            with self._lock:
+                process = self._process
+                code = process.exitcode if process is not None else None
+                if conn is self._conn:
+                    self._stop()
             raise WriterStopped("the log writer process ended before it answered"
                                 + (f" (exit code {code})" if code is not None else "")
                                 + "; nothing was acknowledged: send again") from None
@@ -199,6 +246,7 @@ def _run(conn: Connection, parent: int) -> None:
         return
     conn.send(("ok", None))
     parent_generation = None
+    trusted = None  # this process's registry generation read after the parent's latest
     while True:
         try:
             message = conn.recv()
@@ -212,10 +260,15 @@ def _run(conn: Connection, parent: int) -> None:
                     # the parent read its registry again: read ours after it, so ours is at least as new
                     ledger.keyring(refresh=True)
                     parent_generation = generation
+                    trusted = ledger._registry()[1]
                 _, ours = ledger._registry()
+                # The parent's checks stand if this process has not read the registry again since (a key
+                # logged meanwhile): else the group was sent before the parent heard of it (groups are
+                # pipelined) and its signatures are checked again here, against the registry as it is now.
+                stamp = ours if ours == trusted else -1
                 clock.now = now
                 people: dict[tuple[str, str], Any] = {}
-                pending = [_Pending.of(submission, _from_wire(wire, submission, people), ours)
+                pending = [_Pending.of(submission, _from_wire(wire, submission, people), stamp)
                            for submission, wire in items]
                 try:
                     results = ledger._append_pending(pending)

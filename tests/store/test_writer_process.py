@@ -204,3 +204,73 @@ def test_a_station_gets_503_and_retry_after_when_the_writer_stopped(tiny_exam: A
     response = app.test_client().get("/api/v1/_writer_stopped", headers={"Accept": "application/json"})
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert response.get_json()["error"] == "writer_stopped" and "send again" in response.get_json()["message"]
+
+
+def test_groups_are_handed_over_while_the_writer_process_appends_the_last(remote: Ledger, desk: Desk,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches queued at once reach the writer process two at a time (it appends one while the next is
+    prepared and sent); every caller gets its own receipts, in log order, and the log verifies."""
+    monkeypatch.setattr("store.ledger.MAX_BATCH", 40)  # a group per batch
+    outstanding: list[int] = []
+    send = remote._remote.send
+
+    def watched(*args: Any) -> None:
+        send(*args)
+        outstanding.append(remote._remote._sent)
+
+    remote._remote.send = watched
+    batches = [desk.receive_events(40, T + timedelta(minutes=n)) for n in range(8)]
+    futures = [remote.submit_nowait(batch) for batch in batches]
+    results = [f.result(timeout=60) for f in futures]
+    assert max(outstanding) == 2  # pipelined, never more than two with the child
+    indexes = [r["index"] for batch in results for r in batch]
+    assert {r["status"] for batch in results for r in batch} == {"accepted"}
+    assert indexes == sorted(indexes) == list(range(indexes[0], indexes[0] + 320))
+    verifier = parse_verifier_key(remote.log_key())
+    for batch in results:
+        for r in batch:
+            verify_tlog_proof(r["receipt"], bytes.fromhex(r["leaf_hash"]), verifier)
+    assert remote._remote._sent == 0
+    _verifies(remote)
+
+
+def test_a_writer_killed_with_two_groups_outstanding_fails_both_and_the_next_starts_anew(remote: Ledger,
+                                                                                       desk: Desk) -> None:
+    """Neither group was acknowledged, so both callers hear so; nothing is left waiting for an answer."""
+    writer = remote._remote
+    pid = writer.pid
+    generation = remote._registry()[1]
+    first, second = (remote._verify(desk.receive_events(2, T + timedelta(minutes=n))) for n in range(2))
+    os.kill(pid, signal.SIGSTOP)  # both sent before it reads either
+    writer.send(generation, T, first)
+    writer.send(generation, T, second)
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(2):
+        with pytest.raises(WriterStopped, match="send again"):
+            writer.receive()
+    assert writer._sent == 0
+    results = remote.submit([p.submission for p in first + second])
+    assert [r["status"] for r in results] == ["accepted"] * 4 and writer.pid not in (None, pid)
+    _verifies(remote)
+
+
+def test_a_group_sent_before_the_server_heard_of_a_revocation_is_checked_again(remote: Ledger, desk: Desk,
+                                                                              tiny_exam: Any) -> None:
+    """The server checked both groups against its registry before a key was revoked. The writer process
+    learns of the revocation while it appends the first group (it logs the registry fact); the second,
+    sent on the server's older registry, is checked again there, not taken on the server's word."""
+    writer = remote._remote
+    assert remote.submit(desk.receive_events(1, T))[0]["status"] == "accepted"
+    revoked_at = T + timedelta(minutes=5)
+    first = remote._verify(desk.receive_events(2, revoked_at - timedelta(minutes=1)))
+    second = remote._verify(desk.receive_events(2, revoked_at + timedelta(minutes=1)))
+    generation = remote._registry()[1]
+    assert {p.error for p in first + second} == {None}  # accepted by the server's copy of the registry
+    tiny_exam.keys.revoke(desk.signers[desk.code].kid.hex(), revoked_at, "laptop stolen")
+    writer.send(generation, T + timedelta(minutes=10), first)
+    writer.send(generation, T + timedelta(minutes=10), second)
+    results, refreshed = writer.receive()
+    assert refreshed and [r["status"] for r in results] == ["accepted"] * 2
+    results, _ = writer.receive()
+    assert [r["status"] for r in results] == ["refused"] * 2 and all("revoked" in r["reason"] for r in results)
+    _verifies(remote)
