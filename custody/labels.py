@@ -126,7 +126,8 @@ class LabelPayload:
             Key.COUNT: self.count,
             Key.ISSUED_AT: int(self.issued_at.timestamp()),
         }
-        for key, value in ((Key.SEAL, self.seal), (Key.PARENT_BOX, self.parent_box), (Key.HOLDER_NAME, self.holder_name)):
+        optional = ((Key.SEAL, self.seal), (Key.PARENT_BOX, self.parent_box), (Key.HOLDER_NAME, self.holder_name))
+        for key, value in optional:
             if value is not None:
                 body[key] = value
         return cbor2.dumps({int(k): v for k, v in body.items()}, canonical=True)
@@ -152,7 +153,8 @@ def _payload_problems(p: LabelPayload) -> list[str]:
     for name, value in texts.items():
         if not isinstance(value, str) or not value or len(value) > MAX_TEXT_FIELD:
             problems.append(f"{name} must be 1 to {MAX_TEXT_FIELD} characters, found {value!r}")
-    for name, opt in (("subject", p.subject), ("seal", p.seal), ("parent box", p.parent_box), ("holder name", p.holder_name)):
+    optional = (("subject", p.subject), ("seal", p.seal), ("parent box", p.parent_box), ("holder name", p.holder_name))
+    for name, opt in optional:
         if opt is not None and (not isinstance(opt, str) or len(opt) > MAX_TEXT_FIELD):
             problems.append(f"{name} must be text of at most {MAX_TEXT_FIELD} characters, found {opt!r}")
     if not isinstance(p.kind, ItemKind):

@@ -239,7 +239,8 @@ def build_plan(
             ends = _parse_time(_cell(row, scols, "date"), _cell(row, scols, "end"))
         except ValueError:
             problems.append(("subjects", n, f"subject {code}: date must be YYYY-MM-DD and times HH:MM, found "
-                             f"{_cell(row, scols, 'date')!r} {_cell(row, scols, 'start')!r}-{_cell(row, scols, 'end')!r}"))
+                             f"{_cell(row, scols, 'date')!r} "
+                             f"{_cell(row, scols, 'start')!r}-{_cell(row, scols, 'end')!r}"))
             continue
         if ends <= starts:
             problems.append(("subjects", n, f"subject {code} ends before it starts"))

@@ -215,7 +215,8 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
                 found = _fmt(row.revoked_at) if row and row.revoked_at else "not revoked"
                 findings.append(Finding(
                     "key_registry_mismatch",
-                    f"leaf {idx} revokes key {leaf.get('kid')} from {leaf.get('revoked_at')}; the registry says {found}",
+                    f"leaf {idx} revokes key {leaf.get('kid')} from {leaf.get('revoked_at')}; "
+                    f"the registry says {found}",
                     f"第 {idx} 条日志吊销了密钥 {leaf.get('kid')}，密钥登记表却记为 {found}", index=idx,
                     expected=str(leaf.get("revoked_at")), found=found))
     ring = KeyRing()
@@ -270,7 +271,8 @@ def _load_state(s: Session, verifiers: Sequence[NoteVerifier]) -> tuple[dict[str
     if problem:
         return None, [Finding("state_untrusted", f"the saved verification state at size {row.verified_size} "
                               f"cannot be trusted: {problem}; verifying in full",
-                              "上次核验保存的状态被改动，改为全量核验", size=row.verified_size)], "full (state untrusted)"
+                              "上次核验保存的状态被改动，改为全量核验", size=row.verified_size)], \
+            "full (state untrusted)"
     snapshot = json.loads(zlib.decompress(row.snapshot))
     return snapshot, [], f"incremental from size {row.verified_size}"
 
@@ -291,7 +293,8 @@ def _stored_nodes(s: Session, start: int, end: int) -> dict[tuple[int, int], byt
     if not ranges:
         return {}
     cond = or_(*(and_(LogNode.level == level, LogNode.idx.between(first, last)) for level, first, last in ranges))
-    return {(level, idx): h for level, idx, h in s.execute(select(LogNode.level, LogNode.idx, LogNode.hash).where(cond))}
+    rows = s.execute(select(LogNode.level, LogNode.idx, LogNode.hash).where(cond))
+    return {(level, idx): h for level, idx, h in rows}
 
 
 def _row_problem(row: Any, leaf: dict[str, Any]) -> str | None:
@@ -348,7 +351,8 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
 
     # A state from a larger tree than the database now has: that is a rollback, verify in full.
     if snapshot is not None and snapshot["size"] > head_size:
-        findings.add(Finding("log_rolled_back", f"the last verification saw {snapshot['size']} leaves; the database now "
+        findings.add(Finding("log_rolled_back", f"the last verification saw {snapshot['size']} leaves; "
+                             "the database now "
                              f"has {head_size}: it was restored from an older backup or truncated",
                              f"上次核验时日志有 {snapshot['size']} 条，现在只有 {head_size} 条：数据库被回滚或截断",
                              size=snapshot["size"], expected=f"at least {snapshot['size']} leaves",
@@ -358,7 +362,8 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     known = snapshot
     if options.full:
         snapshot, mode_detail = None, "full verification requested"
-    elif snapshot is not None and (leaf_count != head_size or (max_idx if max_idx is not None else -1) != head_size - 1):
+    elif snapshot is not None and (leaf_count != head_size
+                                   or (max_idx if max_idx is not None else -1) != head_size - 1):
         # Rows were deleted or added below the head: only a full pass can name them.
         snapshot, mode_detail = None, (f"full: the log holds {leaf_count} leaves up to index {max_idx}, "
                                        f"its head says {head_size}")
@@ -498,7 +503,8 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
                 findings.add(Finding("log_truncated", f"the tree head says {head_size} leaves but the log ends at "
                                      f"{expected_idx}: leaves {expected_idx}..{head_size - 1} were deleted",
                                      f"树头记录 {head_size} 条，日志只到第 {expected_idx} 条：尾部被截断",
-                                     index=expected_idx, expected=f"{head_size} leaves", found=f"{expected_idx} leaves"))
+                                     index=expected_idx, expected=f"{head_size} leaves",
+                                     found=f"{expected_idx} leaves"))
         results = pipeline.finish()
     except BaseException:
         pipeline.abort()
@@ -694,8 +700,9 @@ def _feed(audit: TreeAudit, h: bytes, stored: dict[tuple[int, int], bytes], dirt
         if children_dirty:
             continue  # a changed leaf changes its ancestors: named once, at the leaf
         if have is None:
-            findings.add(Finding("node_missing", f"node ({level}, {idx}) over leaves {idx << level}..{((idx + 1) << level) - 1}"
-                                 " is not stored", f"缺少树节点 ({level}, {idx})", expected=value.hex(), found="nothing"))
+            findings.add(Finding("node_missing", f"node ({level}, {idx}) over leaves "
+                                 f"{idx << level}..{((idx + 1) << level) - 1} is not stored",
+                                 f"缺少树节点 ({level}, {idx})", expected=value.hex(), found="nothing"))
         else:
             findings.add(Finding("node_mismatch", f"node ({level}, {idx}) over leaves {idx << level}.."
                                  f"{((idx + 1) << level) - 1}: stored {have.hex()}, recomputed {value.hex()}",
@@ -749,7 +756,8 @@ def _add_outside(out: list[HeldCheckpoint], findings: Findings, note: bytes, log
         try:
             verified = open_with_keys(note, log_keys)
         except LogError:
-            findings.add(Finding("checkpoint_bad_signature", f"{source} is not a checkpoint signed by the log key: {exc}",
+            findings.add(Finding("checkpoint_bad_signature",
+                                 f"{source} is not a checkpoint signed by the log key: {exc}",
                                  f"{source} 不是日志密钥签署的检查点"))
             return
     out.append(HeldCheckpoint(verified.checkpoint, source, note,
@@ -862,7 +870,8 @@ def _check_receipts(s: Session, folder: Path, log_keys: Sequence[NoteVerifier], 
     hashes: dict[int, bytes] = {}
     ordered = sorted(wanted)
     for start in range(0, len(ordered), 500):
-        for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.idx.in_(ordered[start:start + 500]))):
+        chunk = ordered[start:start + 500]
+        for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.idx.in_(chunk))):
             hashes[idx] = compute_leaf_hash(data)
     out: list[Finding] = []
     for path, text in texts:

@@ -142,9 +142,9 @@ class ItemState:
 
     ``holder`` is the unit accountable now and ``people`` its staff ids;
     ``heading`` and ``sender`` are set while the item is on its way
-    (:data:`PENDING` statuses; ``sender`` also after an arrive, until the receive). ``last_time``, ``last_place``, ``last_action``
-    and ``last_event`` describe the last event that moved custody (a backlog
-    event does not: see :mod:`custody.rules`). ``seal`` and ``count`` are what
+    (:data:`PENDING` statuses; ``sender`` also after an arrive, until the receive).
+    ``last_time``, ``last_place``, ``last_action`` and ``last_event`` describe the last
+    event that moved custody (a backlog event does not: see :mod:`custody.rules`). ``seal`` and ``count`` are what
     the next scan should show; ``seal_expected`` is False while the item is
     open; ``seal_broken`` once a damaged or missing seal was reported (until
     the item is sealed again); ``bad_seal`` the wrong seal number last reported.

@@ -96,7 +96,8 @@ def test_a_duplicate_room_is_refused_with_both_rows() -> None:
     first = next(i for i, r in enumerate(units) if r["kind"] == "room")
     units.append(dict(units[first]))
     problems = _problems(subjects, units)
-    assert problems == [("units", len(units) + 1, f"duplicate unit {units[first]['code']!r} (first on row {first + 2})")]
+    assert problems == [("units", len(units) + 1,
+                         f"duplicate unit {units[first]['code']!r} (first on row {first + 2})")]
 
 
 def test_an_unknown_subject_is_refused() -> None:
