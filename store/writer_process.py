@@ -21,6 +21,7 @@ terminal: the server closes it, so that it stores the custody states first.
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -32,6 +33,8 @@ from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from custody.errors import CustodyError
 
@@ -87,7 +90,10 @@ class WriterProcess:
 
     def send(self, generation: int, now: datetime, pending: Sequence[_Pending]) -> None:
         """:meth:`append`'s first half: hand the group over; :meth:`receive` gets the answers in order."""
-        items = [(p.submission, p.verdict().to_wire()) for p in pending]
+        # An accepted submission is not sent: the child rebuilds it from the event's canonical bytes in the
+        # verdict (what the station signed; the same JSON), at a tenth of what unpickling it again cost.
+        items = [(None if len(wire) > 2 else p.submission, wire)
+                 for p in pending for wire in (p.verdict().to_wire(),)]
         with self._lock:
             if not self._sent:  # (re)start the child only with nothing outstanding: its answers are lost
                 self._ensure()
@@ -221,6 +227,16 @@ class _Clock:
         return self.now
 
 
+def _submission_of(wire: tuple[Any, ...]) -> dict[str, Any]:
+    """The submission an accepted verdict was made from: its event is the JSON of the canonical bytes the
+    station signed (the submitted object, as JSON values), with the key id and signature."""
+    try:
+        event = orjson.loads(wire[-1])
+    except orjson.JSONDecodeError:  # what orjson refuses and the standard parser reads (lone surrogates)
+        event = json.loads(wire[-1])
+    return {"event": event, "kid": wire[0], "sig": wire[1]}
+
+
 def _run(conn: Connection, parent: int) -> None:
     """The child: open the instance, build the custody states, then append what the parent sends."""
     from custody.keyring import Role
@@ -268,8 +284,11 @@ def _run(conn: Connection, parent: int) -> None:
                 stamp = ours if ours == trusted else -1
                 clock.now = now
                 people: dict[tuple[str, str], Any] = {}
-                pending = [_Pending.of(submission, _from_wire(wire, submission, people), stamp)
-                           for submission, wire in items]
+                pending = []
+                for submission, wire in items:
+                    if submission is None:
+                        submission = _submission_of(wire)
+                    pending.append(_Pending.of(submission, _from_wire(wire, submission, people), stamp))
                 try:
                     results = ledger._append_pending(pending)
                 except BaseException:

@@ -3,6 +3,8 @@ writer thread; errors and a killed writer reach the caller, and nothing acknowle
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ from sqlalchemy import delete, select
 
 from custody.events import Action
 from custody.log.checkpoint import open_checkpoint
+from custody.log.jcs import canonical_json
 from custody.log.merkle import leaf_hash, root_from_leaf_hashes
 from custody.log.note import parse_verifier_key
 from custody.log.proofs import parse_tlog_proof, verify_tlog_proof
@@ -57,7 +60,8 @@ def _verifies(ledger: Ledger) -> None:
 def test_the_writer_process_appends_receipts_refusals_and_replays_as_the_thread_does(remote: Ledger,
                                                                                       desk: Desk) -> None:
     good = desk.receive_events(4, T)
-    forged = desk.event("YW-X-K001", Action.RECEIVE, T, frm="36-YS", to="3601", label="ab" * 32)
+    forged = desk.event("YW-X-K001", Action.RECEIVE, T, frm="36-YS", to="3601", label="ab" * 32,
+                        note="标签不符\u2028\"第二行\"\\ é")
     size = remote.size()
     results = remote.submit(good + [forged, good[0]])
     assert [r["status"] for r in results] == ["accepted"] * 4 + ["refused", "duplicate"]
@@ -69,7 +73,12 @@ def test_the_writer_process_appends_receipts_refusals_and_replays_as_the_thread_
         proof = parse_tlog_proof(result["receipt"])
         assert json.loads(proof.extra)["event"] == submission["event"]
         verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), verifier)
-    assert json.loads(log_leaves(remote)[results[4]["index"]])["type"] == "refusal"
+    # the evidence of a refusal is what the station sent, byte for byte (the writer process rebuilds an
+    # accepted signature's submission from the signed bytes, not from a copy of the object)
+    refusal = json.loads(log_leaves(remote)[results[4]["index"]])
+    presented = canonical_json(forged)
+    assert refusal["type"] == "refusal" and base64.b64decode(refusal["presented"]) == presented
+    assert refusal["presented_sha256"] == hashlib.sha256(presented).hexdigest()
     # the custody rules ran there: the states a fresh reader rebuilds hold the received items
     states = Ledger(remote.instance).item_states(EXAM)
     assert {states[json.loads(log_leaves(remote)[r["index"]])["item"]]["holder"] for r in results[:4]} == {"3601"}
