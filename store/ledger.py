@@ -261,8 +261,7 @@ class Ledger:
         """
         from custody.errors import NotFound
 
-        # no transaction: the checkpoint, once read, and the nodes under it never change
-        with self.db.autocommit_session() as s:
+        def read(s: Session) -> str:
             store = LogStore(s)
             signed = store.signed_note(size)
             if signed is None:
@@ -272,6 +271,9 @@ class Ledger:
                 raise NotFound(f"leaf {index} is not in the checkpoint of size {signed_size}")
             data = s.get(LogLeaf, index).data if extra else None
             return format_tlog_proof(index, store.proof(index, signed_size), note.encode(), extra=data)
+
+        # the checkpoint, once read, and the nodes and leaf under it never change
+        return self.db.immutable_read(read)
 
     def consistency_proof(self, old: int, new: int | None = None) -> str:
         from custody.log.merkle import consistency_proof

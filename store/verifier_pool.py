@@ -110,8 +110,7 @@ def load_keyring(url: str) -> KeyRing:
         with db.session() as s:
             return KeyRing(to_public_key(r) for r in s.scalars(select(KeyRecord).order_by(KeyRecord.id)))
     finally:
-        db.engine.dispose()
-        db.writer.dispose()
+        db.dispose()
 
 
 # --- in a worker process ----------------------------------------------------------

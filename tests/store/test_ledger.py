@@ -215,6 +215,25 @@ def test_inclusion_proofs_against_the_latest_or_an_earlier_checkpoint_and_clear_
         ledger.inclusion_proof(ledger.size())
 
 
+def test_a_proof_is_read_again_on_a_new_connection_when_the_pooled_one_was_dropped(ledger: Ledger,
+                                                                                     desk: Desk) -> None:
+    """Proofs read immutable rows without pinging the pooled connection first (PostgreSQL): a connection
+    the server dropped meanwhile (a restart, an idle timeout) is replaced and the read runs again."""
+    from sqlalchemy import text
+
+    if ledger.db.is_sqlite:
+        pytest.skip("SQLite has no server to drop a connection")
+    first = ledger.submit(desk.receive_events(2, T))[0]
+    proof = ledger.inclusion_proof(first["index"])
+    with ledger.db.reader.connect() as c:  # the pooled connection the proof used
+        pid = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    with ledger.db.engine.connect() as admin:
+        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    assert ledger.inclusion_proof(first["index"]) == proof
+    with ledger.db.reader.connect() as c:
+        assert c.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+
+
 def test_a_database_restored_from_an_old_backup_is_refused(ledger: Ledger, desk: Desk, tiny_exam) -> None:
     ledger.submit(desk.receive_events(3, T))
     cut = ledger.size()
