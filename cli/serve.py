@@ -10,7 +10,9 @@ import ipaddress
 import json
 import os
 import secrets
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -88,12 +90,27 @@ def serve_instance(instance: Any, host: str = "127.0.0.1", port: int = 8000, dem
     if trusted_proxy:
         options.update(trusted_proxy=trusted_proxy, trusted_proxy_headers="x-forwarded-for x-forwarded-proto",
                        clear_untrusted_proxy_headers=True)
+    _stop_on_sigterm()
     try:
         serve(app, host=host, port=port, threads=threads, ident="custody",
               max_request_body_size=max_request_body(app.config), connection_limit=500, channel_timeout=60,
               **options)
     finally:
         app.extensions["custody"].ledger.close()  # stops the workers, stores the custody states
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager stopping the server) stops it as Ctrl+C does: waitress ends its loop and
+    the ledger appends what was queued, stops the workers and the writer process and stores the custody
+    states. Without this the process died where it stood (nothing acknowledged was lost, but the
+    states were rebuilt by a replay at the next start and queued batches got no answer)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers (a test may serve from another)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def demo_login(instance: Any) -> str:

@@ -75,10 +75,12 @@ def test_the_demo_login_is_an_institute_administrator_with_a_fresh_password(tiny
     assert account.role == "admin" and account.unit is None
 
 
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_serve_takes_signed_batches_through_its_signature_workers_and_stores_the_states_on_exit(
-        tiny_exam, db_url) -> None:
+        tiny_exam, db_url, stop: str) -> None:
     """`custody serve` as an operator runs it: a worker process checks the signatures, every accepted
-    event has a receipt that verifies, and Ctrl+C stops the workers and stores the custody states."""
+    event has a receipt that verifies, and Ctrl+C, or SIGTERM as a service manager stops it, stops the
+    workers and the writer process and stores the custody states."""
     import http.client
     import os
     import signal
@@ -133,7 +135,7 @@ def test_serve_takes_signed_batches_through_its_signature_workers_and_stores_the
         for r in results:
             verify_tlog_proof(r["receipt"], bytes.fromhex(r["leaf_hash"]), log_key)
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(getattr(signal, stop))
         output = server.communicate(timeout=60)[0]
     assert server.returncode in (0, -signal.SIGINT), output
     assert "Traceback" not in output, output
