@@ -52,7 +52,7 @@ from store.logstore import (
     write_witness_copy,
 )
 from store.models import AlertRecord, IssuedLabel, Item, ItemHead, KeyRecord, LogCheckpoint, LoggedKey, LogLeaf
-from store.verifier_pool import MIN_BATCH, Verdict, VerifierPool, check
+from store.verifier_pool import MIN_BATCH, Verdict, VerifierPool, _to_wire, check
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,11 @@ class _Pending:
         return cls(submission, verdict.event, verdict.kid, verdict.sig, verdict.error, verdict.error_code,
                    generation=generation, wire=verdict.wire)
 
-    def verdict(self) -> Verdict:
-        return Verdict(self.event, self.kid, self.sig, self.error, self.error_code, self.wire)
+    def to_wire(self) -> tuple[Any, ...]:
+        """The verdict as plain values for the writer process: as the worker sent it, if it came from one."""
+        if self.wire is not None:
+            return self.wire
+        return _to_wire(Verdict(self.event, self.kid, self.sig, self.error, self.error_code))
 
 
 #: A batch queued for the writer: its submissions checked, the station that sent it, its results' future.
@@ -450,7 +453,7 @@ class Ledger:
             return
         stopping = False
         while not stopping:
-            group, stopping = self._take_group(block=True)
+            group, stopping = self._take_group()
             if not group:
                 return
             try:
@@ -474,16 +477,12 @@ class Ledger:
             stopping = False
             while not stopping:
                 slots.acquire()  # before the group is taken: it takes in what was queued while waiting
-                group, stopping = self._take_group(block=True)
+                group, stopping = self._take_group()
                 if not group:
                     slots.release()
                     break
                 try:
-                    # The writer process takes these verdicts as its own when its copy of the key registry
-                    # is no newer than this one: it reads the registry again whenever this one's generation
-                    # changes, and says when it read it again itself (then so does this process).
-                    pending, generation = self._current_keys([p for queued, _, _ in group for p in queued])
-                    self._remote.send(generation, self.clock(), pending)
+                    self._hand_over([p for queued, _, _ in group for p in queued])
                 except BaseException as exc:  # not handed over: nothing of it was stored
                     slots.release()
                     self._forget()
@@ -498,24 +497,33 @@ class Ledger:
         """The writer process's answers, in the order the groups were sent, to their callers."""
         while (group := sent.get()) is not None:
             try:
-                results, refreshed = self._remote.receive()
+                results = self._answer()
             except BaseException as exc:  # the whole group failed: nothing was stored
                 self._forget()
                 _fail(group, exc)
                 continue
             finally:
                 slots.release()
-            if refreshed:  # the writer read the key registry again: so must this process
-                self._registry(refresh=True)
             _deliver(group, results)
 
-    def _take_group(self, *, block: bool) -> tuple[list[_Queued], bool]:
-        """Batches from the queue for one append, up to MAX_BATCH submissions (waits for the first with
-        ``block``), and whether close() queued its stop after them."""
-        try:
-            first = self._queue.get() if block else self._queue.get_nowait()
-        except queue.Empty:
-            return [], False
+    def _hand_over(self, pending: list[_Pending]) -> None:
+        """Send a group to the writer process. It takes these verdicts as its own when its copy of the key
+        registry is no newer than this one: it reads the registry again whenever this one's generation
+        changes, and says when it read it again itself (then so does this process: :meth:`_answer`)."""
+        pending, generation = self._current_keys(pending)
+        self._remote.send(generation, self.clock(), pending)
+
+    def _answer(self) -> list[dict[str, Any]]:
+        """The writer process's results for the oldest group handed over."""
+        results, refreshed = self._remote.receive()
+        if refreshed:  # the writer read the key registry again: so must this process
+            self._registry(refresh=True)
+        return results  # type: ignore[no-any-return]
+
+    def _take_group(self) -> tuple[list[_Queued], bool]:
+        """Batches from the queue for one append, up to MAX_BATCH submissions (waits for the first), and
+        whether close() queued its stop after them."""
+        first = self._queue.get()
         if first is None:
             return [], True
         group = [first]
@@ -540,11 +548,8 @@ class Ledger:
         """Append a group of verified submissions, here or in the writer process."""
         if self._remote is None:
             return self._append_pending(pending)
-        pending, generation = self._current_keys(pending)
-        results, refreshed = self._remote.append(generation, self.clock(), pending)
-        if refreshed:
-            self._registry(refresh=True)
-        return results  # type: ignore[no-any-return]
+        self._hand_over(pending)
+        return self._answer()
 
     def _append_pending(self, pending: list[_Pending]) -> list[dict[str, Any]]:
         now = self.clock()

@@ -77,10 +77,6 @@ class Verdict:
             return cls(error=wire[0], error_code=wire[1], wire=wire)
         return cls(kid=wire[0], sig=wire[1], wire=wire)
 
-    def to_wire(self) -> tuple[Any, ...]:
-        """As plain values for another process: as the worker sent it, if it came from one."""
-        return self.wire if self.wire is not None else _to_wire(self)
-
 
 def error_code(exc: Exception) -> str:
     """``UnknownKey`` -> ``unknown_key``: the code a refusal carries."""

@@ -79,21 +79,15 @@ class WriterProcess:
         with self._lock:
             self._ensure()
 
-    def append(self, generation: int, now: datetime,
-               pending: Sequence[_Pending]) -> tuple[list[dict[str, Any]], bool]:
-        """Append verified submissions, received at ``now`` and checked against the parent's key
-        registry ``generation``: the results :meth:`Ledger.submit` returns, and whether the writer
-        read the registry again meanwhile (a key registered, rotated or revoked: the parent must
-        read it too, or it would go on verifying against its older copy)."""
-        self.send(generation, now, pending)
-        return self.receive()
-
     def send(self, generation: int, now: datetime, pending: Sequence[_Pending]) -> None:
-        """:meth:`append`'s first half: hand the group over; :meth:`receive` gets the answers in order."""
+        """Hand over verified submissions, received at ``now`` and checked against the parent's key registry
+        ``generation``, to be appended; :meth:`receive` gets the answers, in the order the groups were sent."""
         # An accepted submission is not sent: the child rebuilds it from the event's canonical bytes in the
         # verdict (what the station signed; the same JSON), at a tenth of what unpickling it again cost.
-        items = [(None if len(wire) > 2 else p.submission, wire)
-                 for p in pending for wire in (p.verdict().to_wire(),)]
+        items = []
+        for p in pending:
+            wire = p.to_wire()
+            items.append((None if len(wire) > 2 else p.submission, wire))
         with self._lock:
             if not self._sent:  # (re)start the child only with nothing outstanding: its answers are lost
                 self._ensure()
@@ -108,9 +102,11 @@ class WriterProcess:
             self._sent += 1
 
     def receive(self) -> tuple[list[dict[str, Any]], bool]:
-        """The answer to the oldest group sent (raises what the child raised for it, or WriterStopped).
-        One caller at a time; it waits for the child without the lock, so that :meth:`send` can hand
-        over the next group meanwhile."""
+        """The answer to the oldest group sent: the results :meth:`Ledger.submit` returns, and whether the
+        writer read the key registry again meanwhile (a key registered, rotated or revoked: the parent must
+        read it too, or it would go on verifying against its older copy). Raises what the child raised for
+        the group, or WriterStopped. One caller at a time; it waits for the child without the lock, so that
+        :meth:`send` can hand over the next group meanwhile."""
         with self._lock:
             if not self._sent:
                 raise RuntimeError("no group awaits an answer")
