@@ -359,13 +359,13 @@ def _write_pdf_with_progress(write, chosen, out: Path, lang: str) -> int:  # typ
 @click.option("--exam", help="Exam code (default: the current exam).")
 @pass_ctx
 def labels_png(ctx: Context, item: str, out: Path, lang: str, exam: str | None) -> None:
-    """Save one item's label as a PNG (300 dpi)."""
-    from printing.sheet import label_png
+    """Save one item's label as a PNG (300 dpi, recorded in the file so that it prints at true size)."""
+    from printing.png import save_label_png
     from store.queries import printable_labels
 
     instance = ctx.instance()
-    chosen = printable_labels(instance, exam or instance.current_exam(), item=item)
-    label_png(chosen[0], lang=lang).save(out, dpi=(300, 300))
+    chosen = printable_labels(instance, exam or instance.current_exam(), item=item)  # NotFound if none
+    save_label_png(chosen[0], out, lang=lang)
     click.echo(f"wrote {out}")
 
 

@@ -68,6 +68,27 @@ def test_label_text_verifies_and_prints_the_fields(exam) -> None:
     assert result["subject"] == "YW" and result["destination"] == "K001-01"
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_labels_png_saves_the_label_that_decodes_and_verifies(exam, tmp_path: Path, lang: str) -> None:
+    from PIL import Image
+    from pyzbar import pyzbar
+
+    out = tmp_path / "label.png"
+    assert "wrote" in exam("labels", "png", "YW-P-K001-01", str(out), "--lang", lang).output
+    text = exam("labels", "text", "YW-P-K001-01").output.strip()
+    with Image.open(out) as image:
+        assert image.format == "PNG" and round(image.info["dpi"][0]) == 300
+        assert [s.data.decode() for s in pyzbar.decode(image)] == [text]
+    assert json.loads(exam("labels", "verify", text).output)["valid"] is True
+
+
+def test_labels_png_of_an_unknown_item_is_a_usage_error_and_writes_nothing(exam, tmp_path: Path) -> None:
+    out = tmp_path / "label.png"
+    result = exam("labels", "png", "YW-P-K999-99", str(out), ok=False)
+    assert result.exit_code == 2 and "YW-P-K999-99" in result.output
+    assert not out.exists()
+
+
 def test_a_refused_label_exits_non_zero_with_its_reason(exam) -> None:
     text = exam("labels", "text", "YW-P-K001-01").output.strip()
     changed = text[:-10] + ("1" if text[-10] != "1" else "2") + text[-9:]
