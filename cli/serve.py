@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from cli.context import Context, now, pass_ctx, table
-from custody.errors import CustodyError
+from custody.errors import NotFound
 
 DEFAULT_THREADS = 16
 DEMO_ADMIN = "demo-admin"
@@ -221,7 +221,7 @@ def _find(ctx: Context, username: str) -> int:
     for account in list_accounts(ctx.instance()):
         if account.username == username:
             return account.id
-    raise CustodyError(f"no account {username!r}")
+    raise NotFound(f"no account {username!r}")  # exit 2: a usage error, as for `users passwd`
 
 
 @users.command("disable")
@@ -253,9 +253,10 @@ def users_unlock(ctx: Context, username: str) -> None:
     """Clear the failed-login lock of an account."""
     from datetime import timedelta
 
-    from web.accounts import Throttle
+    from web.accounts import Throttle, user_lock_key
 
-    Throttle(ctx.instance(), 5, timedelta(minutes=15)).succeed(f"user:{username.lower()}")
+    _find(ctx, username)  # a mistyped name is an error, not a silent "unlocked"
+    Throttle(ctx.instance(), 5, timedelta(minutes=15)).succeed(user_lock_key(username))
     click.echo(f"{username} unlocked")
 
 

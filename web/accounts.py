@@ -119,7 +119,7 @@ def set_password(instance: Instance, username: str, password: str, now: datetime
         account.password_hash = digest
         account.password_changed_at = now
         account.session_version += 1
-        s.execute(delete(LoginThrottle).where(LoginThrottle.key == f"user:{username.lower()}"))
+        s.execute(delete(LoginThrottle).where(LoginThrottle.key == user_lock_key(username)))
 
 
 def set_disabled(instance: Instance, account_id: int, disabled: bool) -> Account:
@@ -186,6 +186,12 @@ class Throttle:
             s.execute(delete(LoginThrottle).where(LoginThrottle.key == user_key))
 
 
+def user_lock_key(username: str) -> str:
+    """The failed-login counter of ``username`` (see :class:`Throttle`): what a login, a new password and
+    ``custody users unlock`` all clear."""
+    return f"user:{username.strip().lower()[:64]}"
+
+
 def authenticate(instance: Instance, username: str, password: str, address: str, now: datetime, *,
                  hasher: PasswordHasher, throttle: Throttle) -> Account:
     """The account if the password is right; raises :class:`LoginLocked` or :class:`LoginRefused`.
@@ -193,7 +199,7 @@ def authenticate(instance: Instance, username: str, password: str, address: str,
     The lock is checked before the password, so a locked account cannot be
     probed; an unknown username costs one hash verification like a known one.
     """
-    user_key, ip_key = f"user:{username.strip().lower()[:64]}", f"ip:{address[:60]}"
+    user_key, ip_key = user_lock_key(username), f"ip:{address[:60]}"
     until = throttle.locked_until([user_key, ip_key], now)
     if until is not None:
         raise LoginLocked(until)

@@ -47,6 +47,45 @@ def test_users_add_list_and_refusals(custody) -> None:
     assert unknown_unit.exit_code == 2 and "no unit" in unknown_unit.output
 
 
+def test_users_passwd_disable_enable_and_unlock(custody, tiny_exam) -> None:
+    from datetime import timedelta
+
+    from web.accounts import LoginLocked, LoginRefused, Throttle, authenticate
+
+    throttle = Throttle(tiny_exam, 5, timedelta(minutes=15))
+    now = datetime.now(UTC)
+
+    def login(password: str, address: str = "10.0.0.1"):
+        return authenticate(tiny_exam, "zhang", password, address, now, hasher=CHEAP, throttle=throttle)
+
+    assert custody("users", "add", "zhang", "--role", "officer", "--unit", "360102",
+                   password="a-long-enough-password").exit_code == 0
+    for n in range(5):  # from five addresses: only the account's own counter locks
+        with pytest.raises((LoginRefused, LoginLocked)):
+            login("not-the-password", f"10.0.1.{n}")
+    with pytest.raises(LoginLocked):
+        login("a-long-enough-password")
+    unlocked = custody("users", "unlock", "zhang")
+    assert unlocked.exit_code == 0 and "zhang unlocked" in unlocked.output
+    assert login("a-long-enough-password").username == "zhang"
+
+    assert custody("users", "passwd", "zhang", password="a-new-long-password").exit_code == 0
+    with pytest.raises(LoginRefused):
+        login("a-long-enough-password")
+    assert login("a-new-long-password").username == "zhang"
+
+    assert custody("users", "disable", "zhang").exit_code == 0
+    assert json.loads(custody("users", "list", "--json").output.splitlines()[0])["disabled"] is True
+    with pytest.raises(LoginRefused):
+        login("a-new-long-password")
+    assert custody("users", "enable", "zhang").exit_code == 0
+    assert login("a-new-long-password").username == "zhang"
+
+    for command in ("passwd", "disable", "enable", "unlock"):
+        result = custody("users", command, "zhnag", password="a-third-long-password")
+        assert result.exit_code == 2 and "no account 'zhnag'" in result.output, (command, result.output)
+
+
 def test_the_password_is_never_an_option(custody) -> None:
     result = custody("users", "add", "zhou", "--role", "admin", "--password", "a-long-enough-password")
     assert result.exit_code == 2 and "No such option" in result.output
