@@ -195,14 +195,23 @@ def keys_rotate(ctx: Context, role: str, owner: str | None) -> None:
 @pass_ctx
 def keys_revoke(ctx: Context, kid: str, reason: str, at_text: str | None) -> None:
     """Revoke a key: what it signed from the revocation time on no longer verifies."""
-    from datetime import datetime
+    from datetime import UTC, datetime
 
-    at = datetime.fromisoformat(at_text) if at_text else now()
+    try:
+        at = datetime.fromisoformat(at_text) if at_text else now()
+    except ValueError:
+        raise click.BadParameter(f"{at_text!r} is not an ISO 8601 time, e.g. 2017-06-20T08:00:00+08:00",
+                                 param_hint="--at") from None
     if at.tzinfo is None:
         raise click.BadParameter("give a time zone, e.g. 2017-06-20T08:00:00+08:00", param_hint="--at")
     revoked = ctx.instance().keys.revoke(kid, at, reason)
     for key in revoked:
-        click.echo(f"revoked {key.kid_hex} ({key.role.value}, {key.owner}) from {at.isoformat()}: {reason}")
+        # a key revoked before stays revoked from the earlier of the two times, with that revocation's reason
+        assert key.revoked_at is not None
+        said = "revoked" if key.revoked_at == at else "already revoked"
+        click.echo(f"{said} {key.kid_hex} ({key.role.value}, {key.owner}) from "
+                   f"{key.revoked_at.astimezone(UTC).isoformat()}: "
+                   f"{key.revocation_reason}")
 
 
 # --- stations ---------------------------------------------------------------------

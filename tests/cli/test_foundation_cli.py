@@ -89,6 +89,22 @@ def test_labels_png_of_an_unknown_item_is_a_usage_error_and_writes_nothing(exam,
     assert not out.exists()
 
 
+def test_keys_revoke_says_what_holds_and_refuses_a_bad_time(exam) -> None:
+    kid = json.loads(exam("keys", "list", "--json").output)[0]["kid"]
+    first = exam("keys", "revoke", kid, "--reason", "laptop stolen", "--at", "2026-06-20T08:00:00+08:00").output
+    assert first.startswith(f"revoked {kid}") and "from 2026-06-20T00:00:00+00:00: laptop stolen" in first
+    later = exam("keys", "revoke", kid, "--reason", "again", "--at", "2026-06-21T08:00:00+08:00").output
+    assert later.startswith(f"already revoked {kid}") and "from 2026-06-20T00:00:00+00:00: laptop stolen" in later
+    earlier = exam("keys", "revoke", kid, "--reason", "stolen the day before", "--at",
+                   "2026-06-19T08:00:00+08:00").output
+    assert earlier.startswith(f"revoked {kid}") and "from 2026-06-19T00:00:00+00:00: stolen the day before" in earlier
+    for at in ("yesterday", "2026-06-19T08:00:00"):
+        refused = exam("keys", "revoke", kid, "--reason", "x", "--at", at, ok=False)
+        assert refused.exit_code == 2 and "--at" in refused.output, refused.output
+    row = json.loads(exam("keys", "list", "--json").output)[0]
+    assert row["kid"] == kid and row["revoked_at"].startswith("2026-06-19T00:00:00")
+
+
 def test_a_refused_label_exits_non_zero_with_its_reason(exam) -> None:
     text = exam("labels", "text", "YW-P-K001-01").output.strip()
     changed = text[:-10] + ("1" if text[-10] != "1" else "2") + text[-9:]
