@@ -17,6 +17,7 @@ from web.forms import AccountForm, AccountToggleForm, RevokeForm, RotateForm
 from web.names import ROLES as ROLE_NAMES
 from web.scope import unit_tree
 from web.state import state
+from web.templating import local_time
 
 bp = Blueprint("admin", __name__)
 
@@ -79,13 +80,19 @@ def revoke() -> Any:
         stations = {k.kid for k in _visible_keys() if k.role == Role.STATION.value}
         if kid not in stations:
             abort(404)
+    at = st.now()
     try:
-        st.instance.keys.revoke(kid, st.now(), (form.reason.data or "").strip())
+        revoked = st.instance.keys.revoke(kid, at, (form.reason.data or "").strip())
     except NotFound:
         abort(404)
     st.keys_changed()
     audit(current_principal(), "revoke_key", kid, form.reason.data or "")  # type: ignore[arg-type]
-    flash(_("Key %(kid)s is revoked from now on.", kid=kid), "info")
+    before = min((k.revoked_at for k in revoked if k.revoked_at is not None and k.revoked_at < at), default=None)
+    if before is not None:  # revoked before: the earlier revocation and its reason stand
+        flash(_("Key %(kid)s was already revoked at %(time)s; that revocation stands.", kid=kid,
+                time=local_time(before)), "info")
+    else:
+        flash(_("Key %(kid)s is revoked from now on.", kid=kid), "info")
     return redirect(url_for("admin.keys"), 303)
 
 

@@ -94,6 +94,13 @@ def test_an_administrator_registers_a_station_and_revokes_its_key(client_as, exa
     with exam_day.instance.db.session() as s:
         key = s.scalars(select(KeyRecord).where(KeyRecord.kid == kid)).one()
         assert key.revoked_at is not None and key.revocation_reason == "交接台电脑遗失"
+        first = key.revoked_at
+    again = client.post("/keys/revoke", data={"csrf_token": csrf_token(page.text), "kid": kid, "reason": "再次吊销"},
+                        follow_redirects=True)
+    assert "该次吊销继续有效" in again.text  # the earlier revocation stands, and the page says so
+    with exam_day.instance.db.session() as s:
+        key = s.scalars(select(KeyRecord).where(KeyRecord.kid == kid)).one()
+        assert key.revoked_at == first and key.revocation_reason == "交接台电脑遗失"
     duplicate = client.post("/stations", data={"csrf_token": csrf_token(page.text), "code": code + "X",
                                                "unit": "K001", "name": "x", "public_key": raw.hex()})
     assert duplicate.status_code == 400 and "此公钥已登记" in duplicate.text
