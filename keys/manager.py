@@ -20,7 +20,7 @@ from custody.keyring import KeyRing, PublicKey, Role, key_id
 from custody.labels import Signer
 from keys.files import public_raw, read_private_key, write_private_key
 from store.db import Database
-from store.models import KeyRecord
+from store.models import KeyRecord, LoggedKey
 
 
 def to_public_key(row: KeyRecord) -> PublicKey:
@@ -127,7 +127,13 @@ class KeyManager:
         return new
 
     def revoke(self, kid_hex: str, at: datetime, reason: str) -> list[PublicKey]:
-        """Revoke every key with this id from ``at`` on. Raises :class:`NotFound` if none."""
+        """Revoke every key with this id from ``at`` on. Raises :class:`NotFound` if none.
+
+        A key revoked before stays revoked from the earlier time: a later ``at`` changes nothing, an
+        earlier one replaces the revocation (time and reason). The log learns the new revocation as it
+        learned the first (a ``revocation`` leaf in the next batch): its logged mark is cleared here,
+        in the same transaction, so the log and the registry never disagree on when a key stopped.
+        """
         if not reason.strip():
             raise ValueError("a revocation needs a reason")
         with self.db.write_session() as s:
@@ -138,4 +144,7 @@ class KeyManager:
                 if row.revoked_at is None or at < row.revoked_at:
                     row.revoked_at = at
                     row.revocation_reason = reason
+                    logged = s.get(LoggedKey, row.id)
+                    if logged is not None:
+                        logged.revoked_idx = None  # an earlier revocation than the one logged: log it too
             return [to_public_key(r) for r in rows]

@@ -188,6 +188,8 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
     by_raw = {r.public_raw: r for r in registry}
     logged: dict[bytes, dict[str, Any]] = {}
     revoked: dict[bytes, tuple[datetime, str | None]] = {}
+    earliest: dict[bytes, tuple[int, dict[str, Any]]] = {}  # the revocation leaf that holds, by key
+    unreadable: list[tuple[int, dict[str, Any], bytes]] = []
     for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.type.in_(("key", "revocation")))
                                .order_by(LogLeaf.idx)):
         try:
@@ -208,17 +210,24 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
                     f"第 {idx} 条日志登记的密钥 {leaf.get('kid')} 与密钥登记表不符", index=idx,
                     expected=f"{leaf.get('role')}/{leaf.get('owner')}/{leaf.get('valid_from')}", found=found))
         else:
+            # A key revoked again from an earlier time has a revocation leaf for each: the earliest holds.
             at = parse_utc(leaf.get("revoked_at"))
-            if at is not None:
-                revoked[raw] = (min(at, revoked.get(raw, (at, None))[0]), leaf.get("reason"))
-            if row is None or row.revoked_at is None or _fmt(row.revoked_at) != leaf.get("revoked_at"):
-                found = _fmt(row.revoked_at) if row and row.revoked_at else "not revoked"
-                findings.append(Finding(
-                    "key_registry_mismatch",
-                    f"leaf {idx} revokes key {leaf.get('kid')} from {leaf.get('revoked_at')}; "
-                    f"the registry says {found}",
-                    f"第 {idx} 条日志吊销了密钥 {leaf.get('kid')}，密钥登记表却记为 {found}", index=idx,
-                    expected=str(leaf.get("revoked_at")), found=found))
+            if at is None:
+                unreadable.append((idx, leaf, raw))  # no registry time is written like it: reported below
+            elif raw not in revoked or at < revoked[raw][0]:
+                revoked[raw] = (at, leaf.get("reason"))
+                earliest[raw] = (idx, leaf)
+    for idx, leaf, raw in sorted([(idx, leaf, raw) for raw, (idx, leaf) in earliest.items()] + unreadable,
+                                 key=lambda found: found[0]):
+        row = by_raw.get(raw)
+        if row is None or row.revoked_at is None or _fmt(row.revoked_at) != leaf.get("revoked_at"):
+            found = _fmt(row.revoked_at) if row and row.revoked_at else "not revoked"
+            findings.append(Finding(
+                "key_registry_mismatch",
+                f"leaf {idx} revokes key {leaf.get('kid')} from {leaf.get('revoked_at')}; "
+                f"the registry says {found}",
+                f"第 {idx} 条日志吊销了密钥 {leaf.get('kid')}，密钥登记表却记为 {found}", index=idx,
+                expected=str(leaf.get("revoked_at")), found=found))
     ring = KeyRing()
     for raw, leaf in logged.items():
         row = by_raw.get(raw)

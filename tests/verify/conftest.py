@@ -179,4 +179,14 @@ def delete_rows(instance: Instance, model: Any, *where: Any) -> None:
         s.execute(delete(model).where(*where))
 
 
+def set_revoked_at(instance: Instance, kid: str, at: Any) -> None:
+    """The registry's revocation time changed in the database, not through the key manager."""
+    from sqlalchemy import update
+
+    from store.models import KeyRecord
+
+    with instance.db.write_session() as s:
+        s.execute(update(KeyRecord).where(KeyRecord.kid == kid).values(revoked_at=at))
+
+
 __all__ = ["LogCheckpoint", "LogNode", "TEST_SECRET"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -126,7 +126,6 @@ def test_rewritten_history_recomputed_hashes(make_simulated, tmp_path) -> None:
 def test_revoked_key_signature(simulated) -> None:
     k = _middle_handover(simulated)
     leaf = leaf_json(simulated.instance, k)
-    from datetime import datetime
 
     at = datetime.fromisoformat(leaf["event"]["station_time"].replace("Z", "+00:00")) - timedelta(minutes=1)
     simulated.instance.keys.revoke(leaf["kid"], at, "station laptop stolen")
@@ -135,6 +134,54 @@ def test_revoked_key_signature(simulated) -> None:
     revoked = {f["index"]: f for f in named(outcome, "revoked_key_signature")}
     assert k in revoked and revoked[k]["item"] == leaf["item"]
     assert all(leaf_json(simulated.instance, i)["kid"] == leaf["kid"] for i in revoked)
+
+
+def _log_registry_facts(sim) -> None:
+    """A batch as the server would append next (here with nothing but the registry facts the log lacks)."""
+    from custody.sample import EXAM
+    from store.ledger import Ledger
+
+    ledger = Ledger(sim.instance, clock=lambda: datetime.now(UTC))
+    try:
+        ledger.record_labels(EXAM)
+    finally:
+        ledger.close()
+
+
+def _revocations(sim, kid: str) -> list[str]:
+    from sqlalchemy import select
+
+    from store.models import LogLeaf
+
+    with sim.instance.db.session() as s:
+        rows = s.scalars(select(LogLeaf.data).where(LogLeaf.type == "revocation").order_by(LogLeaf.idx)).all()
+    return [leaf["revoked_at"] for leaf in map(json.loads, rows) if leaf["kid"] == kid]
+
+
+def test_a_key_revoked_again_from_earlier_is_logged_again_and_verifies(simulated) -> None:
+    """A revocation moved earlier (the key was lost before anyone noticed) goes into the log as well, so the
+    log and the registry agree; what the key signed from the earlier time on is then named."""
+    k = _middle_handover(simulated)
+    leaf = leaf_json(simulated.instance, k)
+    signed = datetime.fromisoformat(leaf["event"]["station_time"].replace("Z", "+00:00"))
+    later = max(datetime.fromisoformat(leaf_json(simulated.instance, i)["event"]["station_time"].replace(
+        "Z", "+00:00")) for i in handover_indexes(simulated.instance)) + timedelta(hours=1)
+    simulated.instance.keys.revoke(leaf["kid"], later, "station laptop stolen")
+    _log_registry_facts(simulated)
+    assert simulated.verify(full=True).ok  # revoked after everything it signed
+    simulated.instance.keys.revoke(leaf["kid"], signed - timedelta(minutes=1), "lost the evening before")
+    _log_registry_facts(simulated)
+    assert _revocations(simulated, leaf["kid"]) == [
+        later.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        (signed - timedelta(minutes=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
+    outcome = simulated.verify(full=True)
+    assert "key_registry_mismatch" not in codes(outcome), named(outcome, "key_registry_mismatch")
+    assert k in {f["index"] for f in named(outcome, "revoked_key_signature")}
+    # the registry changed behind the log's back (no second leaf) is still named
+    from tests.verify.conftest import set_revoked_at
+
+    set_revoked_at(simulated.instance, leaf["kid"], signed - timedelta(hours=2))
+    assert "key_registry_mismatch" in codes(simulated.verify(full=True))
 
 
 def test_restored_old_backup(make_simulated, tmp_path) -> None:
