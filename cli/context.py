@@ -54,10 +54,10 @@ def emit_json(value: Any) -> None:
 
 
 def table(headers: list[str], rows: Iterable[Iterable[Any]]) -> None:
-    rows = [[("" if c is None else str(c)) for c in r] for r in rows]
-    widths = [max([len(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    cells = [[("" if c is None else str(c)) for c in r] for r in rows]
+    widths = [max([len(h)] + [_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    for r in rows:
+    for r in cells:
         click.echo("  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths, strict=True)))
 
 

@@ -127,7 +127,7 @@ def _resolution(ctx: click.Context, param: click.Parameter, value: str | None) -
 @click.option("--fullscreen", is_flag=True, envvar="CUSTODY_SCAN_FULLSCREEN", help="Window: full screen (kiosk).")
 @click.option("--no-sound", is_flag=True, envvar="CUSTODY_SCAN_NO_SOUND", help="Window: no sound cues.")
 @click.pass_context
-def scan(ctx: click.Context, source: str, decode_only: bool, as_json: bool, all_frames: bool, all_codes: bool,
+def scan(ctx: click.Context, /, source: str, decode_only: bool, as_json: bool, all_frames: bool, all_codes: bool,
          max_frames: int | None, seconds: float | None, resolution: tuple[int, int] | None,
          decoder_name: str, **station_options: Any) -> None:
     """Decode every custody label seen in a camera, video, image or folder of images
@@ -267,8 +267,8 @@ def run_station(source: str, *, station_home: str | None, action: str | None, co
             session = station.new_session(chosen, counterpart)
         for item, reason in damaged:
             session.mark_seal_damaged(item, reason)
-        for item, number, reason in counted:
-            session.record_count(item, number, reason)
+        for item, quantity, reason in counted:
+            session.record_count(item, quantity, reason)
         if missing_reason:
             session.mark_missing(missing_reason)
         if accept_unexpected:

@@ -11,11 +11,14 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.context import Context, emit_json, pass_ctx
+
+if TYPE_CHECKING:
+    from store.ledger import Ledger
 
 DEFAULT_SCHEDULE = "*-*-* 02:30:00"
 
@@ -159,7 +162,7 @@ class _Source:
         self.local = local if local is not None or instance is None else instance.home
         self.instance = instance
 
-    def _ledger(self) -> Any:
+    def _ledger(self) -> Ledger:
         from store.instance import open_instance
         from store.ledger import Ledger
 

@@ -177,8 +177,8 @@ FALSE_WORDS = {"", "0", "no", "n", "false", "否", "无"}
 
 
 def _columns(
-    table: str, rows: Sequence[Mapping[str, str]], required: dict[str, tuple[str, ...]],
-    optional: dict[str, tuple[str, ...]], problems: list[tuple[str, int | None, str]],
+    table: str, rows: Sequence[Mapping[str, str]], required: Mapping[str, tuple[str, ...]],
+    optional: Mapping[str, tuple[str, ...]], problems: list[tuple[str, int | None, str]],
 ) -> dict[str, str]:
     """Map our field names to the header the file used (English or Chinese)."""
     headers = {h.strip(): h for row in rows[:1000] for h in row.keys() if h is not None}

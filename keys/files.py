@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -17,13 +18,13 @@ PASSPHRASE_ENV = "CUSTODY_PASSPHRASE"
 MIN_PASSPHRASE = 8
 
 
-def passphrase(*, confirm: bool = False, env: dict[str, str] | None = None) -> bytes:
+def passphrase(*, confirm: bool = False, env: Mapping[str, str] | None = None) -> bytes:
     """The key passphrase: from ``CUSTODY_PASSPHRASE``, else asked at the terminal.
 
     Raises :class:`KeyStoreError` when there is neither (a job without a terminal).
     """
-    env = os.environ if env is None else env
-    value = env.get(PASSPHRASE_ENV)
+    values: Mapping[str, str] = os.environ if env is None else env
+    value = values.get(PASSPHRASE_ENV)
     if value is None:
         if not sys.stdin.isatty():
             raise KeyStoreError(f"a passphrase is needed to use the private keys: set {PASSPHRASE_ENV} "

@@ -36,10 +36,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from custody.events import Event, parse_event
@@ -143,7 +143,7 @@ def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
                                  destination=r.destination, count=r.count, seal=r.seal, parent_box=r.parent_box,
                                  label=labels.get(r.item_id))
              for r in session.scalars(select(Item).where(Item.exam == exam))}
-    states = {item: ItemState.from_json(json.loads(state))
+    states = {item: ItemState.from_json(json.loads(cast(str, state)))
               for item, state in session.execute(select(ItemHead.item, ItemHead.state)
                                                  .where(ItemHead.state.is_not(None)))}
     tracker = Tracker(plan, items, states=states)
@@ -288,7 +288,7 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
     for _, item, label in reversed(pending):
         tracker.issue_label(item, label)
     if alerts:
-        session.execute(AlertRecord.__table__.insert(), alerts)
+        session.execute(cast(Table, AlertRecord.__table__).insert(), alerts)
     cached.size = end
     if snapshot or (snapshot is None and cached.encoding is not None and cached.encoding.done()):
         store_states(session, cached)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -231,6 +231,6 @@ class Database:
         self.reader.dispose()
 
 
-def database_url(home: Path, env: dict[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    return env.get("CUSTODY_DATABASE_URL") or sqlite_url(home / "custody.db")
+def database_url(home: Path, env: Mapping[str, str] | None = None) -> str:
+    variables: Mapping[str, str] = os.environ if env is None else env
+    return variables.get("CUSTODY_DATABASE_URL") or sqlite_url(home / "custody.db")

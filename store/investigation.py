@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -77,13 +77,13 @@ def _fetch_nodes(session: Session, ids: Iterable[tuple[int, int]]) -> dict[tuple
             rows = session.execute(select(table.c.idx, table.c.hash).where(
                 table.c.level == level, table.c.idx >= lo, table.c.idx <= hi))
             keep = set(wanted)
-            found.update(((level, i), h) for i, h in rows if i in keep)
+            found.update(((level, i), h) for i, h in cast("Iterable[tuple[int, bytes]]", rows) if i in keep)
         else:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
                 rows = session.execute(select(table.c.idx, table.c.hash).where(
                     table.c.level == level, table.c.idx.in_(chunk)))
-                found.update(((level, i), h) for i, h in rows)
+                found.update(((level, i), h) for i, h in cast("Iterable[tuple[int, bytes]]", rows))
     return found
 
 
@@ -144,8 +144,8 @@ def witnessed_anchor(session: Session, origin: str, size: int) -> dict[str, Any]
     from custody.log.merkle import consistency_proof
     from custody.log.proofs import format_consistency_proof
     from custody.verify.checkpoints import open_with_keys
-    from store.logstore import LogStore
-    from store.verification import log_verifiers, witness_verifiers
+    from store.logstore import LogStore, log_verifiers
+    from store.verification import witness_verifiers
 
     roles = (Role.WITNESS.value, Role.LOG_SIGNER.value)
     registry = list(session.scalars(select(KeyRecord).where(KeyRecord.role.in_(roles))))
@@ -327,13 +327,15 @@ def _plan(session: Session, exam: str) -> ExamPlan:
     if name is None:
         raise NotFound(f"no exam {exam!r} has been imported")
     s, u = Subject.__table__, Unit.__table__
+    subject_rows = cast("Iterable[tuple[str, str, datetime, datetime, bool, str]]", session.execute(select(
+        s.c.code, s.c.name, s.c.starts_at, s.c.ends_at, s.c.listening, s.c.name_en)
+        .where(s.c.exam == exam).order_by(s.c.id)))
     subjects = tuple(PlanSubject(code, sname, starts, ends, listening, name_en) for code, sname, starts, ends,
-                     listening, name_en in session.execute(select(
-                         s.c.code, s.c.name, s.c.starts_at, s.c.ends_at, s.c.listening, s.c.name_en)
-                         .where(s.c.exam == exam).order_by(s.c.id)))
+                     listening, name_en in subject_rows)
+    unit_rows = cast("Iterable[tuple[str, str, str, str | None, int, str]]", session.execute(select(
+        u.c.code, u.c.kind, u.c.name, u.c.parent, u.c.candidates, u.c.subjects).order_by(u.c.code)))
     units = tuple(PlanUnit(code, UnitKind(kind), uname, parent, candidates, tuple(x for x in subj.split(";") if x))
-                  for code, kind, uname, parent, candidates, subj in session.execute(select(
-                      u.c.code, u.c.kind, u.c.name, u.c.parent, u.c.candidates, u.c.subjects).order_by(u.c.code)))
+                  for code, kind, uname, parent, candidates, subj in unit_rows)
     return ExamPlan(exam, name, subjects, units)
 
 
@@ -398,9 +400,10 @@ def _investigate(instance: Instance, subject: str, *, as_of: datetime | None, le
             raise NotFound(f"no subject {subject!r} in exam {exam}; subjects: "
                            f"{', '.join(x.code for x in plan.subjects)}")
         it = Item.__table__.c
-        item_rows = s.execute(select(it.item_id, it.kind, it.subject, it.destination, it.count, it.seal,
-                                     it.parent_box).where(it.exam == exam, it.subject == subject)
-                              .order_by(it.id)).all()
+        item_rows = cast("list[tuple[str, int, str, str, int, str | None, str | None]]",
+                         s.execute(select(it.item_id, it.kind, it.subject, it.destination, it.count, it.seal,
+                                          it.parent_box).where(it.exam == exam, it.subject == subject)
+                                   .order_by(it.id)).all())
         if leaked_item:
             chosen = next((r for r in item_rows if r[0] == leaked_item), None)
             if chosen is None:
@@ -466,8 +469,8 @@ def _leaf_bytes(session: Session, indexes: Sequence[int]) -> dict[int, bytes]:
             end += 1
         lo, hi = wanted[start], wanted[end]
         keep = set(wanted[start:end + 1])
-        for idx, data in session.execute(select(table.c.idx, table.c.data).where(table.c.idx >= lo,
-                                                                               table.c.idx <= hi)):
+        for idx, data in cast("Iterable[tuple[int, bytes]]", session.execute(
+                select(table.c.idx, table.c.data).where(table.c.idx >= lo, table.c.idx <= hi))):
             if idx in keep:
                 out[idx] = bytes(data)
         start = end + 1

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from custody.keyring import Role
 from custody.labels import ItemKind, LabelPayload, Signer, issue_label
@@ -44,7 +45,7 @@ def issue_item_labels(instance: Instance, exam: str, now: datetime, *, reissue: 
     if updates:
         with instance.db.write_session() as s:
             s.connection().execute(
-                update(Item.__table__).where(Item.__table__.c.id == bindparam("row_id")).values(
+                update(cast(Table, Item.__table__)).where(Item.__table__.c.id == bindparam("row_id")).values(
                     label_text=bindparam("label_text"), issued_at=bindparam("issued_at"),
                     issuer_kid=bindparam("issuer_kid")),
                 updates)

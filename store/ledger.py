@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
@@ -272,7 +272,8 @@ class Ledger:
             signed_size, note = signed
             if index >= signed_size:
                 raise NotFound(f"leaf {index} is not in the checkpoint of size {signed_size}")
-            data = s.get(LogLeaf, index).data if extra else None
+            # index < signed_size: its leaf row exists (leaves are written with the checkpoint that covers them)
+            data = cast(LogLeaf, s.get(LogLeaf, index)).data if extra else None
             return format_tlog_proof(index, store.proof(index, signed_size), note.encode(), extra=data)
 
         # the checkpoint, once read, and the nodes and leaf under it never change
@@ -595,7 +596,7 @@ class Ledger:
                 if relative >= 0:  # this batch's leaf: its hash was just computed from its data
                     data, digest = builder.leaves[relative].data, builder.leaves[relative].hash
                 else:  # a duplicate's earlier leaf
-                    data = s.get(LogLeaf, r["index"]).data
+                    data = cast(LogLeaf, s.get(LogLeaf, r["index"])).data  # a logged duplicate: its row exists
                     digest = leaf_hash(data)
                 r["leaf_hash"] = digest.hex()
                 leaves.append(data)
@@ -640,8 +641,10 @@ class Ledger:
             store = LogStore(s)
             builder, signing = self._open_batch(s, store, now)
             logged = set(s.scalars(select(IssuedLabel.label_hash)))
-            rows = s.execute(select(Item.item_id, Item.label_text, Item.issued_at)
-                             .where(Item.exam == exam, Item.label_text.is_not(None)).order_by(Item.id)).all()
+            # label_text is not None: the query filters it
+            rows = cast("Sequence[tuple[str, str, datetime | None]]",
+                        s.execute(select(Item.item_id, Item.label_text, Item.issued_at)
+                                  .where(Item.exam == exam, Item.label_text.is_not(None)).order_by(Item.id)).all())
             count = 0
             builder.prefetch(item_id for item_id, _, _ in rows)  # the chain heads, 500 a query (not one each)
             for item_id, text, issued_at in rows:

@@ -14,11 +14,11 @@ older than that file is refused (:class:`LogRollback`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,8 @@ from custody.verify.checkpoints import open_with_keys
 from keys.durable import write_atomically
 from store.db import bulk_insert, placeholder
 from store.models import KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode
+
+_NodeRow = tuple[int, int, bytes]  # (level, idx, hash) as the driver returns it
 
 
 class LogRollback(LogError):
@@ -120,7 +122,7 @@ class LogStore:
                 "SELECT n.level, n.idx, n.hash FROM unnest(%s::int[], %s::bigint[]) AS w(level, idx) "
                 f"JOIN {LogNode.__tablename__} n ON n.level = w.level AND n.idx = w.idx",
                 ([level for level, _ in pending], [idx for _, idx in pending]))
-            self.cache.update({(level, idx): bytes(h) for level, idx, h in rows})
+            self.cache.update({(level, idx): bytes(h) for level, idx, h in cast("Iterable[_NodeRow]", rows)})
             return
         mark = placeholder(connection)
         for start in range(0, len(pending), 500):
@@ -135,7 +137,7 @@ class LogStore:
             params = tuple(x for level, part in by_level.items() for x in (level, *part))
             rows = connection.exec_driver_sql(f"SELECT level, idx, hash FROM {LogNode.__tablename__} WHERE {where}",
                                               params)
-            self.cache.update({(level, idx): bytes(h) for level, idx, h in rows})
+            self.cache.update({(level, idx): bytes(h) for level, idx, h in cast("Iterable[_NodeRow]", rows)})
 
     def append(self, leaves: Sequence[NewLeaf]) -> tuple[int, Integration]:
         """Store ``leaves`` after the current tree; returns (first index, integration)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -51,7 +52,7 @@ def _cell_text(value: object) -> str:
         return value.strftime("%H:%M") if value.date().year == 1900 else value.date().isoformat()
     if hasattr(value, "strftime"):
         fmt = "%H:%M" if value.__class__.__name__ == "time" else "%Y-%m-%d"
-        return value.strftime(fmt)  # type: ignore[attr-defined]
+        return cast(str, value.strftime(fmt))
     return str(value)
 
 
@@ -87,7 +88,7 @@ def import_plan(session: Session, plan: ExamPlan, now: datetime, seal_prefix: st
     if session.get(Exam, plan.exam) is not None:
         raise PlanError([("plan", None, f"exam {plan.exam} is already imported")])
     known = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_([u.code for u in plan.units])))}
-    problems = []
+    problems: list[tuple[str, int | None, str]] = []
     for unit in plan.units:
         old = known.get(unit.code)
         if old is not None and (old.kind != unit.kind.value or old.parent != unit.parent):

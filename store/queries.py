@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 
@@ -13,6 +14,9 @@ from custody.keyring import KeyRing, PublicKey, Role
 from custody.labels import ItemKind
 from store.instance import Instance
 from store.models import Item, Subject, Unit
+
+if TYPE_CHECKING:
+    from printing.sheet import PrintableLabel
 
 
 def label_text_of(instance: Instance, exam: str, item_id: str) -> str:
@@ -64,7 +68,7 @@ def units_below(instance: Instance, unit: str) -> set[str]:
 
 
 def printable_labels(instance: Instance, exam: str, *, subject: str | None = None, unit: str | None = None,
-                     box: str | None = None, item: str | None = None) -> list:  # list[PrintableLabel]
+                     box: str | None = None, item: str | None = None) -> list[PrintableLabel]:
     """The labelled items matching the filters, with their names resolved for printing."""
     from printing.sheet import PrintableLabel
 

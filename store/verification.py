@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -100,6 +100,9 @@ class Outcome:
 
 # --- the processes that share the expensive checks -------------------------------------
 
+_WorkRow = tuple[int, bytes, datetime, str | None, str | None]  # see ShareWorker.process
+
+
 def _share_main(worker: ShareWorker, inbox: Any, outbox: Any) -> None:
     import gc
 
@@ -133,7 +136,7 @@ class _Pipeline:
             proc.start()
             self.procs.append((proc, inbox, outbox))
 
-    def submit(self, rows: list[tuple[int, bytes, datetime]]) -> None:
+    def submit(self, rows: list[_WorkRow]) -> None:
         if self.inline is not None:
             self.inline.process(rows)
             return
@@ -166,6 +169,12 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+@overload
+def _fmt(when: datetime) -> str: ...
+@overload
+def _fmt(when: None) -> None: ...
+@overload
+def _fmt(when: datetime | None) -> str | None: ...
 def _fmt(when: datetime | None) -> str | None:
     """RFC 3339 UTC, whole seconds, ``Z`` (the format of times in leaves)."""
     if when is None:
@@ -310,7 +319,8 @@ def _row_problem(row: Any, leaf: dict[str, Any]) -> str | None:
     """Columns stored beside the leaf that its bytes contradict."""
     kind = leaf.get("type")
     item = leaf.get("item") if isinstance(leaf.get("item"), str) else None
-    event = leaf.get("event") if kind == "handover" and isinstance(leaf.get("event"), dict) else {}
+    event = cast("dict[str, Any]", leaf.get("event")) if kind == "handover" and isinstance(leaf.get("event"), dict) \
+        else {}
     station = event.get("station") if kind == "handover" else (leaf.get("station") if kind == "refusal" else None)
     if isinstance(station, str):
         station = station[:64]
@@ -382,10 +392,10 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     # --- checkpoints in the database ---
     held: list[HeldCheckpoint] = []
     for size, note in stored_cps:
-        cp, problems = open_stored(size, note.encode(), log_keys, cosigners, "stored")
+        opened, problems = open_stored(size, note.encode(), log_keys, cosigners, "stored")
         findings.extend(problems)
-        if cp is not None:
-            held.append(cp)
+        if opened is not None:
+            held.append(opened)
     by_size = {h.checkpoint.size: h for h in held}
 
     # --- checkpoints held outside the database ---
@@ -404,11 +414,11 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     for witness_home in options.witness_homes:
         seen: set[bytes] = set()
         for path in _witness_files(Path(witness_home)):
-            note = path.read_bytes()
-            body = note.split(b"\n\n", 1)[0]
+            witness_note = path.read_bytes()
+            body = witness_note.split(b"\n\n", 1)[0]
             if body not in seen:  # the latest is kept twice: as checkpoint and in checkpoints/
                 seen.add(body)
-                _add_outside(outside, findings, note, log_keys, cosigners, f"witness {path}")
+                _add_outside(outside, findings, witness_note, log_keys, cosigners, f"witness {path}")
 
     # --- stream the leaves ---
     interest = {h.checkpoint.size for h in held} | {h.checkpoint.size for h in outside} | {head_size}
@@ -445,7 +455,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
                 last = rows[-1].idx
                 stored = _stored_nodes(nodes_session, expected_idx, min(last + 1, head_size)) \
                     if expected_idx < head_size else {}
-                work: list[tuple[int, bytes]] = []
+                work: list[_WorkRow] = []
                 for row in rows:
                     idx, data = row.idx, row.data
                     if idx >= head_size:
@@ -538,12 +548,13 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
 
     # --- the head and the checkpoints against the recomputed tree ---
     if head is not None and audited == head_size and head_root != final_root:
+        assert head_root is not None  # head_root is head.root when there is a head
         findings.add(Finding("head_mismatch", f"the stored head says root {head_root.hex()} at size {head_size}; the "
                              f"leaves give {final_root.hex()}", "树头根哈希与重新计算的结果不符",
                              size=head_size, expected=final_root.hex(), found=head_root.hex()))
     bad_roots = 0
-    for h in held:
-        cp = h.checkpoint
+    for held_cp in held:
+        cp = held_cp.checkpoint
         if cp.size < start:
             continue
         if cp.size > audited:
@@ -591,17 +602,18 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
 
         # --- outside checkpoints ---
         outside_findings: list[Finding] = []
-        for h in outside:
-            size = h.checkpoint.size
+        for outside_cp in outside:
+            size = outside_cp.checkpoint.size
             if size >= start or size in roots:
-                outside_findings.extend(check_outside(h, audited, roots.get, head_size))
+                outside_findings.extend(check_outside(outside_cp, audited, roots.get, head_size))
             else:
                 try:
-                    verify_consistency_to(h, audited, final_root, proof)
+                    verify_consistency_to(outside_cp, audited, final_root, proof)
                 except LogError as exc:
                     outside_findings.append(Finding(
-                        "history_rewritten", f"{h.source} holds the checkpoint {size}; the log is not an extension "
-                        f"of it: {exc}", f"{h.source} 持有的检查点 {size} 与日志不一致：历史被改写", size=size))
+                        "history_rewritten", f"{outside_cp.source} holds the checkpoint {size}; the log is not an "
+                        f"extension of it: {exc}", f"{outside_cp.source} 持有的检查点 {size} 与日志不一致：历史被改写",
+                        size=size))
         findings.extend(outside_findings)
         check("checkpoints held outside the database", "库外持有的检查点", not outside_findings,
               f"{len(outside)} held (witness copy, last report, witnesses)")
@@ -937,7 +949,8 @@ def _store(instance: Instance, report: dict[str, Any], findings: Findings, blob:
 
 def _latest_report_file(home: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((reports_dir(home) / "latest.json").read_text(encoding="utf-8"))
+        report = json.loads((reports_dir(home) / "latest.json").read_text(encoding="utf-8"))
+        return report if isinstance(report, dict) else None  # anything else vouches for nothing, as a bad one
     except (FileNotFoundError, ValueError):
         return None
 

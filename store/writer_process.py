@@ -292,7 +292,8 @@ def _run(conn: Connection, parent: int) -> None:
                     raise
                 value: Any = (results, ledger._registry()[1] != ours)
             elif kind == "flush":
-                value = ledger.flush_states()
+                ledger.flush_states()
+                value = None
             elif kind == "close":
                 ledger.close()
                 conn.send(("ok", None))

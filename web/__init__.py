@@ -60,7 +60,7 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
 
     app.config["HTTP_ERROR_SCHEMA"] = ErrorOut
     app.config["VALIDATION_ERROR_SCHEMA"] = ErrorOut
-    app.spec_processor(finish_spec)
+    app.spec_processor(finish_spec)  # type: ignore[arg-type]  # apiflask always passes (and wants) a dict here
 
     clock = config.get("CLOCK") or (lambda: datetime.now(UTC))
     ledger = config.get("LEDGER") or Ledger(instance, verify_workers=int(config.get("VERIFY_WORKERS") or 0),

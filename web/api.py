@@ -51,8 +51,8 @@ bp = APIBlueprint("api", __name__, url_prefix="/api/v1", tag="custody")
 witness = APIBlueprint("witness", __name__, tag="witness")
 
 TEXT = FileSchema(type="string", format="text")
-SIGNED = [{"StationSignature": []}]
-SIGNED_OR_SESSION = [{"StationSignature": []}, {"Session": []}]
+SIGNED: list[str | dict[str, list[Any]]] = [{"StationSignature": []}]
+SIGNED_OR_SESSION: list[str | dict[str, list[Any]]] = [{"StationSignature": []}, {"Session": []}]
 
 
 def _signed_station() -> Principal:

@@ -34,14 +34,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def current_principal() -> Principal | None:
-    return g.get("principal")
+    principal: Principal | None = g.get("principal")
+    return principal
 
 
 def current_scope() -> Scope:
     principal = current_principal()
     if principal is None:
         abort(401)
-    scope = g.get("scope")
+    scope: Scope | None = g.get("scope")
     if scope is None:
         scope = g.scope = scope_of(principal, state().instance)
     return scope

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from apiflask.exceptions import HTTPError
 from flask import Flask, jsonify, render_template, request
@@ -19,6 +20,9 @@ from werkzeug.exceptions import HTTPException
 from custody.errors import CustodyError, NotFound, TreeSizeError
 from store.ledger import LedgerClosed
 from store.writer_process import WriterStopped
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
 
 log = logging.getLogger("custody.web")
 
@@ -80,7 +84,9 @@ def register_error_handlers(app: Flask) -> None:
         response = error_response(exc.status_code, message, detail=exc.detail or None)
         if isinstance(response, tuple):
             return response
-        for name, value in (exc.headers or {}).items():
+        # apiflask's HTTPError may in principle carry a list of pairs; every raise of it gives a dict or nothing
+        headers = cast("Mapping[str, Any] | Headers", exc.headers or {})
+        for name, value in headers.items():
             response.headers[name] = value
         return response
 

@@ -273,7 +273,7 @@ def run() -> Any:
     if not form.validate():
         return _render_form(form, status=400, error=_("Correct the marked fields."))
     try:
-        times = {}
+        times: dict[str, Any] = {}
         for name in ("as_of", "leak_time"):
             field = getattr(form, name)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
@@ -18,7 +19,7 @@ from web.audit import audit
 from web.auth import current_principal, current_scope, has_role, login_required, roles_required
 from web.forms import PersonForm, PostForm, StationForm, UnitForm
 from web.names import UNIT_KINDS
-from web.scope import Scope, unit_tree
+from web.scope import Scope, UnitTree, unit_tree
 from web.state import state
 
 bp = Blueprint("registry", __name__)
@@ -65,7 +66,7 @@ def units() -> Any:
     return render_template("units.html", tree=tree, scope=scope, form=form, roots=_roots(tree, scope))
 
 
-def _roots(tree: Any, scope: Scope) -> list[str]:
+def _roots(tree: UnitTree, scope: Scope) -> Sequence[str | None]:
     return tree.roots() if scope.everything else [scope.root]
 
 

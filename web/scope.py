@@ -108,7 +108,7 @@ class Scope:
 
 
 def unit_tree(instance: Instance) -> UnitTree:
-    tree = g.get("_custody_units")
+    tree: UnitTree | None = g.get("_custody_units")
     if tree is None:
         tree = g._custody_units = UnitTree.load(instance)
     return tree

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -42,6 +43,9 @@ from custody.keyring import Role
 from store.instance import Instance
 from store.models import KeyRecord, Station
 from web.accounts import Principal
+
+if TYPE_CHECKING:
+    from werkzeug.datastructures import Headers
 
 H_STATION, H_TIME, H_NONCE, H_SIG, H_KEY = (
     "X-Custody-Station", "X-Custody-Timestamp", "X-Custody-Nonce", "X-Custody-Signature", "X-Custody-Key")
@@ -68,7 +72,7 @@ def sign_request(method: str, path: str, body: bytes, *, station: str, kid: byte
             H_KEY: kid.hex() if isinstance(kid, bytes) else kid}
 
 
-def has_signature(headers: Mapping[str, str]) -> bool:
+def has_signature(headers: Mapping[str, str] | Headers) -> bool:
     return any(h in headers for h in (H_STATION, H_SIG))
 
 
@@ -105,8 +109,8 @@ class StationKeys:
             self._entries.clear()
 
 
-def authenticate_station(instance: Instance, headers: Mapping[str, str], method: str, path: str, body: bytes, *,
-                         now: datetime, skew: timedelta, first_time: Callable[[str], bool],
+def authenticate_station(instance: Instance, headers: Mapping[str, str] | Headers, method: str, path: str,
+                         body: bytes, *, now: datetime, skew: timedelta, first_time: Callable[[str], bool],
                          stations: StationKeys | None = None) -> Principal:
     """The station principal, or :class:`StationAuthError` saying what is wrong."""
     missing = [h for h in (H_STATION, H_TIME, H_NONCE, H_SIG) if not headers.get(h)]

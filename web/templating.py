@@ -34,10 +34,11 @@ def local_time(value: Any, pattern: str = "yyyy-MM-dd HH:mm:ss") -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            return value
+            return text
     return str(format_datetime(value, pattern))
 
 

@@ -22,8 +22,8 @@ from custody.keyring import Role
 from custody.verify.findings import CODES
 from custody.verify.report import ReportSignatureError, verify_report
 from store.instance import Instance
+from store.logstore import log_verifiers
 from store.models import KeyRecord
-from store.verification import log_verifiers
 from store.verification_models import VerificationRun
 from web.audit import audit
 from web.auth import current_principal, institute_wide

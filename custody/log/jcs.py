@@ -17,6 +17,7 @@ as integers or strings. NaN and infinities are refused.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -48,7 +49,7 @@ def _plain(obj: Any) -> bool:
     if kind is str or kind is bool or obj is None:
         return True
     if kind is int:
-        return -_SAFE_INT <= obj <= _SAFE_INT
+        return bool(-_SAFE_INT <= obj <= _SAFE_INT)
     if kind is dict:
         return all(type(k) is str and (k.isascii() or max(k) < "\U00010000") and _plain(v) for k, v in obj.items())
     if kind is list:
@@ -75,7 +76,7 @@ def canonical_json(obj: Any) -> bytes:
         raise LeafError(f"value cannot be canonicalised as RFC 8785 JSON: {exc}") from exc
 
 
-def canonical_plain(obj: dict[str, Any]) -> bytes:
+def canonical_plain(obj: Mapping[str, Any]) -> bytes:
     """:func:`canonical_json` for an object its caller has checked to be plain (see ``_plain``).
 
     Skips the walk that checks it; for shapes validated field by field, like a parsed

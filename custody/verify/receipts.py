@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from custody.errors import LogError
 from custody.log.merkle import leaf_hash, verify_consistency
@@ -33,7 +34,7 @@ def check_receipt(name: str, text: bytes, log_keys: Sequence[NoteVerifier], leaf
             item = json.loads(parsed.extra).get("item")
         except (ValueError, AttributeError):
             item = None
-    where = dict(index=index, item=item if isinstance(item, str) else None)
+    where: dict[str, Any] = {"index": index, "item": item if isinstance(item, str) else None}
     if theirs is None:
         return [Finding("receipt_invalid", f"receipt {name} proves leaf {index}, which the log does not hold",
                         f"回执 {name} 对应的第 {index} 条日志不存在", expected=f"leaf {index}", found="no leaf",

@@ -183,10 +183,10 @@ def render_frame(image: np.ndarray, view: FrameView, panel: Panel, *, hold_still
         draw.rectangle((x - 24, y - 12, x + width + 24, y + 66), fill=(250, 200, 0))
         draw.text((x, y), hold_still, font=f, fill=(20, 20, 20))
     if panel.banner:
-        colour, text = panel.banner
-        draw.rectangle((0, fh - 64, fw, fh), fill=COLOURS.get(colour, COLOURS["grey"]))
-        _text_box(draw, (16, fh - 52), text, 30, (255, 255, 255), COLOURS.get(colour, COLOURS["grey"]),
-                  max_width=fw - 32)
+        banner_colour, text = panel.banner
+        fill = COLOURS.get(banner_colour, COLOURS["grey"])
+        draw.rectangle((0, fh - 64, fw, fh), fill=fill)
+        _text_box(draw, (16, fh - 52), text, 30, (255, 255, 255), fill, max_width=fw - 32)
     _draw_panel(draw, fw, height, panel)
     return np.asarray(canvas)
 
