@@ -196,8 +196,7 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
     findings: list[Finding] = []
     by_raw = {r.public_raw: r for r in registry}
     logged: dict[bytes, dict[str, Any]] = {}
-    revoked: dict[bytes, tuple[datetime, str | None]] = {}
-    earliest: dict[bytes, tuple[int, dict[str, Any]]] = {}  # the revocation leaf that holds, by key
+    revoked: dict[bytes, tuple[datetime, int, dict[str, Any]]] = {}  # each key's revocation leaf that holds
     unreadable: list[tuple[int, dict[str, Any], bytes]] = []
     for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.type.in_(("key", "revocation")))
                                .order_by(LogLeaf.idx)):
@@ -224,10 +223,9 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
             if at is None:
                 unreadable.append((idx, leaf, raw))  # no registry time is written like it: reported below
             elif raw not in revoked or at < revoked[raw][0]:
-                revoked[raw] = (at, leaf.get("reason"))
-                earliest[raw] = (idx, leaf)
-    for idx, leaf, raw in sorted([(idx, leaf, raw) for raw, (idx, leaf) in earliest.items()] + unreadable,
-                                 key=lambda found: found[0]):
+                revoked[raw] = (at, idx, leaf)
+    compared = [(idx, leaf, raw) for raw, (_, idx, leaf) in revoked.items()] + unreadable
+    for idx, leaf, raw in sorted(compared, key=lambda found: found[0]):
         row = by_raw.get(raw)
         if row is None or row.revoked_at is None or _fmt(row.revoked_at) != leaf.get("revoked_at"):
             found = _fmt(row.revoked_at) if row and row.revoked_at else "not revoked"
@@ -246,7 +244,8 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
             continue
         valid_from = parse_utc(leaf.get("valid_from")) or datetime.min.replace(tzinfo=UTC)
         valid_until = row.valid_until if row is not None else parse_utc(leaf.get("valid_until"))
-        at, reason = revoked.get(raw, (None, None))
+        held = revoked.get(raw)
+        at, reason = (held[0], held[2].get("reason")) if held is not None else (None, None)
         if row is not None and row.revoked_at is not None and (at is None or row.revoked_at < at):
             at, reason = row.revoked_at, row.revocation_reason
         ring.add(PublicKey(raw, role, str(leaf.get("owner")), valid_from, valid_until, at, reason))

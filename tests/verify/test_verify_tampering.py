@@ -9,7 +9,7 @@ import pytest
 
 from store.logstore import read_witness_copy
 from tests.verify import tampering
-from tests.verify.conftest import codes, handover_indexes, head, leaf_json, named, simulate
+from tests.verify.conftest import codes, handover_indexes, head, leaf_json, named, set_revoked_at, simulate
 
 
 def _middle_handover(sim) -> int:
@@ -178,8 +178,6 @@ def test_a_key_revoked_again_from_earlier_is_logged_again_and_verifies(simulated
     assert "key_registry_mismatch" not in codes(outcome), named(outcome, "key_registry_mismatch")
     assert k in {f["index"] for f in named(outcome, "revoked_key_signature")}
     # the registry changed behind the log's back (no second leaf) is still named
-    from tests.verify.conftest import set_revoked_at
-
     set_revoked_at(simulated.instance, leaf["kid"], signed - timedelta(hours=2))
     assert "key_registry_mismatch" in codes(simulated.verify(full=True))
 
