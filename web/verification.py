@@ -38,6 +38,9 @@ institute_auditors = institute_wide(*VERIFICATION_ROLES, reason=lambda: _(
 PAGE = 50
 #: Findings listed on a run's page; the signed JSON has every one the report kept.
 MAX_FINDINGS_SHOWN = 500
+#: Run ids are 32-bit INTEGERs in PostgreSQL (and SQLite ends at 2**63 - 1): a larger id names no run and is
+#: answered 404 before it reaches the database, where it would fail to bind.
+MAX_RUN_ID = 2**31 - 1
 _LIST_COLUMNS = (VerificationRun.id, VerificationRun.started_at, VerificationRun.finished_at, VerificationRun.mode,
                  VerificationRun.ok, VerificationRun.log_size, VerificationRun.verified_from,
                  VerificationRun.verified_to, VerificationRun.finding_count, VerificationRun.digest)
@@ -57,6 +60,8 @@ def signature_status(instance: Instance, report: dict[str, Any]) -> dict[str, An
 
 
 def _run(run_id: int) -> VerificationRun:
+    if run_id > MAX_RUN_ID:
+        abort(404)
     with state().instance.db.session() as s:
         row = s.get(VerificationRun, run_id)
     if row is None:

@@ -200,6 +200,17 @@ def test_unit_officers_may_not_see_verification_reports(verified: Runs, client_a
     assert client_as("auditor").get("/verification/999999").status_code == 404
 
 
+@pytest.mark.parametrize("run_id", [2**31, 2**63, 10**23])
+def test_a_run_id_beyond_the_column_is_not_found(run_id: int, verified: Runs, client_as: Any) -> None:
+    """Past PostgreSQL's INTEGER (or SQLite's 64 bits) the id names no run: 404, not a 500 from the driver."""
+    auditor = client_as("auditor")
+    for path in (f"/verification/{run_id}", f"/verification/{run_id}/report.json"):
+        response = auditor.get(path)
+        assert response.status_code == 404, path
+        assert "此处没有内容" in response.text
+        no_trace(response)
+
+
 def test_viewing_and_downloading_a_report_is_audited(verified: Runs, client_as: Any, exam_day: Any) -> None:
     before = last_audit_id(exam_day.instance)
     client = client_as("auditor")
