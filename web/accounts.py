@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from flask_babel import gettext as _
 from sqlalchemy import delete, select
 
 from custody.errors import CustodyError
@@ -75,31 +76,31 @@ class Principal:
 
 def check_password_rules(password: str, username: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+        raise AccountError(_("a password needs at least %(count)d characters", count=MIN_PASSWORD))
     if password.lower() == username.lower():
-        raise AccountError("the password must differ from the username")
+        raise AccountError(_("the password must differ from the username"))
 
 
 def create_account(instance: Instance, username: str, password: str, role: str, unit: str | None, now: datetime,
                    *, display_name: str = "", hasher: PasswordHasher | None = None) -> Account:
     """Create an account; :class:`AccountError` for a taken name, an unknown role or unit, a weak password."""
     if not USERNAME.match(username):
-        raise AccountError("a username is 2 to 64 letters, digits or ._@- (starting with a letter or digit)")
+        raise AccountError(_("a username is 2 to 64 letters, digits or ._@- (starting with a letter or digit)"))
     if role == "station":
-        raise AccountError("stations do not log in with a password: register the station and its public key")
+        raise AccountError(_("stations do not log in with a password: register the station and its public key"))
     if role not in ROLES:
-        raise AccountError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+        raise AccountError(_("unknown role %(role)r; choose one of %(roles)s", role=role, roles=", ".join(ROLES)))
     if role != "admin" and not unit:
-        raise AccountError(f"a {role} account needs a unit (the root of what it may see)")
+        raise AccountError(_("a %(role)s account needs a unit (the root of what it may see)", role=role))
     check_password_rules(password, username)
     if len(display_name) > 100:
-        raise AccountError("a display name has at most 100 characters")
+        raise AccountError(_("a display name has at most 100 characters"))
     digest = (hasher or PasswordHasher()).hash(password)
     with instance.db.write_session() as s:
         if unit is not None and s.get(Unit, unit) is None:
-            raise AccountError(f"no unit {unit!r}; import the exam plan first or check the code")
+            raise AccountError(_("no unit %(unit)r; import the exam plan first or check the code", unit=unit))
         if s.scalars(select(Account).where(Account.username == username)).first() is not None:
-            raise AccountError(f"the username {username!r} is taken")
+            raise AccountError(_("the username %(username)r is taken", username=username))
         account = Account(username=username, display_name=display_name, password_hash=digest, role=role,
                           unit=unit, disabled=False, session_version=1,
                           created_at=now, password_changed_at=now)

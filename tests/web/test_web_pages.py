@@ -165,3 +165,17 @@ def test_errors_show_a_friendly_page_and_never_a_stack_trace(client_as, monkeypa
     assert "Traceback" not in response.text and "secret internals" not in response.text
     assert client.get("/no/such/page").status_code == 404
     assert client.post("/dashboard").status_code in (400, 405)
+
+
+def test_a_refused_account_says_why_in_the_page_language(client_as) -> None:
+    client = client_as("admin")
+    token = csrf_token(client.get("/accounts").text)
+    fields = {"csrf_token": token, "display_name": "", "role": "officer", "password": "long-enough-password"}
+    no_unit = client.post("/accounts", data={**fields, "username": f"u{uuid.uuid4().hex[:6]}", "unit": ""})
+    assert no_unit.status_code == 400
+    assert "officer 账号需要指定单位" in no_unit.text and "needs a unit" not in no_unit.text
+    taken = client.post("/accounts", data={**fields, "username": "east", "unit": "K001"})
+    assert taken.status_code == 400 and "用户名 &#39;east&#39; 已被占用" in taken.text
+    client.get("/lang/en")
+    english = client.post("/accounts", data={**fields, "username": "east", "unit": "K001"})
+    assert english.status_code == 400 and "the username &#39;east&#39; is taken" in english.text
