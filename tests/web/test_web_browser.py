@@ -127,3 +127,20 @@ def test_the_live_server_serves_the_checkpoint_to_witnesses(live_server: str) ->
     response = requests.get(live_server + "/checkpoint", timeout=10)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
     assert response.text.startswith("test.exam/zk2017\n")
+
+
+def test_on_a_phone_no_page_scrolls_sideways(live_server: str, browser: Any) -> None:
+    """375 px wide: wide tables scroll inside themselves and two-column sections stack."""
+    context = browser.new_context(viewport={"width": 375, "height": 740}, locale="zh-CN")
+    page = context.new_page()
+    page.goto(live_server + "/login")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/dashboard")
+    for path in ("/dashboard", "/items", "/items/YW-P-K001-01", "/alerts", "/keys", "/accounts", "/audit",
+                 "/labels", "/stations"):
+        page.goto(live_server + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{path} is {width} px wide on a 375 px screen"
+    context.close()
