@@ -55,9 +55,15 @@ def init_templating(app: Flask) -> None:
             visible = [(e, label) for e, label, roles in NAVIGATION
                        if not roles or principal.is_admin or principal.role in roles]
         locale = str(get_locale() or "zh_CN")
+        english = locale.startswith("en")
+
+        def subject_name(subject: Any) -> str:
+            """A subject's English name on English pages when the plan gives one, else its (Chinese) name."""
+            return str(subject.name_en if english and subject.name_en else subject.name)
+
         return {
             "principal": principal, "display_name": g.get("display_name"), "navigation": visible,
             "lang": "en" if locale.startswith("en") else "zh_CN", "html_lang": "en" if locale.startswith("en")
             else "zh-CN", "names": names, "name_of": names.name_of, "logout_form": PostForm(formdata=None),
-            "current_endpoint": request.endpoint,
+            "current_endpoint": request.endpoint, "subject_name": subject_name,
         }

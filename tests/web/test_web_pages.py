@@ -37,6 +37,19 @@ def test_english_is_one_click_away(client_as) -> None:
     assert "考试当日" in client.get("/dashboard").text
 
 
+def test_english_pages_name_subjects_in_english(client_as) -> None:
+    """The plan gives subjects an English name (语文: Chinese); every English page shows it, as the dashboard does."""
+    client = client_as("admin")
+    client.get("/lang/en")
+    assert ">Chinese</option>" in client.get("/items").text and "语文" not in client.get("/items").text
+    assert "Chinese (YW)" in client.get("/items/YW-P-K001-01").text
+    labels = client.get("/labels").text
+    assert ">Chinese (YW)</option>" in labels and "语文" not in labels
+    client.get("/lang/zh_CN")
+    assert ">语文</option>" in client.get("/items").text
+    assert "语文 (YW)" in client.get("/items/YW-P-K001-01").text
+
+
 def test_the_item_page_shows_the_label_and_the_whole_custody_timeline(client_as) -> None:
     html = client_as("admin").get("/items/YW-P-K001-01").text
     assert "FT17" in html  # the seal number from the label
