@@ -14,6 +14,7 @@ from web.accounts import ROLES, AccountError, create_account, list_accounts, set
 from web.audit import ACTIONS, audit, entries
 from web.auth import current_principal, current_scope, has_role, login_required, roles_required
 from web.forms import AccountForm, AccountToggleForm, RevokeForm, RotateForm
+from web.names import KEY_ROLES, name_of
 from web.names import ROLES as ROLE_NAMES
 from web.scope import unit_tree
 from web.state import state
@@ -62,7 +63,8 @@ def rotate() -> Any:
     key = st.instance.keys.rotate(Role(form.role.data), st.instance.institute, st.now())
     st.keys_changed()
     audit(current_principal(), "rotate_key", form.role.data or "", key.kid_hex)  # type: ignore[arg-type]
-    flash(_("New %(role)s key %(kid)s; the old key no longer signs.", role=form.role.data, kid=key.kid_hex), "info")
+    flash(_("New %(role)s key %(kid)s; the old key no longer signs.", role=name_of(KEY_ROLES, form.role.data),
+            kid=key.kid_hex), "info")
     return redirect(url_for("admin.keys"), 303)
 
 

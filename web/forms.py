@@ -6,9 +6,11 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from custody.events import ID
+from web.names import KEY_ROLES
 
 CODE = Regexp(ID, message=_l("Letters, digits and . _ : - only."))
 
@@ -44,7 +46,8 @@ class UnitForm(FlaskForm):
 
 
 class RotateForm(FlaskForm):
-    role = SelectField(_l("Role"), choices=["label_issuer", "badge_issuer", "log_signer"])
+    role = SelectField(_l("Role"), choices=[SelectChoice(r, KEY_ROLES[r])
+                                            for r in ("label_issuer", "badge_issuer", "log_signer")])
 
 
 class RevokeForm(FlaskForm):

@@ -48,6 +48,9 @@ SEVERITIES = {"critical": _l("critical"), "warning": _l("warning"), "info": _l("
 ROLES = {"admin": _l("institute administrator"), "officer": _l("unit officer"), "investigator": _l("investigator"),
          "auditor": _l("auditor"), "station": _l("station")}
 
+KEY_ROLES = {"label_issuer": _l("label signing"), "badge_issuer": _l("badge signing"), "log_signer": _l("log signing"),
+             "station": _l("station"), "witness": _l("witness")}
+
 LEAF_TYPES = {"handover": _l("handover"), "label": _l("label issued"), "refusal": _l("refused submission"),
               "key": _l("key registered"), "revocation": _l("key revoked"), "backup_order": _l("backup paper order")}
 

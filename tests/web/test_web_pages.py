@@ -131,6 +131,16 @@ def test_an_officer_may_not_revoke_institute_keys(client_as, exam_day) -> None:
                                              "role": "log_signer"}).status_code == 403
 
 
+def test_key_roles_are_named_in_the_page_language(client_as) -> None:
+    client = client_as("admin")
+    page = client.get("/keys").text
+    assert "<td>标签签发</td>" in page and "<td>日志签名</td>" in page and "<td>交接台</td>" in page
+    assert '<option value="label_issuer">标签签发</option>' in page and ">label_issuer<" not in page
+    client.get("/lang/en")
+    english = client.get("/keys").text
+    assert "<td>badge signing</td>" in english and '<option value="log_signer">log signing</option>' in english
+
+
 @pytest.mark.parametrize("text", INJECTIONS, ids=["script", "sql", "attribute", "sql-or", "template"])
 def test_hostile_text_in_every_field_is_stored_verbatim_and_shown_harmlessly(client_as, exam_day, text: str) -> None:
     client = client_as("admin")
