@@ -27,6 +27,9 @@ NAVIGATION = [
     ("investigations.index", _l("Investigations"), ("investigator",)),
     ("admin.audit_log", _l("Audit trail"), ("auditor",)),
 ]
+#: Pages about the whole institute (``web.auth.institute_wide``): not shown to accounts bound to a county,
+#: which would only get 403 there.
+INSTITUTE_WIDE = {"verification.index", "investigations.index"}
 
 
 def local_time(value: Any, pattern: str = "yyyy-MM-dd HH:mm:ss") -> str:
@@ -52,8 +55,12 @@ def init_templating(app: Flask) -> None:
         principal = g.get("principal")
         visible = []
         if principal is not None:
+            from web.auth import of_the_institute
+
             visible = [(e, label) for e, label, roles in NAVIGATION
                        if not roles or principal.is_admin or principal.role in roles]
+            if not principal.is_admin and any(e in INSTITUTE_WIDE for e, _label in visible) and not of_the_institute():
+                visible = [(e, label) for e, label in visible if e not in INSTITUTE_WIDE]
         locale = str(get_locale() or "zh_CN")
         english = locale.startswith("en")
 

@@ -190,7 +190,11 @@ def test_unit_officers_may_not_see_verification_reports(verified: Runs, client_a
         assert client_as(name).get("/verification").status_code == 200
     # an investigator bound to a county: the reports name items of every county, so not for it; told why
     county = client_as("detective")
-    assert 'href="/verification">夜间核验</a>' not in county.get("/dashboard").text
+    dashboard = county.get("/dashboard").text
+    assert 'href="/verification">夜间核验</a>' not in dashboard
+    # nor does the navigation lead to pages that answer it 403
+    assert 'href="/verification"' not in dashboard and 'href="/investigations"' not in dashboard
+    assert 'href="/verification"' in client_as("auditor").get("/dashboard").text
     for path in ("/verification", f"/verification/{verified.clean}", f"/verification/{verified.clean}/report.json"):
         response = county.get(path)
         assert response.status_code == 403 and "只有考试院的账号才能查看" in response.text, path
