@@ -164,6 +164,8 @@ def login() -> Any:
             audit(principal, "login", account.username)
             return redirect(_safe_next(form.next.data) or url_for("dashboard.index"))
     elif request.method == "POST":
+        # An empty or over-long field (more than the form takes) is never a right username or password.
+        flash(_("Wrong username or password."), "error")
         status = 400
     if request.method == "GET":
         form.next.data = _safe_next(request.args.get("next"))

@@ -28,6 +28,15 @@ def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(app) ->
     assert client.get("/dashboard").status_code == 302
 
 
+def test_an_over_long_username_or_password_is_refused_with_a_message(app) -> None:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = new_address()
+    for username, password in (("east" * 20, PASSWORD), ("east", "x" * 300)):
+        response = login(client, username, password)
+        assert response.status_code == 400 and "用户名或密码错误" in response.text
+    assert client.get("/dashboard").status_code == 302
+
+
 def test_five_failures_lock_the_account_and_the_address_for_a_while(app, exam_day) -> None:
     username = _fresh_account(exam_day)
     client = app.test_client()
