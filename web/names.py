@@ -51,6 +51,18 @@ ROLES = {"admin": _l("institute administrator"), "officer": _l("unit officer"), 
 KEY_ROLES = {"label_issuer": _l("label signing"), "badge_issuer": _l("badge signing"), "log_signer": _l("log signing"),
              "station": _l("station"), "witness": _l("witness")}
 
+#: The audit trail's actions (web.audit.ACTIONS, whose codes stay the filter's values).
+AUDIT_ACTIONS = {
+    "login": _l("logged in"), "logout": _l("logged out"), "login_failed": _l("failed login"),
+    "view_item": _l("viewed an item"), "view_investigation": _l("viewed an investigation"),
+    "view_verification": _l("viewed a verification report"), "download_labels": _l("downloaded labels"),
+    "issue_labels": _l("issued labels"), "register_station": _l("registered a station"),
+    "add_person": _l("added a person"), "issue_badges": _l("issued badges"), "add_unit": _l("added a unit"),
+    "rotate_key": _l("rotated a key"), "revoke_key": _l("revoked a key"), "add_account": _l("added an account"),
+    "disable_account": _l("disabled an account"), "enable_account": _l("enabled an account"),
+    "scan_refusal": _l("refused scan reported"),
+}
+
 LEAF_TYPES = {"handover": _l("handover"), "label": _l("label issued"), "refusal": _l("refused submission"),
               "key": _l("key registered"), "revocation": _l("key revoked"), "backup_order": _l("backup paper order")}
 

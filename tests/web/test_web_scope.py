@@ -76,6 +76,9 @@ def test_item_views_and_label_downloads_are_audited(client_as, exam_day) -> None
     assert any(d.target == "subject=SX,unit=K001" for d in downloads)
     page = client_as("auditor").get("/audit?action=view_item").text
     assert "detective" in page
+    # actions and roles by name in the page's language; the filter keeps the stable codes as values
+    assert "<td>查看物品</td>" in page and '<option value="view_item" selected>查看物品</option>' in page
+    assert '<span class="muted">调查人员</span>' in page and ">view_item<" not in page
 
 
 def test_an_officer_cannot_register_a_station_outside_their_county(client_as, exam_day) -> None:
