@@ -100,6 +100,15 @@ class Action(str, enum.Enum):
 
 
 EXCEPTIONS = frozenset({Action.SEAL_DAMAGED, Action.COUNT_MISMATCH, Action.MISSING, Action.FOUND})
+#: Each action's Chinese name, as the plan's wording has it (接收, 保管, 分发, 启封, 封装, 评阅): for messages
+#: the rules and stations write in Chinese, where the stable English value would stand out.
+ACTION_ZH: dict[Action, str] = {
+    Action.ISSUE: "发出", Action.PACK: "装箱", Action.UNPACK: "开箱", Action.RECEIVE: "接收",
+    Action.STORE: "入保密室", Action.TAKE_OUT: "出保密室", Action.DEPART: "押运出发", Action.ARRIVE: "押运到达",
+    Action.DISTRIBUTE: "分发", Action.OPEN: "启封", Action.SEAL: "封装", Action.RETURN: "回收",
+    Action.RECEIVE_FOR_GRADING: "评卷点接收", Action.GRADE: "评阅", Action.ARCHIVE: "归档", Action.DESTROY: "销毁",
+    Action.SEAL_DAMAGED: "封条破损", Action.COUNT_MISMATCH: "数量不符", Action.MISSING: "丢失", Action.FOUND: "找回",
+}
 
 
 class SealCondition(str, enum.Enum):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from custody.events import Action, Event, SealCondition
+from custody.events import ACTION_ZH, Action, Event, SealCondition
 from custody.labels import ItemKind
 from custody.plan import LOCAL_TZ, Subject, UnitKind
 from custody.rules.codes import CODES, CRITICAL, WARNING
@@ -126,7 +126,7 @@ class Judgement:
             self.add("single_person", ev.item,
                      f"{ev.action.value} of {ev.item} needs {need} people; "
                      + ", ".join(f"{side} names {n}" for side, _, n in short),
-                     f"{ev.item} 的{ev.action.value}操作须至少{need}人（双人）；"
+                     f"{ev.item} 的{ACTION_ZH[ev.action]}操作须至少{need}人（双人）；"
                      + "，".join(f"{z}仅{n}人" for _, z, n in short),
                      needed=need, handed_by=[p.staff for p in ev.handed_by],
                      received_by=[p.staff for p in ev.received_by], sides=sides.value if sides else None)
@@ -332,7 +332,7 @@ class Judgement:
         if reasons:
             out.append(self.make("out_of_sequence", item,
                                  f"{item}: {ev.action.value} out of sequence: " + "; ".join(r[0] for r in reasons),
-                                 f"{item} 的{ev.action.value}操作顺序异常：" + "；".join(r[1] for r in reasons),
+                                 f"{item} 的{ACTION_ZH[ev.action]}操作顺序异常：" + "；".join(r[1] for r in reasons),
                                  status=status.value, holder=holder, reasons=[r[0] for r in reasons]))
         return out
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from custody.events import Action
+from custody.events import ACTION_ZH, Action
 from scanners.station.messages import SIDES, status_message
 from scanners.station.session import FrameView, HandoverSession
 
@@ -29,14 +29,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "green": (36, 186, 76), "amber": (245, 166, 0), "red": (226, 38, 38), "grey": (150, 150, 150),
     "white": (240, 240, 240), "dim": (160, 166, 176), "panel": (28, 31, 36), "box": (44, 48, 56),
 }
+#: The action's name on the panel: Chinese (custody.events.ACTION_ZH, as in the rules' messages), English.
 ACTION_NAMES: dict[str, tuple[str, str]] = {
-    "receive": ("接收", "Receive"), "store": ("入保密室", "Store"), "take_out": ("出保密室", "Take out"),
-    "depart": ("押运出发", "Depart"), "arrive": ("押运到达", "Arrive"), "distribute": ("分发", "Distribute"),
-    "open": ("启封", "Open"), "seal": ("封装", "Seal"), "return": ("回收", "Return"),
-    "receive_for_grading": ("评卷点接收", "Receive for grading"), "grade": ("评阅", "Grade"),
-    "archive": ("归档", "Archive"), "destroy": ("销毁", "Destroy"), "issue": ("发出", "Issue"),
-    "unpack": ("开箱", "Unpack"),
-}
+    action.value: (ACTION_ZH[action], action.value.replace("_", " ").capitalize()) for action in Action}
 KEYS_HELP = ("Enter 确认 · D 封条破损 · M 登记缺少 · A 接收多出 · S 同步 · L 中/EN · Esc 取消",
              "Enter confirm · D seal damaged · M record missing · A accept extra · S sync · L 中/EN · Esc cancel")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from custody.events import Action, SealCondition
+from custody.events import ACTION_ZH, Action, SealCondition
 from custody.labels import ItemKind
 from custody.plan import UnitKind, plan_items
 from custody.rules import CODES, ItemInfo, Status, Tracker
@@ -306,6 +306,8 @@ def test_single_person() -> None:
                       received=crew(CITY, 1))
     assert codes(outcome) == ["single_person"]
     assert outcome.alerts[0].details["received_by"] == [f"{CITY}-S1"]
+    # the Chinese message names the action in Chinese, not by its stable code
+    assert "的接收操作须至少2人" in outcome.alerts[0].message_zh and "receive" not in outcome.alerts[0].message_zh
     # Storing is inside one unit: the same one person on both sides is still one person.
     one = crew(CITY, 1)
     assert codes(desk.do(BOX, Action.STORE, at(12, 11), frm=CITY, to=CITY_BMS, handed=one, received=one)) == [
@@ -512,6 +514,8 @@ def test_out_of_sequence(case: str) -> None:
     assert "out_of_sequence" in codes(outcome), case
     alert = next(a for a in outcome.alerts if a.code == "out_of_sequence")
     assert alert.severity == "warning" and alert.details["reasons"]
+    action = Action(alert.details["action"])
+    assert f"的{ACTION_ZH[action]}操作顺序异常" in alert.message_zh and action.value not in alert.message_zh
 
 
 def test_out_of_sequence__near_miss_the_usual_order() -> None:
