@@ -142,7 +142,9 @@ def login() -> Any:
     st = state()
     status = 200
     if form.validate_on_submit():
-        throttle = Throttle(st.instance, current_app.config["LOGIN_MAX_FAILURES"], current_app.config["LOGIN_LOCK"])
+        config = current_app.config
+        throttle = Throttle(st.instance, config["LOGIN_MAX_FAILURES"], config["LOGIN_LOCK"],
+                            config["LOGIN_MAX_ADDRESS_FAILURES"])
         address = request.remote_addr or "unknown"
         try:
             account = authenticate(st.instance, form.username.data or "", form.password.data or "", address,

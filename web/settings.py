@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "WTF_CSRF_SSL_STRICT": False,  # SameSite=Lax and the token are the defence; proxies rewrite Referer
     "LOGIN_MAX_FAILURES": 5,
+    #: Failed logins from one address, over every account, that lock the address: higher than an account's,
+    #: since an exam site's staff share its NAT address (see web.accounts.Throttle).
+    "LOGIN_MAX_ADDRESS_FAILURES": 30,
     "LOGIN_LOCK": timedelta(minutes=15),
     "STATION_CLOCK_SKEW": timedelta(minutes=5),
     "MAX_EVENTS_PER_REQUEST": 1000,
