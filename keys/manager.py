@@ -75,12 +75,34 @@ class KeyManager:
         # Labels carry whole seconds; a key valid from a fraction of a second later
         # would refuse a label signed in the same second.
         now = now.replace(microsecond=0)
+        secret = self._checked_secret()
         key = Ed25519PrivateKey.generate()
         raw = public_raw(key)
         name = f"{role.value}-{owner}-{key_id(raw).hex()}.pem"
-        write_private_key(self.key_dir / name, key, self._need_secret())
+        write_private_key(self.key_dir / name, key, secret)
         self._cache[name] = key
         return self.register(raw, role, owner, now, private_file=name)
+
+    def _checked_secret(self) -> bytes:
+        """The passphrase, once it has opened a private key this instance already holds.
+
+        A new key is written under whatever passphrase it is given: a mistyped one would leave the
+        instance signing with a key that its own passphrase can never open again. So the passphrase
+        must first open the newest existing key file (:class:`WrongPassphrase` if it does not); an
+        instance without key files yet (``custody init``) takes it as given.
+        """
+        secret = self._need_secret()
+        with self.db.session() as s:
+            files = s.scalars(select(KeyRecord.private_file).where(KeyRecord.private_file.is_not(None))
+                              .order_by(KeyRecord.id.desc())).all()
+        for name in files:
+            assert name is not None
+            if name in self._cache:
+                return secret  # opened with this passphrase already
+            if (self.key_dir / name).exists():
+                self._cache[name] = read_private_key(self.key_dir / name, secret)
+                return secret
+        return secret
 
     def current(self, role: Role, owner: str, now: datetime) -> KeyRecord:
         """The key this instance signs with for ``role`` and ``owner`` at ``now``."""

@@ -127,6 +127,25 @@ def test_a_wrong_passphrase_is_refused_before_anything_is_signed(tiny_exam) -> N
         assert {r for r in s.scalars(select(Item.issued_at))} == {T0}
 
 
+def test_a_wrong_passphrase_creates_no_key_and_retires_none(tiny_exam) -> None:
+    """A rotation under a mistyped passphrase would leave a current key nobody can open: refused first."""
+    keys_before = sorted(p.name for p in (tiny_exam.home / "keys").iterdir())
+    current = tiny_exam.keys.current(Role.LABEL_ISSUER, "3601", T0 + timedelta(hours=1))
+    reopened = open_instance(tiny_exam.home, secret=b"wrong-passphrase", url=tiny_exam.db.url)
+    try:
+        with pytest.raises(WrongPassphrase):
+            reopened.keys.rotate(Role.LABEL_ISSUER, "3601", T0 + timedelta(hours=1))
+    finally:
+        reopened.close()
+    assert sorted(p.name for p in (tiny_exam.home / "keys").iterdir()) == keys_before
+    with tiny_exam.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(KeyRecord)) == 3
+        assert s.get(KeyRecord, current.id).valid_until is None
+    # the instance's own passphrase still rotates
+    tiny_exam.keys.rotate(Role.LABEL_ISSUER, "3601", T0 + timedelta(hours=1))
+    assert tiny_exam.keys.signer(Role.LABEL_ISSUER, "3601", T0 + timedelta(hours=2)).kid != bytes.fromhex(current.kid)
+
+
 def test_a_station_code_with_a_trailing_newline_is_refused_and_nothing_is_stored(tiny_exam) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
