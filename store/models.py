@@ -49,6 +49,20 @@ class Bytes(LargeBinary):
     def bind_processor(self, dialect: Any) -> None:
         return None
 
+    def result_processor(self, dialect: Any, coltype: object) -> Any:
+        if dialect.name != "sqlite":
+            inherited: Any = super().result_processor  # untyped in SQLAlchemy
+            return inherited(dialect, coltype)
+
+        def process(value: object) -> object:
+            # SQLite lets any value into a BLOB column: an UPDATE with replace() or a literal turns a leaf
+            # into TEXT. Read it as the bytes SQLite's CAST(... AS BLOB) gives, so that verification names
+            # the altered row instead of failing on a str.
+            if value is None or isinstance(value, bytes):
+                return value
+            return str(value).encode("utf-8")
+        return process
+
 
 class Base(DeclarativeBase):
     pass

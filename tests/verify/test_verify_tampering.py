@@ -29,6 +29,24 @@ def test_modified_leaf(simulated) -> None:
     assert any(f["index"] == k for f in named(outcome, "bad_station_signature"))
 
 
+def test_leaf_edited_in_sql_as_text(simulated) -> None:
+    """SQLite keeps what an UPDATE with replace() gives, TEXT, in the BLOB column: the leaf is named, no crash."""
+    if not simulated.instance.db.url.startswith("sqlite"):
+        pytest.skip("a PostgreSQL bytea column holds bytes only")
+    from sqlalchemy import text
+
+    k = _middle_handover(simulated)
+    same = handover_indexes(simulated.instance)[0]
+    with simulated.instance.db.write_session() as s:
+        s.execute(text("UPDATE log_leaves SET data = replace(data, :old, :new) WHERE idx = :k"),
+                  {"old": '"count":', "new": '"count":1', "k": k})
+        # the same bytes, only typed TEXT now: nothing changed that a verifier could see
+        s.execute(text("UPDATE log_leaves SET data = CAST(data AS TEXT) WHERE idx = :k"), {"k": same})
+    outcome = simulated.verify(full=True)
+    assert not outcome.ok
+    assert [f["index"] for f in named(outcome, "leaf_hash_mismatch")] == [k]
+
+
 def test_deleted_leaf(simulated) -> None:
     k = _middle_handover(simulated)
     item = leaf_json(simulated.instance, k)["item"]
