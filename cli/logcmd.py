@@ -70,12 +70,16 @@ def export(ctx: Context, folder: Path) -> None:
 
     checkpoint, log.vkey, leaves.jsonl ({"index", "leaf"} a line, the leaf as
     base64 of its exact bytes), keys.json, and checkpoints/ (every checkpoint
-    ever signed, one file each, named by tree size).
+    ever signed, one file each, named by tree size). FOLDER must be new or empty.
     """
     from sqlalchemy import select
 
     from store.models import LogLeaf
 
+    # An auditor reads every file of the bundle as this log's: a stale checkpoints/<size> from an earlier
+    # export (or another log) would sit among this log's checkpoints unnoticed.
+    if folder.is_dir() and any(folder.iterdir()):
+        raise click.BadParameter(f"{folder} is not empty; export into a new or empty folder", param_hint="FOLDER")
     ledger = ledger_of(ctx)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "checkpoints").mkdir(exist_ok=True)

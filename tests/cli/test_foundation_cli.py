@@ -184,3 +184,15 @@ def test_without_an_instance_the_user_is_told_what_to_do(tmp_path: Path) -> None
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "run `custody init`" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_refuses_a_folder_that_is_not_empty(exam, tmp_path: Path) -> None:
+    """A stale checkpoints/<size> left in the folder would pass for one of this log's checkpoints."""
+    bundle = tmp_path / "audit"
+    (bundle / "checkpoints").mkdir(parents=True)
+    (bundle / "checkpoints" / "999").write_text("another log\n", encoding="utf-8")
+    result = exam("export", str(bundle), ok=False)
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert sorted(p.name for p in bundle.rglob("*")) == ["999", "checkpoints"]
+    out = exam("export", str(tmp_path / "fresh")).output
+    assert out.startswith("exported ") and (tmp_path / "fresh" / "leaves.jsonl").exists()
