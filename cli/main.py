@@ -313,11 +313,22 @@ def labels_text(ctx: Context, item: str, exam: str | None) -> None:
 @pass_ctx
 def labels_verify(ctx: Context, text: str, keys_file: Path | None) -> None:
     """Decode and verify a label text; prints JSON. Exit 1 if the label is refused."""
-    from custody.errors import LabelError
+    from custody.errors import LabelError, MalformedLabel
     from custody.labels import verify_label
     from store.queries import keyring_from_json
 
-    ring = keyring_from_json(keys_file.read_text(encoding="utf-8")) if keys_file else ctx.instance().keys.keyring()
+    if keys_file:
+        # The key list is the user's input, not the label: one that cannot be read is a usage error (2),
+        # not a refused label (1).
+        try:
+            ring = keyring_from_json(keys_file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise click.BadParameter("the key file is not a custody key list: not UTF-8 text",
+                                     param_hint="--keys") from None
+        except MalformedLabel as exc:
+            raise click.BadParameter(str(exc), param_hint="--keys") from None
+    else:
+        ring = ctx.instance().keys.keyring()
     try:
         label = verify_label(text, ring)
     except LabelError as exc:

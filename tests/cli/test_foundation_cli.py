@@ -196,3 +196,15 @@ def test_export_refuses_a_folder_that_is_not_empty(exam, tmp_path: Path) -> None
     assert sorted(p.name for p in bundle.rglob("*")) == ["999", "checkpoints"]
     out = exam("export", str(tmp_path / "fresh")).output
     assert out.startswith("exported ") and (tmp_path / "fresh" / "leaves.jsonl").exists()
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe not text", b"{bad json", b'[{"kid": "x"}]'],
+                         ids=["binary", "bad-json", "entry-without-key"])
+def test_an_unreadable_key_file_is_a_usage_error(exam, tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "keys.json").write_bytes(content)
+    text = exam("labels", "text", "YW-P-K001-01").output.strip()
+    result = CliRunner().invoke(cli, ["labels", "verify", "--keys", str(tmp_path / "keys.json"), text],
+                                env={"CUSTODY_HOME": str(tmp_path / "nowhere")})
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "not a custody key list" in result.output
