@@ -29,6 +29,14 @@ class CustodyGroup(click.Group):
         except OperationalError as exc:
             click.echo(f"error: the database cannot be used: {exc.orig}", err=True)
             ctx.exit(2)
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            # a file or folder the user named (an export folder, a report, a PDF) cannot be written or read:
+            # name it, without a traceback
+            where = f" {exc.filename}" if exc.filename else ""
+            click.echo(f"error: cannot use{where}: {exc.strerror or exc}", err=True)
+            ctx.exit(2)
 
 
 @click.group(cls=CustodyGroup,

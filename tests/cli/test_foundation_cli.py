@@ -208,3 +208,10 @@ def test_an_unreadable_key_file_is_a_usage_error(exam, tmp_path: Path, content: 
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "not a custody key list" in result.output
+
+
+def test_a_folder_that_cannot_be_made_is_named_without_a_traceback(exam, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    result = exam("export", str(tmp_path / "a-file" / "audit"), ok=False)
+    assert result.exit_code == 2
+    assert f"cannot use {tmp_path / 'a-file' / 'audit'}" in result.output
