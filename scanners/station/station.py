@@ -56,13 +56,14 @@ class SyncReport:
     refusals_note: str | None = None
     errors: list[str] = field(default_factory=list)
     bundle_refused: bool = False  # the server's key bundle did not verify against the pinned log key
+    bad_refusal_receipts: int = 0  # refusal reports answered with a receipt that does not prove them
 
     @property
     def integrity_failure(self) -> bool:
         """Something the server sent did not verify, or it refused an event: exit code 1, not 3."""
         send = self.send
-        return self.bundle_refused or (send is not None and bool(send.refused or send.conflict
-                                                                 or send.bad_receipts))
+        return self.bundle_refused or bool(self.bad_refusal_receipts) or (
+            send is not None and bool(send.refused or send.conflict or send.bad_receipts))
 
     @property
     def online(self) -> bool:
@@ -71,7 +72,8 @@ class SyncReport:
     def as_json(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "expected": self.expected, "send": self.send.as_json() if self.send else None,
                 "refusals_reported": self.refusals_reported, "refusals_note": self.refusals_note,
-                "bundle_refused": self.bundle_refused, "errors": self.errors}
+                "bundle_refused": self.bundle_refused, "bad_refusal_receipts": self.bad_refusal_receipts,
+                "errors": self.errors}
 
 
 class Station:
@@ -205,6 +207,7 @@ class Station:
             try:
                 done[row["seq"]] = verify_refusal_receipt(sent, res, self.config.code, self.config.log_key, origin)
             except ReceiptError as exc:  # kept unreported: sent again next time
+                report.bad_refusal_receipts += 1
                 report.errors.append(str(exc))
         self.outbox.mark_refusals_reported(done)
         report.refusals_reported = len(done)

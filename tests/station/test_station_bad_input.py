@@ -331,3 +331,30 @@ def test_refusal_evidence_counts_as_delivered_only_with_a_receipt_that_proves_it
     monkeypatch.setattr(HttpTransport, "request", real_request)
     report = station.sync(["receive"])  # the server answers "duplicate" with the same leaf: now proven
     assert report.refusals_reported == 1 and station.outbox.unreported_refusals() == []
+
+
+def test_a_refusal_receipt_that_does_not_verify_makes_sync_exit_1(make_station: Any, live_server: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/station.md: `station sync` exits 1 for a receipt that does not verify, as for an event's receipt."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from tests.station.scenes import PARCEL_QR
+
+    station = make_station("ST-360102", "360102")
+    text = PARCEL_QR + "-photocopy"
+    station.outbox.record_refusal(session=None, seen_at=datetime.now(UTC), reason="not_ours", message="不是保密标签",
+                                  text=text, text_sha256=hashlib.sha256(text.encode()).hexdigest(), frame=None,
+                                  item=None)
+    real_request = HttpTransport.request
+    monkeypatch.setattr(HttpTransport, "request", _rewritten(
+        "/api/v1/refusals", lambda results: _edit_leaf_in_receipt(results[0], b'"not_ours"', b'"accepted"')))
+    args = ["--station-home", str(station.home.path), "sync", "--json"]
+    result = CliRunner().invoke(station_cli, args, env={"CUSTODY_PASSPHRASE": PASSPHRASE})
+    assert result.exit_code == 1, result.output  # a verification failure, not "everything sent"
+    report = json.loads(result.stdout)
+    assert report["bad_refusal_receipts"] == 1 and report["outbox"]["refusals_unreported"] == 1
+
+    monkeypatch.setattr(HttpTransport, "request", real_request)
+    result = CliRunner().invoke(station_cli, args, env={"CUSTODY_PASSPHRASE": PASSPHRASE})
+    assert result.exit_code == 0 and json.loads(result.stdout)["outbox"]["refusals_unreported"] == 0
