@@ -141,8 +141,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if not b["present"]:
         click.echo("key bundle: none yet (run `custody station sync`)")
     else:
-        click.echo(f"key bundle: issued {b['issued_at']}, {b['age_hours']} h old"
-                   + (f" — STALE (older than {b['stale_after_hours']} h): sync when online" if b["stale"] else ""))
+        if b["clock_behind_hours"] is not None:
+            click.echo(f"key bundle: issued {b['issued_at']}, after this station's clock: the clock is about "
+                       f"{b['clock_behind_hours']} h behind — SET THE CLOCK (events carry its time)")
+        else:
+            click.echo(f"key bundle: issued {b['issued_at']}, {b['age_hours']} h old"
+                       + (f" — STALE (older than {b['stale_after_hours']} h): sync when online" if b["stale"] else ""))
     for action, fetched in info["expected"].items():
         click.echo(f"expected list {action}: fetched {fetched}")
     click.echo(f"outbox: {o['pending']} unsent, {o['receipted']} receipted, {o['refused']} refused by the server, "

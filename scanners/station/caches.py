@@ -38,6 +38,11 @@ def _time(text: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+#: A key bundle issued this much later than the station's clock says its clock is behind (the server accepts
+#: requests from a clock up to 5 minutes off: the same margin).
+CLOCK_TOLERANCE = timedelta(minutes=5)
+
+
 @dataclass(frozen=True)
 class KeyBundle:
     """A verified key bundle and the key ring it gives."""
@@ -51,6 +56,13 @@ class KeyBundle:
 
     def is_stale(self, now: datetime, max_age: timedelta) -> bool:
         return self.age(now) > max_age
+
+    def clock_behind(self, now: datetime) -> timedelta | None:
+        """How far this station's clock is behind the server's, if the bundle was issued more than
+        :data:`CLOCK_TOLERANCE` after ``now``: a bundle cannot come from the future, so the station's clock
+        is wrong (events would carry its times, and the bundle would never look stale)."""
+        behind = -self.age(now)
+        return behind if behind > CLOCK_TOLERANCE else None
 
 
 def open_bundle(document: Any, log_key: str) -> KeyBundle:

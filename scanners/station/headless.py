@@ -57,10 +57,13 @@ def session_line(station: Station, session: HandoverSession) -> dict[str, Any]:
 
 
 def bundle_warning(station: Station) -> dict[str, Any] | None:
-    """A ``warning`` line when the key bundle is stale (labels are still verified with it) or missing."""
+    """A ``warning`` line when the key bundle is stale (labels are still verified with it) or missing, or
+    when it says the station's clock is behind."""
     status = station.bundle_status()
     if not status["present"]:
         code, details = "bundle_missing", {}
+    elif status["clock_behind_hours"] is not None:
+        code, details = "clock_behind", {"hours": status["clock_behind_hours"]}
     elif status["stale"]:
         code, details = "bundle_stale", {"hours": status["age_hours"]}
     else:

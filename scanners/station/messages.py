@@ -58,6 +58,9 @@ STATUS: dict[str, tuple[str, str]] = {
     "source_lost": ("摄像头断开：{detail}；交接继续，请重新连接", "Camera lost: {detail}; the handover goes on"),
     "bundle_stale": ("密钥包已过期 {hours} 小时：请联网同步", "Key bundle is {hours} h old: sync when online"),
     "bundle_missing": ("没有密钥包：请联网同步", "No key bundle: sync first"),
+    "clock_behind": ("本机时钟比服务器慢约 {hours} 小时（密钥包签发于本机时间之后）：请校准时钟",
+                     "This station's clock is about {hours} h behind the server's (the key bundle was issued after "
+                     "its time): set the clock"),
     "unsent": ("待发送 {n} 条", "{n} unsent"),
     "all_sent": ("已全部发送", "All sent"),
     "seal_damaged": ("已登记封条破损：{item}", "Seal damage recorded: {item}"),

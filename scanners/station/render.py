@@ -76,6 +76,8 @@ def panel_for(session: HandoverSession, *, lang: str, bundle_status: dict[str, A
                        ", ".join(p.name or p.staff for p in listed)))
     if not bundle_status.get("present"):
         bundle = ("red", status_message("bundle_missing", lang))
+    elif bundle_status.get("clock_behind_hours") is not None:
+        bundle = ("red", status_message("clock_behind", lang, hours=bundle_status["clock_behind_hours"]))
     elif bundle_status.get("stale"):
         bundle = ("amber", status_message("bundle_stale", lang, hours=bundle_status.get("age_hours")))
     else:

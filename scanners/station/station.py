@@ -132,10 +132,12 @@ class Station:
         bundle = self.bundle()
         if bundle is None:
             return {"present": False, "stale": True, "age_hours": None, "issued_at": None}
-        age = bundle.age(self.clock())
-        return {"present": True, "stale": bundle.is_stale(self.clock(), self.stale_after),
+        now = self.clock()
+        age, behind = bundle.age(now), bundle.clock_behind(now)
+        return {"present": True, "stale": bundle.is_stale(now, self.stale_after),
                 "age_hours": round(age.total_seconds() / 3600, 1), "issued_at": format_time(bundle.issued_at),
-                "stale_after_hours": self.config.stale_after_hours}
+                "stale_after_hours": self.config.stale_after_hours,
+                "clock_behind_hours": round(behind.total_seconds() / 3600, 1) if behind is not None else None}
 
     def sync(self, actions: Sequence[str] = (), *, send: bool = True, force: bool = True) -> SyncReport:
         """Send the outbox, then fetch the key bundle and the expected lists, then report refusals. Never

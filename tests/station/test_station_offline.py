@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from cli.station import station as station_cli
 from custody.events import Action
 from scanners.station.client import HttpTransport, Response, TransportError
-from scanners.station.headless import RunOptions, run_headless
+from scanners.station.headless import RunOptions, bundle_warning, run_headless
 from scanners.station.outbox import Backoff
 from scanners.station.render import panel_for
 from tests.station.checks import assert_sent_once
@@ -86,6 +86,21 @@ def test_a_day_offline_then_one_sync_sends_everything_once(make_station: Any, li
     session.set_accept_unexpected(True)
     station.checkpoint_session(session)
     ids += station.confirm(session)  # into the secure room
+
+    # a clock set back (30 hours before the bundle was issued): said loudly, not a bundle "-17 h old" and fresh
+    clock.offset = timedelta(hours=-30)
+    status = station.bundle_status()
+    assert status["clock_behind_hours"] >= 29.9 and status["stale"] is False
+    assert bundle_warning(station)["code"] == "clock_behind"
+    assert "请校准时钟" in bundle_warning(station)["message"]
+    assert panel_for(session, lang="zh", bundle_status=status, unsent=0).bundle[0] == "red"
+    # (the command reads the real clock: give it what this station's status is at this clock)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(station), "bundle_status", lambda self: status)
+        result = station_command(station, "status")
+    assert result.exit_code == 0 and "SET THE CLOCK" in result.stdout and "h old" not in result.stdout
+    clock.offset = timedelta(hours=13)
+    assert station.bundle_status()["clock_behind_hours"] is None and bundle_warning(station)["code"] == "bundle_stale"
 
     # 20 hours later the site's six boxes go out
     clock.offset = timedelta(hours=20)
