@@ -103,7 +103,7 @@ def init(ctx: click.Context, server: str, code: str, unit: str, log_key: str | N
     except CustodyError as exc:
         raise StationError(f"--log-key: {exc}") from None
     home, config = StationHome.create(ctx.obj, server=server, code=code, unit=unit, log_key=log_key,
-                                      secret=passphrase(confirm=True), now=_now(),
+                                      secret=passphrase(new=True), now=_now(),
                                       stale_after_hours=stale_after_hours)
     raw = base64.b64decode(config.public_key)
     if as_json:

@@ -266,7 +266,7 @@ def _witness_key(home: Path, name: str, secret: bytes | None = None) -> Any:
     if path.exists():
         return read_private_key(path, secret or passphrase())
     key = Ed25519PrivateKey.generate()
-    write_private_key(path, key, secret or passphrase(confirm=True))
+    write_private_key(path, key, secret or passphrase(new=True))
     (home / "witness.vkey").write_text(cosigner_key(name, public_raw(key)) + "\n", encoding="utf-8")
     click.echo(f"created the witness key; give the city this cosigner key: {cosigner_key(name, public_raw(key))}",
                err=True)

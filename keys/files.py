@@ -18,9 +18,12 @@ PASSPHRASE_ENV = "CUSTODY_PASSPHRASE"
 MIN_PASSPHRASE = 8
 
 
-def passphrase(*, confirm: bool = False, env: Mapping[str, str] | None = None) -> bytes:
-    """The key passphrase: from ``CUSTODY_PASSPHRASE``, else asked at the terminal.
+def passphrase(*, new: bool = False, env: Mapping[str, str] | None = None) -> bytes:
+    """The key passphrase: from ``CUSTODY_PASSPHRASE``, else asked at the terminal (twice if ``new``).
 
+    A ``new`` passphrase (one keys are about to be written under) must have :data:`MIN_PASSPHRASE`
+    characters; one that opens existing keys is taken as given, so that a mistyped one is told it does
+    not open them (:class:`WrongPassphrase`), not how long a passphrase must be.
     Raises :class:`KeyStoreError` when there is neither (a job without a terminal).
     """
     values: Mapping[str, str] = os.environ if env is None else env
@@ -30,11 +33,18 @@ def passphrase(*, confirm: bool = False, env: Mapping[str, str] | None = None) -
             raise KeyStoreError(f"a passphrase is needed to use the private keys: set {PASSPHRASE_ENV} "
                                 "or run at a terminal")
         value = getpass.getpass("Key passphrase: ")
-        if confirm and getpass.getpass("Repeat the passphrase: ") != value:
+        if new and getpass.getpass("Repeat the passphrase: ") != value:
             raise KeyStoreError("the two passphrases differ")
-    if len(value) < MIN_PASSPHRASE:
+    secret = value.encode("utf-8")
+    if new:
+        check_new_passphrase(secret)
+    return secret
+
+
+def check_new_passphrase(secret: bytes) -> None:
+    """Refuse a passphrase too short to write keys under."""
+    if len(secret.decode("utf-8", "replace")) < MIN_PASSPHRASE:
         raise KeyStoreError(f"the key passphrase must have at least {MIN_PASSPHRASE} characters")
-    return value.encode("utf-8")
 
 
 def public_raw(key: Ed25519PrivateKey) -> bytes:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from custody.errors import MissingKey, NotFound
 from custody.keyring import KeyRing, PublicKey, Role, key_id
 from custody.labels import Signer
-from keys.files import public_raw, read_private_key, write_private_key
+from keys.files import check_new_passphrase, public_raw, read_private_key, write_private_key
 from store.db import Database
 from store.models import KeyRecord, LoggedKey
 
@@ -89,7 +89,7 @@ class KeyManager:
         A new key is written under whatever passphrase it is given: a mistyped one would leave the
         instance signing with a key that its own passphrase can never open again. So the passphrase
         must first open the newest existing key file (:class:`WrongPassphrase` if it does not); an
-        instance without key files yet (``custody init``) takes it as given.
+        instance without key files yet (``custody init``) takes it as a new passphrase (long enough).
         """
         secret = self._need_secret()
         with self.db.session() as s:
@@ -102,6 +102,7 @@ class KeyManager:
             if (self.key_dir / name).exists():
                 self._cache[name] = read_private_key(self.key_dir / name, secret)
                 return secret
+        check_new_passphrase(secret)
         return secret
 
     def current(self, role: Role, owner: str, now: datetime) -> KeyRecord:

@@ -146,6 +146,25 @@ def test_a_wrong_passphrase_creates_no_key_and_retires_none(tiny_exam) -> None:
     assert tiny_exam.keys.signer(Role.LABEL_ISSUER, "3601", T0 + timedelta(hours=2)).kid != bytes.fromhex(current.kid)
 
 
+def test_a_short_passphrase_is_refused_for_new_keys_and_told_it_does_not_open_old_ones(tiny_exam, tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """The length rule is for a passphrase keys are written under; a short mistyped one for existing keys
+    is told it does not open them (it was told how long a passphrase must be)."""
+    from custody.errors import KeyStoreError
+
+    monkeypatch.setenv("CUSTODY_PASSPHRASE", "short")
+    reopened = open_instance(tiny_exam.home, url=tiny_exam.db.url)
+    try:
+        with pytest.raises(WrongPassphrase, match="does not open"):
+            issue_item_labels(reopened, EXAM, T0 + timedelta(hours=1), reissue=True)
+    finally:
+        reopened.close()
+    with pytest.raises(KeyStoreError, match="at least 8 characters"):
+        init_instance(tmp_path / "new", origin="test.exam/zk2017", institute="3601", now=T0, secret=b"short",
+                      url=f"sqlite:///{tmp_path / 'new.db'}")
+    assert not (tmp_path / "new" / "keys").exists() or not any((tmp_path / "new" / "keys").iterdir())
+
+
 def test_a_station_code_with_a_trailing_newline_is_refused_and_nothing_is_stored(tiny_exam) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
