@@ -91,10 +91,14 @@ class KeyManager:
         must first open the newest existing key file (:class:`WrongPassphrase` if it does not); an
         instance without key files yet (``custody init``) takes it as a new passphrase (long enough).
         """
-        secret = self._need_secret()
         with self.db.session() as s:
             files = s.scalars(select(KeyRecord.private_file).where(KeyRecord.private_file.is_not(None))
                               .order_by(KeyRecord.id.desc())).all()
+        if self._secret is None and not any((self.key_dir / name).exists() for name in files if name):
+            from keys.files import passphrase
+
+            self._secret = passphrase(new=True)  # the instance's first key: asked twice at a terminal
+        secret = self._need_secret()
         for name in files:
             assert name is not None
             if name in self._cache:

@@ -165,6 +165,20 @@ def test_a_short_passphrase_is_refused_for_new_keys_and_told_it_does_not_open_ol
     assert not (tmp_path / "new" / "keys").exists() or not any((tmp_path / "new" / "keys").iterdir())
 
 
+def test_a_new_instance_asks_for_its_passphrase_twice_at_a_terminal(tmp_path: Path, monkeypatch) -> None:
+    """A typo in the passphrase of an instance's first keys would lock them for good: asked twice."""
+    from custody.errors import KeyStoreError
+
+    answers = iter(["a-passphrase", "a-passphrasf"])
+    monkeypatch.delenv("CUSTODY_PASSPHRASE", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    with pytest.raises(KeyStoreError, match="differ"):
+        init_instance(tmp_path / "new", origin="test.exam/zk2017", institute="3601", now=T0,
+                      url=f"sqlite:///{tmp_path / 'new.db'}")
+    assert not (tmp_path / "new" / "keys").exists() or not any((tmp_path / "new" / "keys").iterdir())
+
+
 def test_a_station_code_with_a_trailing_newline_is_refused_and_nothing_is_stored(tiny_exam) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
