@@ -347,7 +347,10 @@ def witness(url: str | None, local: Path | None, witness_home: Path, log_key: st
             result = witness_once(witness_home, source, log_key=log_key, name=name, post=not no_post)
         except WitnessRefusal as exc:
             click.echo(f"WITNESS ALARM: {exc}", err=True)
-            click.echo(f"见证告警：拒绝副署，{exc}", err=True)
+            click.echo(f"见证告警：拒绝副署。{exc.message_zh}", err=True)
+            if as_json:  # a job reading the rounds sees the refused one too
+                click.echo(json.dumps({"alarm": exc.kind, "message": str(exc), "message_zh": exc.message_zh},
+                                      ensure_ascii=False))
             raise SystemExit(1) from None
         if as_json:
             click.echo(json.dumps(result, ensure_ascii=False))

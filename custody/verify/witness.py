@@ -19,7 +19,15 @@ from custody.log.note import NoteVerifier, Signer, add_signature_lines, cosign
 
 
 class WitnessRefusal(LogError):
-    """The witness refuses to cosign: the checkpoint is forged, rolled back or inconsistent with the held one."""
+    """The witness refuses to cosign: the checkpoint is forged, rolled back or inconsistent with the held one.
+
+    ``kind`` is ``forged``, ``rollback`` or ``fork``; the message is English, ``message_zh`` Chinese.
+    """
+
+    def __init__(self, kind: str, message: str, message_zh: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message_zh = message_zh
 
 
 @dataclass(frozen=True)
@@ -43,20 +51,26 @@ def witness_checkpoint(new_note: bytes, held_note: bytes | None, proof: Sequence
     try:
         new = open_checkpoint(new_note, log_key).checkpoint
     except LogError as exc:
-        raise WitnessRefusal(f"the log served a checkpoint that is not signed by its key "
-                             f"{log_key.name}+{log_key.key_id:08x}: {exc}") from None
+        key = f"{log_key.name}+{log_key.key_id:08x}"
+        raise WitnessRefusal("forged", f"the log served a checkpoint that is not signed by its key {key}: {exc}",
+                             f"日志提供的检查点不是由其日志密钥 {key} 签名的（伪造或密钥被更换）：{exc}") from None
     previous: int | None = None
     if held_note is not None:
         old = open_checkpoint(held_note, log_key).checkpoint
         previous = old.size
         if new.size < old.size:
-            raise WitnessRefusal(f"ROLLBACK: the log now says size {new.size} (root {new.root_hash.hex()}), but the "
-                                 f"witness holds a checkpoint at size {old.size} (root {old.root_hash.hex()})")
+            raise WitnessRefusal(
+                "rollback", f"ROLLBACK: the log now says size {new.size} (root {new.root_hash.hex()}), but the "
+                f"witness holds a checkpoint at size {old.size} (root {old.root_hash.hex()})",
+                f"日志回滚：日志现为 {new.size} 条（根 {new.root_hash.hex()}），而见证方持有 {old.size} 条的检查点"
+                f"（根 {old.root_hash.hex()}）")
         try:
             verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
         except LogError as exc:
-            raise WitnessRefusal(f"FORK: the checkpoint at size {new.size} (root {new.root_hash.hex()}) is not "
-                                 f"consistent with the held checkpoint at size {old.size} "
-                                 f"(root {old.root_hash.hex()}): {exc}") from None
+            raise WitnessRefusal(
+                "fork", f"FORK: the checkpoint at size {new.size} (root {new.root_hash.hex()}) is not consistent "
+                f"with the held checkpoint at size {old.size} (root {old.root_hash.hex()}): {exc}",
+                f"日志分叉：{new.size} 条的检查点（根 {new.root_hash.hex()}）与所持 {old.size} 条的检查点"
+                f"（根 {old.root_hash.hex()}）不一致，历史被改写：{exc}") from None
     line = cosign(new.body(), name, signer, timestamp, public_raw=public_raw)
     return Cosigned(new, line, add_signature_lines(new_note, [line]), previous)

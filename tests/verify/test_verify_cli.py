@@ -102,9 +102,12 @@ def test_witness_cosigns_and_raises_the_alarm_on_a_rewritten_log(make_simulated,
     assert sim.verify(full=True, witness_homes=[province]).ok
 
     tampering.rewrite_history(sim.instance, handover_indexes(sim.instance)[3])
-    again = runner.invoke(cli, ["witness", "--local", str(sim.instance.home), "--home", str(province), "--once"])
+    again = runner.invoke(cli, ["witness", "--local", str(sim.instance.home), "--home", str(province), "--once",
+                                "--json"])
     assert again.exit_code == 1
-    assert "WITNESS ALARM" in again.output and "见证告警" in again.output
+    assert "WITNESS ALARM: FORK" in again.stderr and "见证告警：拒绝副署。日志分叉" in again.stderr
+    alarm = json.loads(again.stdout.strip().splitlines()[-1])  # the refused round in the JSON lines too
+    assert alarm["alarm"] == "fork" and alarm["message_zh"].startswith("日志分叉") and "FORK" in alarm["message"]
 
 
 def test_no_passphrase_to_sign_the_report_is_a_usage_error(simulated) -> None:

@@ -148,11 +148,13 @@ def test_the_witness_cosigns_extensions_and_refuses_forks_rollbacks_and_forgerie
     with pytest.raises(WitnessRefusal, match="FORK"):
         witness_checkpoint(fork.note(22), second.note, fork.proof(20, 22), log_key, name="province",
                            signer=witness, timestamp=now)
-    with pytest.raises(WitnessRefusal, match="ROLLBACK"):
+    with pytest.raises(WitnessRefusal, match="ROLLBACK") as refused:
         witness_checkpoint(log.note(12), second.note, [], log_key, name="province", signer=witness, timestamp=now)
+    assert refused.value.kind == "rollback" and refused.value.message_zh.startswith("日志回滚：日志现为 12 条")
     forger = _Log(Ed25519PrivateKey.generate(), [b"leaf %d" % i for i in range(20)])
-    with pytest.raises(WitnessRefusal, match="not signed"):
+    with pytest.raises(WitnessRefusal, match="not signed") as refused:
         witness_checkpoint(forger.note(20), second.note, [], log_key, name="province", signer=witness, timestamp=now)
+    assert refused.value.kind == "forged" and "签名" in refused.value.message_zh
     assert isinstance(cosigner, NoteVerifier) and base64
 
 
