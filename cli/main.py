@@ -138,9 +138,14 @@ def items_list(ctx: Context, subject: str | None, kind: str | None, exam: str | 
 
     from custody.labels import ItemKind
     from store.models import Item
+    from store.queries import check_exam_and_subject
 
     instance = ctx.instance()
     exam = exam or instance.current_exam()
+    if exam:
+        # a misspelt exam or subject is named (exit 2), not listed as nothing; an instance with no exam
+        # imported yet simply has no items
+        check_exam_and_subject(instance, exam, subject)
     query = select(Item).where(Item.exam == exam).order_by(Item.id)
     if subject:
         query = query.where(Item.subject == subject)

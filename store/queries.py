@@ -13,7 +13,7 @@ from custody.errors import MalformedLabel, NotFound
 from custody.keyring import KeyRing, PublicKey, Role
 from custody.labels import ItemKind
 from store.instance import Instance
-from store.models import Item, Subject, Unit
+from store.models import Exam, Item, Subject, Unit
 
 if TYPE_CHECKING:
     from printing.sheet import PrintableLabel
@@ -27,6 +27,23 @@ def label_text_of(instance: Instance, exam: str, item_id: str) -> str:
     if row.label_text is None:
         raise NotFound(f"item {item_id} has no label yet; run `custody labels issue`")
     return row.label_text
+
+
+def check_exam_and_subject(instance: Instance, exam: str, subject: str | None = None) -> None:
+    """:class:`NotFound` unless the exam has been imported and, if given, has the subject.
+
+    A filter on a name that does not exist would otherwise list nothing and look like an empty
+    exam; ``investigate`` refuses the same names in the same words.
+    """
+    with instance.db.session() as s:
+        if s.get(Exam, exam) is None:
+            known = list(s.scalars(select(Exam.code).order_by(Exam.code)))
+            raise NotFound(f"no exam {exam!r} has been imported"
+                           + (f"; exams: {', '.join(known)}" if known else ""))
+        if subject is not None:
+            codes = list(s.scalars(select(Subject.code).where(Subject.exam == exam).order_by(Subject.id)))
+            if subject not in codes:
+                raise NotFound(f"no subject {subject!r} in exam {exam}; subjects: {', '.join(codes)}")
 
 
 def keyring_from_json(text: str) -> KeyRing:
@@ -87,7 +104,6 @@ def printable_labels(instance: Instance, exam: str, *, subject: str | None = Non
         kinds = dict(s.execute(select(Unit.code, Unit.kind)).all())
         parents = dict(s.execute(select(Unit.code, Unit.parent)).all())
         subjects = dict(s.execute(select(Subject.code, Subject.name).where(Subject.exam == exam)).all())
-        from store.models import Exam
         exam_row = s.get(Exam, exam)
     if item and not rows:
         raise NotFound(f"no labelled item {item!r} in exam {exam!r}")

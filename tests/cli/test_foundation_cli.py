@@ -61,6 +61,15 @@ def test_items_list_json_has_one_object_a_line(exam) -> None:
     assert sum(r["kind"] == "listening_disc" for r in rows) == 2
 
 
+def test_items_list_names_an_unknown_exam_or_subject(exam) -> None:
+    """A misspelt filter is a usage error that names it, as in `investigate`, not an empty list."""
+    for args, named in ((["--exam", "nope"], "no exam 'nope' has been imported; exams: zk2017"),
+                        (["--subject", "NOPE"], "no subject 'NOPE' in exam zk2017; subjects: YW, ")):
+        result = exam("items", "list", *args, "--json", ok=False)
+        assert result.exit_code == 2 and named in result.output, result.output
+        assert result.stdout == ""
+
+
 def test_label_text_verifies_and_prints_the_fields(exam) -> None:
     text = exam("labels", "text", "YW-P-K001-01").output.strip()
     result = json.loads(exam("labels", "verify", text).output)
