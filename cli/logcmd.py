@@ -19,7 +19,8 @@ def ledger_of(ctx: Context):  # type: ignore[no-untyped-def]
 
 
 @click.command()
-@click.option("--size", type=int, help="The checkpoint signed at this tree size (default: the latest).")
+@click.option("--size", type=click.IntRange(min=0),
+              help="The checkpoint signed at this tree size (default: the latest).")
 @pass_ctx
 def checkpoint(ctx: Context, size: int | None) -> None:
     """Print the latest signed checkpoint (a C2SP signed note), or the one at --size."""
@@ -41,7 +42,7 @@ def proof() -> None:
 
 @proof.command("inclusion")
 @click.argument("index", type=click.IntRange(min=0))
-@click.option("--size", type=int, help="Against the checkpoint at this size (default: the latest).")
+@click.option("--size", type=click.IntRange(min=0), help="Against the checkpoint at this size (default: the latest).")
 @pass_ctx
 def proof_inclusion(ctx: Context, index: int, size: int | None) -> None:
     """Print a c2sp.org/tlog-proof@v1 for the leaf at INDEX."""

@@ -224,3 +224,15 @@ def test_a_folder_that_cannot_be_made_is_named_without_a_traceback(exam, tmp_pat
     result = exam("export", str(tmp_path / "a-file" / "audit"), ok=False)
     assert result.exit_code == 2
     assert f"cannot use {tmp_path / 'a-file' / 'audit'}" in result.output
+
+
+def test_a_negative_tree_size_or_index_is_a_usage_error_naming_it(exam) -> None:
+    """Sizes and indexes count from 0: -1 is a bad argument (exit 2, naming it), not a missing checkpoint."""
+    for args, named in ((["checkpoint", "--size", "-1"], "'--size'"),
+                        (["proof", "inclusion", "0", "--size", "-1"], "'--size'"),
+                        (["proof", "inclusion", "--", "-1"], "'INDEX'"),
+                        (["proof", "consistency", "--", "-1"], "'OLD'"),
+                        (["proof", "consistency", "--", "0", "-1"], "'[NEW]'")):
+        result = exam(*args, ok=False)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"Invalid value for {named}: -1 is not in the range x>=0" in result.output, result.output
