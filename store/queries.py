@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import or_, select
 
 from custody.errors import MalformedLabel, NotFound
-from custody.keyring import KeyRing, PublicKey, Role
+from custody.keyring import KeyRing, PublicKey, Role, key_id
 from custody.labels import ItemKind
 from store.instance import Instance
 from store.models import Exam, Item, Subject, Unit
 
 if TYPE_CHECKING:
     from printing.sheet import PrintableLabel
+
+T = TypeVar("T")
 
 
 def label_text_of(instance: Instance, exam: str, item_id: str) -> str:
@@ -47,24 +50,59 @@ def check_exam_and_subject(instance: Instance, exam: str, subject: str | None = 
 
 
 def keyring_from_json(text: str) -> KeyRing:
-    """A key ring from the JSON of ``custody keys list --json`` (or an export's keys.json)."""
+    """A key ring from the JSON of ``custody keys list --json`` (or an export's keys.json).
+
+    :class:`MalformedLabel` if the text is not such a list. For a bad entry the message names the
+    entry (its position, from 1, and its kid if it has one) and the field that is missing or wrong,
+    so that someone holding a hand-edited file of dozens of keys can find it.
+    """
     try:
         entries = json.loads(text)
-        if isinstance(entries, dict):
-            entries = entries.get("keys", [])
-        return KeyRing(
-            PublicKey(
-                public_raw=base64.b64decode(e["public_key"], validate=True),
-                role=Role(e["role"]), owner=e["owner"],
-                valid_from=datetime.fromisoformat(e["valid_from"]),
-                valid_until=datetime.fromisoformat(e["valid_until"]) if e.get("valid_until") else None,
-                revoked_at=datetime.fromisoformat(e["revoked_at"]) if e.get("revoked_at") else None,
-                revocation_reason=e.get("revocation_reason"),
-            )
-            for e in entries
-        )
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         raise MalformedLabel(f"the key file is not a custody key list: {exc}") from None
+    if isinstance(entries, dict):
+        entries = entries.get("keys", [])
+    if not isinstance(entries, list):
+        raise MalformedLabel("the key file is not a custody key list: expected a JSON array of keys, "
+                             f"found a JSON {type(entries).__name__}")
+    return KeyRing(_public_key_from_json(position, entry) for position, entry in enumerate(entries, start=1))
+
+
+def _public_key_from_json(position: int, entry: object) -> PublicKey:
+    """One entry of a key list; :class:`MalformedLabel` naming the entry and the field if it is wrong."""
+    where = f"the key file is not a custody key list: entry {position}"
+    if not isinstance(entry, dict):
+        raise MalformedLabel(f"{where} is not a JSON object but a JSON {type(entry).__name__}")
+    if isinstance(entry.get("kid"), str) and entry["kid"]:
+        where += f" (kid {entry['kid']})"
+
+    def field(name: str, parse: Callable[[Any], T]) -> T:
+        if name not in entry:
+            raise MalformedLabel(f"{where} has no {name!r}")
+        try:
+            return parse(entry[name])
+        except (ValueError, TypeError) as exc:
+            raise MalformedLabel(f"{where}: {name!r} is not valid: {exc}") from None
+
+    def optional(name: str, parse: Callable[[Any], T]) -> T | None:
+        return field(name, parse) if entry.get(name) else None
+
+    def raw_key(value: Any) -> bytes:
+        raw = base64.b64decode(value, validate=True)
+        key_id(raw)  # 32 bytes, or ValueError saying how many
+        return raw
+
+    return PublicKey(public_raw=field("public_key", raw_key), role=field("role", Role),
+                     owner=field("owner", _text), valid_from=field("valid_from", datetime.fromisoformat),
+                     valid_until=optional("valid_until", datetime.fromisoformat),
+                     revoked_at=optional("revoked_at", datetime.fromisoformat),
+                     revocation_reason=optional("revocation_reason", _text))
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, found {json.dumps(value)}")
+    return value
 
 
 def units_below(instance: Instance, unit: str) -> set[str]:

@@ -219,6 +219,22 @@ def test_an_unreadable_key_file_is_a_usage_error(exam, tmp_path: Path, content: 
     assert "not a custody key list" in result.output
 
 
+def test_a_bad_key_file_entry_is_named_by_position_kid_and_field(exam, tmp_path: Path) -> None:
+    """In a key list of dozens of entries, "'public_key'" alone does not say where to look."""
+    keys = json.loads(exam("keys", "list", "--json").output)
+    second = keys[1]["kid"]
+    del keys[1]["public_key"]
+    keys[2]["valid_from"] = "yesterday"
+    text = exam("labels", "text", "YW-P-K001-01").output.strip()
+    for entries, named in ((keys, f"entry 2 (kid {second}) has no 'public_key'"),
+                           ([keys[0], keys[2]], f"entry 2 (kid {keys[2]['kid']}): 'valid_from' is not valid"),
+                           ([{"role": "label_issuer"}], "entry 1 has no 'public_key'")):
+        (tmp_path / "keys.json").write_text(json.dumps(entries), encoding="utf-8")
+        result = CliRunner().invoke(cli, ["labels", "verify", "--keys", str(tmp_path / "keys.json"), text],
+                                    env={"CUSTODY_HOME": str(tmp_path / "nowhere")})
+        assert result.exit_code == 2 and named in result.output, result.output
+
+
 def test_a_folder_that_cannot_be_made_is_named_without_a_traceback(exam, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     result = exam("export", str(tmp_path / "a-file" / "audit"), ok=False)
