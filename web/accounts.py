@@ -85,7 +85,12 @@ def create_account(instance: Instance, username: str, password: str, role: str, 
                    *, display_name: str = "", hasher: PasswordHasher | None = None) -> Account:
     """Create an account; :class:`AccountError` for a taken name, an unknown role or unit, a weak password."""
     if not USERNAME.match(username):
-        raise AccountError(_("a username is 2 to 64 letters, digits or ._@- (starting with a letter or digit)"))
+        # ASCII on purpose: a username appears in URLs, logs and the audit trail, where a look-alike letter
+        # (Cyrillic а for Latin a) or a full-width one would pass for another account. A name such as 张三
+        # belongs in the display name; the message says so, since 张 is a letter to anyone reading it.
+        raise AccountError(_("a username is 2 to 64 ASCII characters: letters a-z and A-Z, digits 0-9 and "
+                             ". _ @ - (starting with a letter or digit); a Chinese name goes in the display "
+                             "name"))
     if role == "station":
         raise AccountError(_("stations do not log in with a password: register the station and its public key"))
     if role not in ROLES:

@@ -45,6 +45,11 @@ def test_users_add_list_and_refusals(custody) -> None:
     assert station.exit_code == 2
     unknown_unit = custody("users", "add", "zhao", "--role", "auditor", "--unit", "NOPE", password="a-long-enough-pw")
     assert unknown_unit.exit_code == 2 and "no unit" in unknown_unit.output
+    # 张 is a letter to its reader: the refusal says usernames are ASCII and where the Chinese name goes
+    chinese = custody("users", "add", "张三", "--role", "officer", "--unit", "K001", password="a-long-enough-pw")
+    assert chinese.exit_code == 2
+    assert "2 to 64 ASCII characters: letters a-z and A-Z" in chinese.output
+    assert "a Chinese name goes in the display name" in chinese.output
 
 
 def test_users_passwd_disable_enable_and_unlock(custody, tiny_exam) -> None:

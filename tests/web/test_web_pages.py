@@ -202,3 +202,9 @@ def test_a_refused_account_says_why_in_the_page_language(client_as) -> None:
     client.get("/lang/en")
     english = client.post("/accounts", data={**fields, "username": "east", "unit": "K001"})
     assert english.status_code == 400 and "the username &#39;east&#39; is taken" in english.text
+    chinese_name = client.post("/accounts", data={**fields, "username": "张三", "unit": "K001"})
+    assert chinese_name.status_code == 400 and "2 to 64 ASCII characters" in chinese_name.text
+    client.get("/lang/zh_CN")
+    chinese_name = client.post("/accounts", data={**fields, "username": "张三", "unit": "K001"})
+    assert chinese_name.status_code == 400 and "用户名由 2 到 64 个 ASCII 字符组成" in chinese_name.text
+    assert "中文姓名请填在“显示名称”中" in chinese_name.text
