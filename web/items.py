@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, render_template, request
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from custody.labels import ItemKind
 from store.models import Item, Subject
 from web.audit import audit
 from web.auth import current_principal, current_scope, login_required
+from web.errors import error_response
 from web.lookup import find_item
+from web.names import KINDS, name_of
 from web.scope import unit_tree
 from web.state import state
 from web.timeline import people_names, timeline, verified_label
@@ -43,7 +47,7 @@ def index() -> Any:
         try:
             query = query.where(Item.kind == int(ItemKind.from_slug(kind)))
         except ValueError:
-            abort(400)
+            return _unknown_kind(kind)
     if not scope.everything:
         query = query.where(Item.destination.in_(sorted(scope.units or ())))
     with st.instance.db.session() as s:
@@ -53,9 +57,25 @@ def index() -> Any:
     states = st.item_states(exam) if rows else {}
     pages = max(1, -(-total // PAGE))
     return render_template("items.html", rows=rows, states=states, total=total, page=page, pages=pages,
-                           q=q, subject=subject, kind=kind, subjects=subjects, kinds=[k.slug for k in ItemKind
-                                                                                      if k != ItemKind.BADGE],
+                           q=q, subject=subject, kind=kind, subjects=subjects, kinds=_listed_kinds(),
                            tree=unit_tree(st.instance))
+
+
+def _unknown_kind(kind: str) -> Any:
+    """400 naming the kind asked for and the kinds there are, in the page's language.
+
+    The kind comes from a link, a bookmark or a typed address; whoever fixes it needs the codes.
+    """
+    english = str(get_locale() or "zh_CN").startswith("en")
+    listed = (", " if english else "、").join(_("%(name)s (%(code)s)", name=name_of(KINDS, k), code=k)
+                                             for k in _listed_kinds())
+    return error_response(400, _("There is no item kind %(kind)r; the kinds are: %(kinds)s.", kind=kind,
+                                 kinds=listed), code="unknown_kind")
+
+
+def _listed_kinds() -> list[str]:
+    """The kinds the item list offers (a staff badge is not an item of the list)."""
+    return [k.slug for k in ItemKind if k != ItemKind.BADGE]
 
 
 @bp.route("/items/<item_id>")

@@ -37,6 +37,22 @@ def test_english_is_one_click_away(client_as) -> None:
     assert "考试当日" in client.get("/dashboard").text
 
 
+def test_an_unknown_item_kind_is_named_with_the_kinds_there_are(client_as) -> None:
+    """A stale link or typed address with ?kind=foo says what is wrong and how to fix it, in the page language."""
+    client = client_as("admin")
+    chinese = client.get("/items?kind=foo")
+    assert chinese.status_code == 400
+    assert "没有物品类型 &#39;foo&#39;；可选的类型：试卷袋（paper_bundle）、" in chinese.text
+    assert "试卷箱（box）。" in chinese.text and "badge" not in chinese.text
+    client.get("/lang/en")
+    english = client.get("/items?kind=foo")
+    assert english.status_code == 400
+    assert ("There is no item kind &#39;foo&#39;; the kinds are: paper bundle (paper_bundle), "
+            "answer-card bundle (answer_card_bundle), ") in english.text
+    assert "box (box)." in english.text and "not understood" not in english.text
+    assert client.get("/items?kind=box").status_code == 200
+
+
 def test_english_pages_name_subjects_in_english(client_as) -> None:
     """The plan gives subjects an English name (语文: Chinese); every English page shows it, as the dashboard does."""
     client = client_as("admin")
