@@ -104,11 +104,12 @@ def investigate(ctx: Context, subject: str | None, as_of: datetime | None, item:
 
 
 def _summary(report: Any, lang: str) -> None:
-    from printing.report import when
+    from printing.report import named, when
 
     zh = lang == "zh"
     s = report.subject
-    click.echo(f"{s.name}（{s.code}） {when(s.starts_at)}  log size {report.tree_size}  items {len(report.custodies)}")
+    subject = named(s.name if zh else s.name_en or s.name, s.code, lang=lang)
+    click.echo(f"{subject} {when(s.starts_at)}  log size {report.tree_size}  items {len(report.custodies)}")
     click.echo("rank  score   unit                  tier     items  hours  anomalies")
     for u in report.ranking[:10]:
         codes = ",".join(sorted({a.code for a in u.anomalies}))

@@ -113,9 +113,28 @@ KINDS = {"before_first_scan": ("签发后首次交接前", "before first handove
          "destroyed": ("已销毁", "destroyed"), "gap": ("空档", "gap")}
 
 
+#: Item kinds as the report names them (the label sheet prints its own, shorter words: printing.layout).
+ITEM_KINDS = {"paper_bundle": ("试卷袋", "paper bundle"), "answer_card_bundle": ("答题卡袋", "answer-card bundle"),
+              "listening_disc": ("听力光盘", "listening disc"), "answer_key": ("答案", "answer key"),
+              "backup_paper": ("副题", "backup paper"), "box": ("试卷箱", "box"), "badge": ("工作证", "staff badge")}
+
+
 def t(key: str, lang: str, **values: object) -> str:
     text = TEXT[key]["zh" if lang == "zh" else "en"]
     return text.format(**values) if values else text
+
+
+def named(name: str, *details: object, lang: str = "zh") -> str:
+    """A name with its code (and more) in brackets: full-width in Chinese, ASCII in English."""
+    inside = ("，" if lang == "zh" else ", ").join(str(d) for d in details)
+    return f"{name}（{inside}）" if lang == "zh" else f"{name} ({inside})"
+
+
+def joined(parts: Sequence[str], lang: str = "zh", *, clauses: bool = False) -> str:
+    """Names (、 / ,) or clauses (； / ;) in a row, with the language's punctuation."""
+    if clauses:
+        return ("；" if lang == "zh" else "; ").join(parts)
+    return ("、" if lang == "zh" else ", ").join(parts)
 
 
 def when(value: datetime | None, lang: str = "zh") -> str:
@@ -286,9 +305,9 @@ def _detailed(report: Report) -> list[ItemCustody]:
     return flagged[:MAX_DETAILED]
 
 
-def _names(report: Report, staff: Sequence[str], limit: int = 6) -> str:
+def _names(report: Report, staff: Sequence[str], lang: str, limit: int = 6) -> str:
     shown = [f"{report.people.get(s, s)}" for s in staff[:limit]]
-    return "、".join(shown) + ("…" if len(staff) > limit else "")
+    return joined(shown, lang) + ("…" if len(staff) > limit else "")
 
 
 def report_view(report: Report, lang: str = "zh") -> dict[str, Any]:
@@ -299,22 +318,29 @@ def report_view(report: Report, lang: str = "zh") -> dict[str, Any]:
     for u in report.ranking[:MAX_RANKED]:
         ranking.append({
             "rank": u.rank, "unit": u.unit, "name": report.unit_name(u.unit),
+            "label": named(report.unit_name(u.unit), u.unit, lang=lang),
             "tier": TIER_NAMES.get(u.tier, (u.tier, u.tier))[0 if zh else 1], "score": f"{u.score:.1f}",
             "items": len(u.items), "item_list": ", ".join(u.items[:8]) + ("…" if len(u.items) > 8 else ""),
-            "hours": f"{u.hours_before_start:.1f}", "people": _names(report, u.people),
+            "hours": f"{u.hours_before_start:.1f}", "people": _names(report, u.people, lang),
             "anomalies": ", ".join(sorted({a.code for a in u.anomalies})), "gaps": len(u.gaps),
             "reasons": [(f"{r.points:.1f}", r.zh if zh else r.en) for r in u.reasons]})
     details = []
     for c in _detailed(report):
+        kind = ITEM_KINDS.get(c.item.kind.slug, (c.item.kind.slug, c.item.kind.slug))[0 if zh else 1]
+        destination = named(report.unit_name(c.item.destination), c.item.destination, lang=lang)
+        hours = [(named(report.unit_name(u), u, lang=lang), f"{h:.1f}")
+                 for u, h in sorted(c.hours_before_start.items(), key=lambda x: -x[1])]
         details.append({
-            "id": c.item.item_id, "kind": c.item.kind.slug, "destination": c.item.destination,
+            "id": c.item.item_id, "kind": kind, "destination": c.item.destination,
+            "heading": f"{named(c.item.item_id, kind, lang=lang)} → {destination}",
             "destination_name": report.unit_name(c.item.destination), "count": c.item.count, "seal": c.item.seal,
             "box": c.item.parent_box,
             "windows": [{"unit": w.unit, "name": report.unit_name(w.unit),
+                         "label": named(report.unit_name(w.unit), w.unit, lang=lang),
                          "tier": TIER_NAMES.get(report.units.get(w.accountable, {}).get("tier", ""),
                                                 ("", ""))[0 if zh else 1],
                          "kind": KINDS.get(w.kind, (w.kind, w.kind))[0 if zh else 1], "raw_kind": w.kind,
-                         "from": when(w.start, lang), "to": when(w.end, lang), "people": _names(report, w.people),
+                         "from": when(w.start, lang), "to": when(w.end, lang), "people": _names(report, w.people, lang),
                          "leaves": f"{w.start_index if w.start_index is not None else '–'} → "
                                    f"{w.end_index if w.end_index is not None else '…'}",
                          "via_box": w.via_box or ""} for w in c.windows],
@@ -325,22 +351,22 @@ def report_view(report: Report, lang: str = "zh") -> dict[str, Any]:
             "anomalies": [{"code": a.code, "severity": a.severity, "time": when(a.time, lang), "index": a.index,
                            "unit": a.unit or "", "text": a.message_zh if zh else a.message,
                            "source": a.source, "via_box": a.via_box or ""} for a in c.anomalies],
-            "hours": [(report.unit_name(u) + f"（{u}）", f"{h:.1f}") for u, h in
-                      sorted(c.hours_before_start.items(), key=lambda x: -x[1])],
+            "hours": hours, "hours_text": joined([f"{u} {h}" for u, h in hours], lang, clauses=True),
             "indexes": list(c.indexes) + ([c.item.label_index] if c.item.label_index is not None else [])})
     scope = report.scope
 
     def area_rows(areas: Sequence[Any]) -> list[dict[str, Any]]:
         return [{"county": a.county, "name": report.unit_name(a.county), "candidates": a.candidates,
-                 "why": "；".join(a.why_zh) if zh else "; ".join(a.why)} for a in areas]
+                 "label": named(report.unit_name(a.county), a.county, lang=lang),
+                 "why": joined(a.why_zh if zh else a.why, lang, clauses=True)} for a in areas]
 
     def stock_rows(stocks: Sequence[Any]) -> list[dict[str, Any]]:
         return [{"item": b.item, "county": report.unit_name(b.county), "papers": b.papers,
                  "candidates": b.candidates,
-                 "holder": f"{report.unit_name(b.holder)}（{b.holder}）" if b.holder else "–",
+                 "holder": named(report.unit_name(b.holder), b.holder, lang=lang) if b.holder else "–",
                  "status": KINDS.get(b.status, (b.status, b.status))[0 if zh else 1], "since": when(b.since, lang),
                  "clean": t("clean_yes" if b.clean else "clean_no", lang),
-                 "problems": "；".join(b.problems_zh if zh else b.problems)} for b in stocks]
+                 "problems": joined(b.problems_zh if zh else b.problems, lang, clauses=True)} for b in stocks]
 
     top = report.ranking[0] if report.ranking else None
     query = report.query
@@ -357,6 +383,7 @@ def report_view(report: Report, lang: str = "zh") -> dict[str, Any]:
                    else t("none", lang)),
                   (t("as_of", lang), when(report.until, lang))],
         "top": None if top is None else {"unit": top.unit, "name": report.unit_name(top.unit),
+                                         "label": named(report.unit_name(top.unit), top.unit, lang=lang),
                                          "tier": TIER_NAMES.get(top.tier, (top.tier, top.tier))[0 if zh else 1],
                                          "score": f"{top.score:.1f}",
                                          "reasons": [(f"{r.points:.1f}", r.zh if zh else r.en) for r in top.reasons]},
@@ -364,6 +391,8 @@ def report_view(report: Report, lang: str = "zh") -> dict[str, Any]:
         "details": details, "more_items": max(0, len(report.focus) - len(details)),
         "timing": t("before" if scope.timing == "before" else "after", lang),
         "scenario2": area_rows(scope.scenario2), "scenario3": area_rows(scope.scenario3),
+        "scenario3_text": joined([named(report.unit_name(a.county), a.county, a.candidates, lang=lang)
+                                  for a in scope.scenario3], lang),
         "backups2": stock_rows(scope.backups2), "backups3": stock_rows(scope.backups3),
         "papers2": scope.papers2, "papers3": scope.papers3,
         "notes": list(scope.notes_zh if zh else scope.notes),
@@ -517,7 +546,8 @@ def render_pdf(report: Report, out: str | Path | IO[bytes], lang: str = "zh") ->
     if v["top"]:
         top = v["top"]
         story += [p(T["conclusion"], h2),
-                  p(f"{T['first']}: {top['name']}（{top['unit']}，{top['tier']}），{T['score']} {top['score']}"),
+                  p(f"{T['first']}: {named(top['name'], top['unit'], top['tier'], lang=lang)}"
+                    f"{'，' if lang == 'zh' else ', '}{T['score']} {top['score']}"),
                   *[p(f"+{pts}  {why}", small) for pts, why in top["reasons"]]]
     if v["photo"]:
         story += [p(T["photo"], h3)] + [p(f"{f['item'] or '?'}: {T['verified'] if f['verified'] else f['error']}",
@@ -527,18 +557,18 @@ def render_pdf(report: Report, out: str | Path | IO[bytes], lang: str = "zh") ->
     story += [p(T["ranking"], h2),
               table([T["rank"], T["unit"], T["tier"], T["score"], T["items"], T["hours"], T["people"],
                      T["anomalies"], T["gaps"]],
-                    [[r["rank"], f"{r['name']}（{r['unit']}）", r["tier"], r["score"], r["items"], r["hours"],
+                    [[r["rank"], r["label"], r["tier"], r["score"], r["items"], r["hours"],
                       r["people"], r["anomalies"], r["gaps"]] for r in v["ranking"]],
                     [0.05, 0.2, 0.1, 0.07, 0.06, 0.09, 0.18, 0.19, 0.06])]
     if v["more_units"]:
         story.append(p(t("more_units", lang, n=v["more_units"]), small))
     story.append(p(T["reasons"], h3))
     for r in v["ranking"][:5]:
-        story.append(p(f"{r['rank']}. {r['name']}（{r['unit']}）: " + "；".join(f"+{pts} {why}"
-                                                                           for pts, why in r["reasons"]), small))
+        story.append(p(f"{r['rank']}. {r['label']}: " + joined([f"+{pts} {why}" for pts, why in r["reasons"]],
+                                                                   lang, clauses=True), small))
     story += [p(T["scope"], h2), p(v["timing"]), p(T["rule"], small), p(T["scenario2"], h3),
               table([T["unit"], T["candidates"], T["why"]],
-                    [[f"{a['name']}（{a['county']}）", a["candidates"], a["why"]] for a in v["scenario2"]],
+                    [[a["label"], a["candidates"], a["why"]] for a in v["scenario2"]],
                     [0.25, 0.1, 0.65])]
     stock_header = ["副题" if lang == "zh" else "Backup", T["unit"], T["papers"], T["candidates"], T["holder"],
                     T["status"], T["since"], T["clean"]]
@@ -546,25 +576,27 @@ def render_pdf(report: Report, out: str | Path | IO[bytes], lang: str = "zh") ->
 
     def stock_table(rows: Sequence[dict[str, Any]]) -> Table:
         return table(stock_header, [[b["item"], b["county"], b["papers"], b["candidates"], b["holder"], b["status"],
-                                     b["since"], b["clean"] + (f"：{b['problems']}" if b["problems"] else "")]
+                                     b["since"], b["clean"] + (("：" if lang == "zh" else ": ") + b["problems"]
+                                                               if b["problems"] else "")]
                                     for b in rows], stock_widths)
 
     story += [p(f"{T['backups']}: {v['papers2']}", small), stock_table(v["backups2"]), p(T["scenario3"], h3),
-              table([T["unit"], T["candidates"]], [[f"{a['name']}（{a['county']}）", a["candidates"]]
-                                                   for a in v["scenario3"]], [0.4, 0.2]),
+              table([T["unit"], T["candidates"]], [[a["label"], a["candidates"]] for a in v["scenario3"]],
+                    [0.4, 0.2]),
               p(f"{T['backups']}: {v['papers3']}", small), stock_table(v["backups3"])]
     for note in v["notes"]:
         story.append(p(f"· {note}", small))
     if v["details"]:
         story += [PageBreak(), p(T["details"], h2)]
     for d in v["details"]:
-        block: list[Any] = [p(f"{d['id']}（{d['kind']}）→ {d['destination_name']}（{d['destination']}）", h3),
+        block: list[Any] = [p(d["heading"], h3),
                             table([T["unit"], T["tier"], T["kind"], T["from"], T["to"], T["people"], T["leaves"]],
-                                  [[f"{w['name']}（{w['unit']}）" + (f" [{w['via_box']}]" if w["via_box"] else ""),
+                                  [[w["label"] + (f" [{w['via_box']}]" if w["via_box"] else ""),
                                     w["tier"], w["kind"], w["from"], w["to"], w["people"], w["leaves"]]
                                    for w in d["windows"]], [0.22, 0.1, 0.1, 0.13, 0.13, 0.18, 0.14])]
         for g in d["gaps"]:
-            block.append(p(f"■ {T['gaps']} {g['code']}: {g['text']}（{T['leaves']} {g['leaves']}）", small))
+            block.append(p(f"■ {T['gaps']} {g['code']}: " + named(g["text"], f"{T['leaves']} {g['leaves']}", lang=lang),
+                           small))
         for a in d["anomalies"]:
             block.append(p(f"{'●' if a['severity'] == 'critical' else '○'} [{a['severity']}] {a['code']} #{a['index']}"
                            f" {a['time']}: {a['text']}", small))

@@ -42,6 +42,45 @@ def test_html_shows_the_ranking_the_chart_the_scope_and_every_proof(demo: Demo) 
     assert "Tiered responsibility" in english and "found after the exam: the subject is void" in english
 
 
+FULL_WIDTH = "（）；：，、。"
+
+
+def _text_of(page: str) -> str:
+    import html
+    import re
+
+    page = re.sub(r"<style.*?</style>|<svg.*?</svg>", "", page, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", page))
+
+
+def _outside_chinese_names(text: str) -> str:
+    """The text without its Chinese proper names (units and people as the plan names them)."""
+    import re
+
+    return re.sub(r"[\u4e00-\u9fff]+", "", text)
+
+
+def test_the_english_report_has_english_punctuation_and_kind_names(demo: Demo, tmp_path: Path) -> None:
+    """English: ASCII brackets and separators, 'paper bundle' not paper_bundle; Chinese keeps its own."""
+    from printing.report import render_html, render_pdf
+
+    report = investigate(demo.instance, "YW", leaked_item=LEAKED)
+    english = _text_of(render_html(report, "en"))
+    assert f"{LEAKED} (paper bundle) → " in english and "(K001-01)" in english
+    assert "paper_bundle" not in english
+    found = sorted({c for c in _outside_chinese_names(english) if c in FULL_WIDTH})
+    assert not found, found
+    chinese = _text_of(render_html(report, "zh"))
+    assert f"{LEAKED}（试卷袋） → " in chinese and "（K001-01）" in chinese and "；" in chinese
+    if shutil.which("pdftotext"):
+        render_pdf(report, tmp_path / "report.pdf", "en")
+        pdf = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], check=True, capture_output=True,
+                             text=True).stdout
+        assert f"{LEAKED} (paper bundle) → " in pdf and "paper_bundle" not in pdf
+        found = sorted({c for c in _outside_chinese_names(pdf) if c in FULL_WIDTH})
+        assert not found, found
+
+
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_pdf_renders_with_the_chinese_font(demo: Demo, tmp_path: Path, lang: str) -> None:
     from printing.report import render_pdf
