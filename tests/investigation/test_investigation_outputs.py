@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,6 +39,9 @@ def test_html_shows_the_ranking_the_chart_the_scope_and_every_proof(demo: Demo) 
     assert page.count('<details id="leaf-') == len(report.cited())
     assert page.count("\nc2sp.org/tlog-proof@v1\nindex ") + page.count(">c2sp.org/tlog-proof@v1\nindex ") \
         == len(report.cited())
+    # the ranking's Items column is each unit's count of items (not the repr of a method of the row)
+    counts = re.findall(r'<td title="[^"]*">([^<]*)</td>', page)
+    assert counts and all(c.isdigit() for c in counts) and "built-in method" not in page
     english = render_html(report, "en")
     assert "Tiered responsibility" in english and "found after the exam: the subject is void" in english
 
