@@ -52,6 +52,11 @@ class Scan(NamedTuple):
 
     @property
     def place(self) -> str | None:
+        """Where the scan was made: the sender of a handover nobody received yet (a depart; a distribute,
+        return or issue nobody signed for at the other end), else the receiving unit, else the giving one."""
+        if self.from_unit and (self.action == "depart"
+                               or (self.action in ("distribute", "return", "issue") and not self.received_by)):
+            return self.from_unit
         return self.to_unit or self.from_unit
 
 

@@ -423,19 +423,23 @@ _ACTION_ZH = {"take_out": "从保密室取出", "unpack": "开箱", "open": "启
 
 
 def merge_alerts(item_id: str, found: list[Anomaly], stored: Sequence[StoredAlert], territory: Territory,
-                 stations: Mapping[str, str], times: Mapping[int, datetime]) -> list[Anomaly]:
-    """The rules' stored alerts and the investigation's own findings, one per (leaf, code), stored first."""
+                 stations: Mapping[str, str], scans: Mapping[int, Scan]) -> list[Anomaly]:
+    """The rules' stored alerts and the investigation's own findings, one per (leaf, code), stored first.
+
+    A stored alert names the event's receiving unit; it is put where its scan was made (:attr:`Scan.place`:
+    a depart's sender, whose custody it still is), a late sync or clock at the station's unit."""
     out: list[Anomaly] = []
     seen: set[tuple[int, str]] = set()
     for a in stored:
         if (a.index, a.code) in seen:
             continue
         seen.add((a.index, a.code))
-        unit = a.unit
+        scan = scans.get(a.index)
+        unit = scan.place if scan is not None and scan.place else a.unit
         if a.code in ("late_sync", "clock_ahead") and isinstance(a.details.get("station"), str):
             unit = stations.get(a.details["station"], unit)
         out.append(Anomaly(item_id, a.index, a.code, a.severity, unit,
-                           territory.accountable(unit) if unit else None, times.get(a.index), a.message,
+                           territory.accountable(unit) if unit else None, scan.time if scan else None, a.message,
                            a.message_zh, "rules", a.item if a.item and a.item != item_id else None, a.details))
     for f in found:
         if (f.index, f.code) not in seen:
@@ -483,7 +487,7 @@ class _Tracer:
         self.config = config
         self.stations = stations
         self.places: dict[int, frozenset[str]] = {}
-        self.times: dict[int, datetime] = {}
+        self.scans: dict[int, Scan] = {}
 
     def walk(self, record: ItemRecord) -> _Walk:
         return _Walk(record, self.geo, self.config, self.subject, self.stations, self.places)
@@ -513,7 +517,7 @@ class _Tracer:
             counted = set(walk.indexes)
             mine = [a for a in alerts if a.item == record.item_id or (a.index in counted and a.item in candidates)]
         if mine:
-            anomalies = merge_alerts(record.item_id, walk.anomalies, mine, self.geo, self.stations, self.times)
+            anomalies = merge_alerts(record.item_id, walk.anomalies, mine, self.geo, self.stations, self.scans)
         elif len(walk.anomalies) > 1:
             anomalies = sorted(walk.anomalies, key=lambda x: (x.index, x.code))
         else:
@@ -535,7 +539,7 @@ class _Tracer:
                 stream.extend(boxes.get(box, ()))
         stream.sort(key=_key)
         for scan in stream:
-            self.times[scan.index] = scan.time
+            self.scans[scan.index] = scan
         walk = self.walk(record)
         walk.run(stream)
         return self.finish(walk, record, alerts, candidates)
@@ -546,7 +550,7 @@ class _Tracer:
         item then goes on from there with its own scans."""
         box_scans = sorted(scans_of.get(box, ()), key=_key)
         for scan in box_scans:
-            self.times[scan.index] = scan.time
+            self.scans[scan.index] = scan
         first = records[0]
         template = self.walk(ItemRecord(f"{box}#contents", first.kind, first.subject, first.destination,
                                         first.count, parent_box=box))
@@ -565,7 +569,7 @@ class _Tracer:
                 out[record.item_id] = self.one(record, own, {box: box_scans}, alerts)
                 continue
             for scan in own:
-                self.times[scan.index] = scan.time
+                self.scans[scan.index] = scan
             walk = self.walk(record)
             walk.resume(template, snaps[j])
             windows, gaps = _before_first_scan(record, box_scans[0], self.geo)

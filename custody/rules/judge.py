@@ -138,9 +138,13 @@ class Judgement:
         if (ev.action is Action.SEAL_DAMAGED or broken_seen) and (not state.seal_broken or sealing):
             what = ev.seal_condition.value if ev.seal_condition in _BROKEN else "damaged"
             reason = f" ({ev.reason})" if ev.reason else ""
+            # found by the sender when nobody has received it yet (a depart): it is still the sender's
+            sent = ev.action is Action.DEPART or (ev.action in (Action.DISTRIBUTE, Action.RETURN, Action.ISSUE)
+                                                  and not ev.received_by)
+            where = ev.from_unit if sent and ev.from_unit else ev.to_unit or ev.from_unit
             self.add("seal_damaged", ev.item,
-                     f"the seal of {ev.item} was found {what} at {ev.to_unit or ev.from_unit}{reason}",
-                     f"{ev.item} 在{self.unit(ev.to_unit or ev.from_unit)}发现密封"
+                     f"the seal of {ev.item} was found {what} at {where}{reason}",
+                     f"{ev.item} 在{self.unit(where)}发现密封"
                      f"{'缺失' if what == 'missing' else '破损'}{('：' + ev.reason) if ev.reason else ''}",
                      condition=what, reason=ev.reason, station=ev.station)
             self.facts["seal_broken"] = True

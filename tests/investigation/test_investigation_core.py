@@ -93,6 +93,20 @@ def test_stored_alerts_win_over_the_same_finding() -> None:
     assert len(seals) == 1 and seals[0].source == "rules" and seals[0].message == "rules say"
 
 
+def test_a_seal_found_broken_on_departure_is_the_senders_finding() -> None:
+    # the sender's station scans the depart; the rules store the alert at the event's to_unit
+    scans = [scan(10, LOOSE.item_id, "receive", T, "3601", "360102"),
+             scan(11, LOOSE.item_id, "depart", T + timedelta(hours=1), "360102", "K001", seal="damaged")]
+    stored = StoredAlert(11, LOOSE.item_id, "K001", "seal_damaged", "critical", "rules say", "规则")
+    for alerts in ([], [stored]):
+        custody = trace_item(LOOSE, scans, {}, territory=GEO, subject=YW, until=T + timedelta(hours=2),
+                             cutoff=YW.starts_at, alerts=alerts)
+        (seal,) = [a for a in custody.anomalies if a.code == "seal_damaged"]
+        assert (seal.unit, seal.accountable) == ("360102", "360102")
+        ranked = {u.unit: {a.code for a in u.anomalies} for u in tier_summary([custody], GEO, until=T)}
+        assert "seal_damaged" in ranked["360102"] and "seal_damaged" not in ranked.get("K001", set())
+
+
 def test_the_score_is_documented_and_deterministic() -> None:
     scans = [scan(10, LOOSE.item_id, "receive", T, "3601", "360102", seal="damaged"),
              scan(11, LOOSE.item_id, "receive", T + timedelta(hours=10), "360103", "360103")]
