@@ -373,8 +373,8 @@ def investigate(instance: Instance, subject: str, *, as_of: datetime | None = No
     or before that time. ``size``: at the checkpoint of exactly that tree size
     (with ``as_of``, one signed by then): with the report's own ``until`` as
     ``now``, a report is made again as it was, whatever was logged since.
-    ``now`` (default: that checkpoint's time) ends windows still open; it is
-    ignored when ``as_of`` is given. With a ``leaked_item``
+    ``now`` (default: that checkpoint's time) ends windows still open; when
+    ``as_of`` is given it only refuses an ``as_of`` later than it (NotFound). With a ``leaked_item``
     only that item, its box and the subject's backup papers are traced (the
     report is about them); otherwise every item of the subject. Raises
     :class:`~custody.errors.NotFound` for an unknown subject, item or unit.
@@ -388,6 +388,10 @@ def _investigate(instance: Instance, subject: str, *, as_of: datetime | None, le
                  leaked_unit: str | None, leak_time: datetime | None, exam: str | None, now: datetime | None,
                  config: InvestigationConfig | None, size: int | None) -> Report:
     as_of, leak_time, now = _utc(as_of), _utc(leak_time), _utc(now)
+    if as_of is not None and now is not None and as_of > now:
+        # the log as it will stand then is not known: the report's time (before or after the start) would be
+        raise NotFound(f"no report as of {as_of.isoformat()}: that is later than now "
+                       f"({now.isoformat(timespec='seconds')})")
     exam = exam or instance.current_exam()
     with instance.db.session() as s:
         cp = _checkpoint(s, as_of, size)

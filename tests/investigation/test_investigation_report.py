@@ -121,6 +121,14 @@ def test_as_of_reports_the_log_as_it_stood(demo: Demo) -> None:
     assert leaked.gaps == () and leaked.current is not None and leaked.current.unit == f"{LEAK_COUNTY}-BMS"
 
 
+def test_an_as_of_later_than_now_is_refused(demo: Demo) -> None:
+    # on the exam morning, a mistyped date a day ahead must not decide 'after the start: void the subject'
+    morning = datetime(2017, 6, 20, 7, 0, tzinfo=LOCAL_TZ)
+    with pytest.raises(NotFound, match="later than now"):
+        investigate(demo.instance, "YW", as_of=morning + timedelta(days=1), now=morning)
+    assert investigate(demo.instance, "YW", as_of=morning, now=morning).scope.timing == "before"
+
+
 @pytest.mark.parametrize("subject", ["YW", "WL", "YY"])
 def test_shared_box_walks_give_the_same_custody_as_item_by_item(demo: Demo, subject: str) -> None:
     from custody.investigation.territory import Territory
