@@ -100,6 +100,19 @@ class Action(str, enum.Enum):
 
 
 EXCEPTIONS = frozenset({Action.SEAL_DAMAGED, Action.COUNT_MISMATCH, Action.MISSING, Action.FOUND})
+#: Handovers whose sender scans them before anyone at the other end has signed (a depart always).
+_SENT = frozenset({"distribute", "return", "issue"})
+
+
+def scan_place(action: str, from_unit: str | None, to_unit: str | None, received: bool) -> str | None:
+    """Where a scan was made, whose finding it is: the sender for a depart, and for a distribute, return
+    or issue nobody at the other end signed for (still in the sender's hands); else the receiving unit,
+    else the giving one. ``action`` is an :class:`Action` or its value."""
+    if from_unit and (action == "depart" or (action in _SENT and not received)):
+        return from_unit
+    return to_unit or from_unit
+
+
 #: Each action's Chinese name, as the plan's wording has it (接收, 保管, 分发, 启封, 封装, 评阅): for messages
 #: the rules and stations write in Chinese, where the stable English value would stand out.
 ACTION_ZH: dict[Action, str] = {

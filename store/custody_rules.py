@@ -42,7 +42,7 @@ import orjson
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
-from custody.events import Event, parse_event
+from custody.events import Event, parse_event, scan_place
 from custody.labels import ItemKind
 from custody.rules import ItemInfo, ItemState, Tracker
 from custody.verify.shares import judged_at
@@ -279,8 +279,10 @@ def judge(session: Session, exam: str, first: int, end: int, accepted: list[tupl
             tracker.issue_label(item, label)
         outcome = tracker.record(event, received_at)
         cached.dirty.update(outcome.changed)
+        if outcome.alerts:  # the unit whose finding they are, whose officers see them: where the scan was made
+            place = scan_place(event.action, event.from_unit, event.to_unit, bool(event.received_by))
         for alert in outcome.alerts:
-            alerts.append({"leaf_idx": index, "item": alert.item, "unit": event.to_unit or event.from_unit,
+            alerts.append({"leaf_idx": index, "item": alert.item, "unit": place,
                            "code": alert.code, "severity": alert.severity, "message": alert.message,
                            "message_zh": alert.message_zh, "details": json.dumps(alert.details, ensure_ascii=False,
                                                                                   default=str),

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from custody.events import scan_place
 from custody.labels import ItemKind
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
@@ -54,10 +55,7 @@ class Scan(NamedTuple):
     def place(self) -> str | None:
         """Where the scan was made: the sender of a handover nobody received yet (a depart; a distribute,
         return or issue nobody signed for at the other end), else the receiving unit, else the giving one."""
-        if self.from_unit and (self.action == "depart"
-                               or (self.action in ("distribute", "return", "issue") and not self.received_by)):
-            return self.from_unit
-        return self.to_unit or self.from_unit
+        return scan_place(self.action, self.from_unit, self.to_unit, bool(self.received_by))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from custody.events import ACTION_ZH, Action, Event, SealCondition
+from custody.events import ACTION_ZH, Action, Event, SealCondition, scan_place
 from custody.labels import ItemKind
 from custody.plan import LOCAL_TZ, Subject, UnitKind
 from custody.rules.codes import CODES, CRITICAL, WARNING
@@ -139,9 +139,7 @@ class Judgement:
             what = ev.seal_condition.value if ev.seal_condition in _BROKEN else "damaged"
             reason = f" ({ev.reason})" if ev.reason else ""
             # found by the sender when nobody has received it yet (a depart): it is still the sender's
-            sent = ev.action is Action.DEPART or (ev.action in (Action.DISTRIBUTE, Action.RETURN, Action.ISSUE)
-                                                  and not ev.received_by)
-            where = ev.from_unit if sent and ev.from_unit else ev.to_unit or ev.from_unit
+            where = scan_place(ev.action, ev.from_unit, ev.to_unit, bool(ev.received_by))
             self.add("seal_damaged", ev.item,
                      f"the seal of {ev.item} was found {what} at {where}{reason}",
                      f"{ev.item} 在{self.unit(where)}发现密封"

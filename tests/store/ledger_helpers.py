@@ -46,7 +46,8 @@ class Desk:
                          action=action, station=self.code, station_time=at, from_unit=frm, to_unit=to,
                          handed_by=tuple(self.people.get(frm or "", [])[:2]),
                          received_by=tuple(self.people.get(to or "", [])[:2]),
-                         seal_number=row.seal, seal_condition=SealCondition.INTACT, count=row.count, **extra)
+                         seal_number=row.seal, seal_condition=extra.pop("seal_condition", SealCondition.INTACT),
+                         count=row.count, **extra)
         signer = self.signers[self.code]
         return sign_event(raw, signer.kid, signer.sign)
 

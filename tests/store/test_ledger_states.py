@@ -329,3 +329,27 @@ def test_a_failed_encoder_leaves_the_snapshot_to_the_writer(exam: Any, monkeypat
     ledger.submit(batches[1][1])
     assert _stored_states(exam) == ledger.item_states(plan.exam)
     ledger.close()
+
+
+def test_an_alert_belongs_to_the_unit_where_its_scan_was_made(tiny_exam: Any) -> None:
+    """A seal found damaged as the city's escorts leave is the city's finding (it is still in the city's
+    hands): stored at the sender, seen by its officers, not charged to the county it is heading to."""
+    from datetime import UTC, datetime, timedelta
+
+    from custody.events import Action, SealCondition
+    from tests.store.ledger_helpers import Desk
+
+    t = datetime(2017, 6, 12, 2, 0, tzinfo=UTC)
+    ledger = Ledger(tiny_exam, clock=lambda: t + timedelta(minutes=5))
+    ledger.record_labels("zk2017")
+    desk = Desk(tiny_exam, "3601", t - timedelta(days=10))
+    item = sorted(i for i, r in desk.items.items() if r.parent_box is None)[0]
+    results = ledger.submit([
+        desk.event(item, Action.RECEIVE, t, frm="36-YS", to="3601"),
+        desk.event(item, Action.DEPART, t + timedelta(minutes=1), frm="3601", to="360102",
+                   seal_condition=SealCondition.DAMAGED, reason="封条撕裂")])
+    assert [r["status"] for r in results] == ["accepted"] * 2
+    (seal,) = [a for a in ledger.alerts() if a["code"] == "seal_damaged"]
+    assert (seal["index"], seal["unit"]) == (results[1]["index"], "3601")
+    assert "在" in seal["message_zh"] and "360102" not in seal["message"]
+    assert [a["code"] for a in ledger.alerts(units={"360102"})] == []
