@@ -198,6 +198,11 @@ def _cell(row: Mapping[str, str], columns: dict[str, str], name: str) -> str:
     return ("" if value is None else str(value)).strip()
 
 
+def _is_blank(row: Mapping[str, str]) -> bool:
+    """A row with no text in any cell: spreadsheets export these (blank lines, trailing ``,,,,``)."""
+    return not any(v is not None and str(v).strip() for v in row.values())
+
+
 def _parse_time(day: str, clock: str) -> datetime:
     d = date.fromisoformat(day.replace("/", "-"))
     t = time.fromisoformat(clock if len(clock) > 4 else "0" + clock)
@@ -211,12 +216,13 @@ def build_plan(
 ) -> ExamPlan:
     """Check both tables and return the plan, or raise :class:`PlanError` with every problem.
 
-    Row numbers count the header as row 1, as a spreadsheet shows them.
+    Row numbers count the header as row 1, as a spreadsheet shows them; blank rows are
+    skipped but counted, so readers pass them on to keep the numbers right.
     """
     problems: list[tuple[str, int | None, str]] = []
-    if not subject_rows:
+    if all(_is_blank(row) for row in subject_rows):
         problems.append(("subjects", None, "the table is empty"))
-    if not unit_rows:
+    if all(_is_blank(row) for row in unit_rows):
         problems.append(("units", None, "the table is empty"))
     scols = _columns("subjects", subject_rows, SUBJECT_COLUMNS, SUBJECT_OPTIONAL, problems)
     ucols = _columns("units", unit_rows, UNIT_COLUMNS, UNIT_OPTIONAL, problems)
@@ -225,6 +231,8 @@ def build_plan(
 
     subjects: list[Subject] = []
     for n, row in enumerate(subject_rows, start=2):
+        if _is_blank(row):
+            continue
         code, sname = _cell(row, scols, "code"), _cell(row, scols, "name")
         if not code or not code.isalnum() or len(code) > 8:
             problems.append(("subjects", n, f"subject code must be 1-8 letters or digits, found {code!r}"))
@@ -253,6 +261,8 @@ def build_plan(
     units: list[Unit] = []
     rows_of: dict[str, int] = {}
     for n, row in enumerate(unit_rows, start=2):
+        if _is_blank(row):
+            continue
         code = _cell(row, ucols, "code")
         kind_text = _cell(row, ucols, "kind")
         if not code or len(code) > 32 or any(c.isspace() for c in code):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import TextIO, cast
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -20,13 +20,21 @@ SHEET_NAMES = {"subjects": ("subjects", "科目"), "units": ("units", "单位")}
 
 
 def _read_csv(path: Path) -> Rows:
+    """The rows under the header, blank ones included (``build_plan`` skips them but counts
+    them, so that its row numbers are the spreadsheet's)."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as f:
-            return [dict(r) for r in csv.DictReader(f)]
+            return _csv_rows(f)
     except UnicodeDecodeError:
         # Exports from older office software in China are often GB18030.
         with path.open(encoding="gb18030", newline="") as f:
-            return [dict(r) for r in csv.DictReader(f)]
+            return _csv_rows(f)
+
+
+def _csv_rows(f: TextIO) -> Rows:
+    reader = csv.reader(f)
+    header = next(reader, [])
+    return [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)) for cells in reader]
 
 
 def _read_workbook(path: Path) -> dict[str, Rows]:
@@ -40,10 +48,14 @@ def _read_workbook(path: Path) -> dict[str, Rows]:
             raise PlanError([(path.name, None, f"the workbook has no sheet named {' or '.join(names)}")])
         rows = sheet.iter_rows(values_only=True)
         header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
-        tables[table] = [
-            {h: ("" if v is None else _cell_text(v)) for h, v in zip(header, row, strict=False)}
-            for row in rows if any(v is not None and str(v).strip() for v in row)
+        # Blank rows are kept (build_plan skips them but counts them, as the sheet numbers its rows),
+        # except at the end, where a sheet may report many.
+        table_rows = [
+            {h: ("" if v is None else _cell_text(v)) for h, v in zip(header, row, strict=False)} for row in rows
         ]
+        while table_rows and not any(v.strip() for v in table_rows[-1].values()):
+            table_rows.pop()
+        tables[table] = table_rows
     return tables
 
 

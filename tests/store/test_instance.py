@@ -67,6 +67,25 @@ def test_plan_files_round_trip_through_csv(tmp_path: Path) -> None:
     assert read_plan_files(tmp_path / "plan", plan.exam, plan.name) == plan
 
 
+def test_blank_rows_of_a_spreadsheet_export_are_skipped_but_counted(tmp_path: Path) -> None:
+    """Excel writes empty rows as ``,,,,,`` (and people leave blank lines): they are not units, and
+    the rows after them keep the numbers the spreadsheet shows."""
+    plan = sample_plan("tiny")
+    write_plan_files(plan, tmp_path / "plan")
+    units = tmp_path / "plan" / "units.csv"
+    lines = units.read_text(encoding="utf-8").splitlines()
+    lines.insert(5, "")
+    lines += [",,,,,", ",,,,,"]
+    units.write_bytes("\r\n".join(lines).encode("gb18030") + b"\r\n")
+    assert read_plan_files(tmp_path / "plan", plan.exam, plan.name) == plan
+    lines.insert(len(lines) - 2, "K002-03,room,第03考场,K002,many,")
+    units.write_bytes("\r\n".join(lines).encode("gb18030") + b"\r\n")
+    with pytest.raises(PlanError) as caught:
+        read_plan_files(tmp_path / "plan", plan.exam, plan.name)
+    assert caught.value.problems == [("units", len(lines) - 2,
+                                      "candidates of K002-03 must be a whole number, found 'many'")]
+
+
 def test_plan_workbook_is_read(tmp_path: Path) -> None:
     from openpyxl import Workbook
 
