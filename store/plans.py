@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO, cast
+from typing import cast
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -22,19 +24,28 @@ SHEET_NAMES = {"subjects": ("subjects", "科目"), "units": ("units", "单位")}
 def _read_csv(path: Path) -> Rows:
     """The rows under the header, blank ones included (``build_plan`` skips them but counts
     them, so that its row numbers are the spreadsheet's)."""
+    data = path.read_bytes()
+    # Excel saves "CSV UTF-8" with a BOM and "Unicode text" as UTF-16 with a BOM; exports from
+    # older office software in China are often GB18030 (a superset of GBK).
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise PlanError([(path.name, None, "cannot be read as text (UTF-8, UTF-16 or GB18030/GBK); "
+                                           "save it from the spreadsheet as CSV")])
+    # "Unicode text" separates by tabs: a header with tabs and no comma says so.
+    header_line = text.partition("\n")[0]
+    dialect = "excel-tab" if "\t" in header_line and "," not in header_line else "excel"
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            return _csv_rows(f)
-    except UnicodeDecodeError:
-        # Exports from older office software in China are often GB18030.
-        with path.open(encoding="gb18030", newline="") as f:
-            return _csv_rows(f)
-
-
-def _csv_rows(f: TextIO) -> Rows:
-    reader = csv.reader(f)
-    header = next(reader, [])
-    return [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)) for cells in reader]
+        header = next(reader, [])
+        return [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)) for cells in reader]
+    except csv.Error as exc:
+        raise PlanError([(path.name, reader.line_num, f"not a readable CSV file: {exc}")]) from None
 
 
 def _read_workbook(path: Path) -> dict[str, Rows]:

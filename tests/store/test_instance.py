@@ -86,6 +86,22 @@ def test_blank_rows_of_a_spreadsheet_export_are_skipped_but_counted(tmp_path: Pa
                                       "candidates of K002-03 must be a whole number, found 'many'")]
 
 
+def test_excel_unicode_text_is_read_and_a_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    """Excel's "Unicode text" is UTF-16 with a BOM, separated by tabs; bytes that are no text at all
+    (a workbook renamed .csv) are refused with the file's name, not a UnicodeDecodeError."""
+    plan = sample_plan("tiny")
+    write_plan_files(plan, tmp_path / "plan")
+    for file in ("subjects.csv", "units.csv"):
+        text = (tmp_path / "plan" / file).read_text(encoding="utf-8")
+        (tmp_path / "plan" / file).write_bytes(text.replace(",", "\t").replace("\n", "\r\n").encode("utf-16"))
+    assert read_plan_files(tmp_path / "plan", plan.exam, plan.name) == plan
+    (tmp_path / "plan" / "units.csv").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(PlanError) as caught:
+        read_plan_files(tmp_path / "plan", plan.exam, plan.name)
+    assert caught.value.problems == [("units.csv", None, "cannot be read as text (UTF-8, UTF-16 or GB18030/GBK); "
+                                                         "save it from the spreadsheet as CSV")]
+
+
 def test_plan_workbook_is_read(tmp_path: Path) -> None:
     from openpyxl import Workbook
 
