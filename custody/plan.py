@@ -172,6 +172,12 @@ UNIT_COLUMNS = {
 }
 UNIT_OPTIONAL = {"candidates": ("candidates", "考生数", "人数"), "subjects": ("subjects", "科目")}
 
+#: The longest texts and the largest count a plan may hold (the database's columns are this wide).
+MAX_EXAM_CODE, MAX_UNIT_CODE, MAX_SUBJECT_CODE = 32, 32, 8
+MAX_EXAM_NAME = MAX_UNIT_NAME = MAX_ROOM_SUBJECTS = 200
+MAX_SUBJECT_NAME = 100
+MAX_CANDIDATES = 9999
+
 TRUE_WORDS = {"1", "yes", "y", "true", "是", "有"}
 FALSE_WORDS = {"", "0", "no", "n", "false", "否", "无"}
 
@@ -220,6 +226,12 @@ def build_plan(
     skipped but counted, so readers pass them on to keep the numbers right.
     """
     problems: list[tuple[str, int | None, str]] = []
+    if not exam or len(exam) > MAX_EXAM_CODE or not exam.isprintable() or any(c.isspace() for c in exam):
+        problems.append(("plan", None, f"the exam code must be 1-{MAX_EXAM_CODE} characters without spaces, "
+                                       f"found {exam!r}"))
+    if not name.strip() or len(name) > MAX_EXAM_NAME:
+        problems.append(("plan", None, f"the exam name must be 1-{MAX_EXAM_NAME} characters, "
+                                       f"found {len(name)}"))
     if all(_is_blank(row) for row in subject_rows):
         problems.append(("subjects", None, "the table is empty"))
     if all(_is_blank(row) for row in unit_rows):
@@ -234,14 +246,19 @@ def build_plan(
         if _is_blank(row):
             continue
         code, sname = _cell(row, scols, "code"), _cell(row, scols, "name")
-        if not code or not code.isalnum() or len(code) > 8:
-            problems.append(("subjects", n, f"subject code must be 1-8 letters or digits, found {code!r}"))
+        if not code or not code.isalnum() or len(code) > MAX_SUBJECT_CODE:
+            problems.append(("subjects", n, f"subject code must be 1-{MAX_SUBJECT_CODE} letters or digits, "
+                                            f"found {code!r}"))
             continue
         if any(s.code == code for s in subjects):
             problems.append(("subjects", n, f"duplicate subject {code!r}"))
             continue
         if not sname:
             problems.append(("subjects", n, f"subject {code} has no name"))
+        for field_name in ("name", "name_en"):
+            if len(_cell(row, scols, field_name)) > MAX_SUBJECT_NAME:
+                problems.append(("subjects", n, f"the {field_name} of subject {code} is longer than "
+                                                f"{MAX_SUBJECT_NAME} characters"))
         try:
             starts = _parse_time(_cell(row, scols, "date"), _cell(row, scols, "start"))
             ends = _parse_time(_cell(row, scols, "date"), _cell(row, scols, "end"))
@@ -265,8 +282,9 @@ def build_plan(
             continue
         code = _cell(row, ucols, "code")
         kind_text = _cell(row, ucols, "kind")
-        if not code or len(code) > 32 or any(c.isspace() for c in code):
-            problems.append(("units", n, f"unit code must be 1-32 characters without spaces, found {code!r}"))
+        if not code or len(code) > MAX_UNIT_CODE or not code.isprintable() or any(c.isspace() for c in code):
+            problems.append(("units", n, f"unit code must be 1-{MAX_UNIT_CODE} characters without spaces, "
+                                         f"found {code!r}"))
             continue
         if code in rows_of:
             problems.append(("units", n, f"duplicate unit {code!r} (first on row {rows_of[code]})"))
@@ -278,15 +296,21 @@ def build_plan(
                              f"{', '.join(k.value for k in UnitKind)}"))
             continue
         candidates_text = _cell(row, ucols, "candidates") or "0"
-        if not candidates_text.isdigit():
-            problems.append(("units", n, f"candidates of {code} must be a whole number, found {candidates_text!r}"))
+        # (length first: int() refuses more than 4,300 digits)
+        if not candidates_text.isdecimal() or len(candidates_text) > 9 or int(candidates_text) > MAX_CANDIDATES:
+            problems.append(("units", n, f"candidates of {code} must be a whole number from 0 to {MAX_CANDIDATES}, "
+                                         f"found {candidates_text!r}"))
             continue
         candidates = int(candidates_text)
+        if len(_cell(row, ucols, "name")) > MAX_UNIT_NAME:
+            problems.append(("units", n, f"the name of {code} is longer than {MAX_UNIT_NAME} characters"))
         room_subjects = tuple(s for s in _cell(row, ucols, "subjects").replace(",", ";").split(";") if s.strip())
         room_subjects = tuple(s.strip() for s in room_subjects)
         unknown = [s for s in room_subjects if s not in subject_codes]
         if unknown:
             problems.append(("units", n, f"unknown subject(s) {', '.join(unknown)} for {code}"))
+        elif len(";".join(room_subjects)) > MAX_ROOM_SUBJECTS:
+            problems.append(("units", n, f"the subjects of {code} are longer than {MAX_ROOM_SUBJECTS} characters"))
         if kind is UnitKind.ROOM and candidates == 0:
             problems.append(("units", n, f"room {code} has no candidates"))
         if kind is not UnitKind.ROOM and (candidates or room_subjects):

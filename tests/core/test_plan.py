@@ -127,3 +127,30 @@ def test_chinese_headers_are_accepted() -> None:
     plan = build_plan("zk2017", "test", zh_subjects, zh_units)
     assert plan.candidates == sample_plan("tiny").candidates
     assert plan.subject("YY").listening
+
+
+def test_values_too_long_or_large_to_store_are_refused_with_their_rows() -> None:
+    """PostgreSQL refused them with a traceback (SQLite kept them, or overflowed on a huge count)."""
+    subjects, units = _tables()
+    subjects[0]["name"] = "语文" * 60
+    rooms = [i for i, r in enumerate(units) if r["kind"] == "room"]
+    units[rooms[0]]["name"] = "第01考场" + "很" * 200
+    units[rooms[1]]["candidates"] = "3000000000"
+    units[rooms[2]]["candidates"] = "①"  # a digit to str.isdigit, not to int()
+    units[rooms[3]]["code"] = "K002\x0002"
+    assert _problems(subjects, units) == [
+        ("subjects", 2, "the name of subject YW is longer than 100 characters"),
+        ("units", rooms[0] + 2, f"the name of {units[rooms[0]]['code']} is longer than 200 characters"),
+        ("units", rooms[1] + 2, f"candidates of {units[rooms[1]]['code']} must be a whole number from 0 to 9999, "
+                                "found '3000000000'"),
+        ("units", rooms[2] + 2, f"candidates of {units[rooms[2]]['code']} must be a whole number from 0 to 9999, "
+                                "found '①'"),
+        ("units", rooms[3] + 2, "unit code must be 1-32 characters without spaces, found 'K002\\x0002'"),
+    ]
+    subjects, units = _tables()
+    with pytest.raises(PlanError) as caught:
+        build_plan("E" * 33, "名" * 201, subjects, units)
+    assert caught.value.problems == [
+        ("plan", None, f"the exam code must be 1-32 characters without spaces, found {'E' * 33!r}"),
+        ("plan", None, "the exam name must be 1-200 characters, found 201"),
+    ]

@@ -83,7 +83,7 @@ def test_blank_rows_of_a_spreadsheet_export_are_skipped_but_counted(tmp_path: Pa
     with pytest.raises(PlanError) as caught:
         read_plan_files(tmp_path / "plan", plan.exam, plan.name)
     assert caught.value.problems == [("units", len(lines) - 2,
-                                      "candidates of K002-03 must be a whole number, found 'many'")]
+                                      "candidates of K002-03 must be a whole number from 0 to 9999, found 'many'")]
 
 
 def test_excel_unicode_text_is_read_and_a_file_that_is_not_text_is_named(tmp_path: Path) -> None:
