@@ -198,10 +198,18 @@ def _columns(
     return found
 
 
+#: Full-width forms (ＹＷ, ２９, 08：30, ；) as a Chinese input method types them, to their ASCII letters.
+FULL_WIDTH = {0xFF01 + i: 0x21 + i for i in range(0x5E)} | {0x3000: 0x20}
+
+
 def _cell(row: Mapping[str, str], columns: dict[str, str], name: str) -> str:
+    """The cell's text, stripped; in every column but the names, full-width forms become ASCII."""
     column = columns.get(name)
     value = row.get(column, "") if column else ""
-    return ("" if value is None else str(value)).strip()
+    text = "" if value is None else str(value)
+    if name not in ("name", "name_en"):
+        text = text.translate(FULL_WIDTH)
+    return text.strip()
 
 
 def _is_blank(row: Mapping[str, str]) -> bool:
@@ -304,8 +312,8 @@ def build_plan(
         candidates = int(candidates_text)
         if len(_cell(row, ucols, "name")) > MAX_UNIT_NAME:
             problems.append(("units", n, f"the name of {code} is longer than {MAX_UNIT_NAME} characters"))
-        room_subjects = tuple(s for s in _cell(row, ucols, "subjects").replace(",", ";").split(";") if s.strip())
-        room_subjects = tuple(s.strip() for s in room_subjects)
+        subjects_text = _cell(row, ucols, "subjects").replace(",", ";").replace("、", ";")
+        room_subjects = tuple(s.strip() for s in subjects_text.split(";") if s.strip())
         unknown = [s for s in room_subjects if s not in subject_codes]
         if unknown:
             problems.append(("units", n, f"unknown subject(s) {', '.join(unknown)} for {code}"))

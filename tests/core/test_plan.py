@@ -154,3 +154,22 @@ def test_values_too_long_or_large_to_store_are_refused_with_their_rows() -> None
         ("plan", None, f"the exam code must be 1-32 characters without spaces, found {'E' * 33!r}"),
         ("plan", None, "the exam name must be 1-200 characters, found 201"),
     ]
+
+
+def test_full_width_codes_times_and_counts_read_as_ascii_and_names_stay_as_typed() -> None:
+    """ＹＷ was a subject of its own (items ＹＷ-P-…, not found by --subject YW), 08：30 and YW；SX were refused."""
+    subjects, units = _tables()
+    wide = str.maketrans({chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)})
+    for row in subjects:
+        row.update({k: row[k].translate(wide) for k in ("code", "date", "start", "end")})
+    room = next(r for r in units if r["kind"] == "room")
+    room.update(code=f"\u3000{room['code'].translate(wide)}\u3000", candidates=room["candidates"].translate(wide),
+                parent=room["parent"].translate(wide), subjects="ＹＷ；ＳＸ、ＹＹ", name="第０１考场（东）")
+    plan = build_plan("zk2017", "test", subjects, units)
+    expected = sample_plan("tiny")
+    assert [s.code for s in plan.subjects] == [s.code for s in expected.subjects]
+    assert [(s.starts_at, s.ends_at) for s in plan.subjects] == [(s.starts_at, s.ends_at) for s in expected.subjects]
+    unit = plan.unit("K001-01")
+    assert (unit.parent, unit.candidates, unit.subjects) == ("K001", expected.unit("K001-01").candidates,
+                                                             ("YW", "SX", "YY"))
+    assert unit.name == "第０１考场（东）"
