@@ -12,6 +12,7 @@ deterministically: the same plan always yields the same ids and seal numbers.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
@@ -217,9 +218,14 @@ def _is_blank(row: Mapping[str, str]) -> bool:
     return not any(v is not None and str(v).strip() for v in row.values())
 
 
+#: 2017-06-20, and as Excel in a Chinese locale writes dates to CSV: 2017/6/20, 2017年6月20日.
+DATE_FORMS = re.compile(r"(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?")
+
+
 def _parse_time(day: str, clock: str) -> datetime:
-    d = date.fromisoformat(day.replace("/", "-"))
-    t = time.fromisoformat(clock if len(clock) > 4 else "0" + clock)
+    parts = DATE_FORMS.fullmatch(day)
+    d = date(*(int(p) for p in parts.groups())) if parts else date.fromisoformat(day)
+    t = time.fromisoformat("0" + clock if clock[1:2] == ":" else clock)  # 8:30 as Excel writes it
     return datetime.combine(d, t, LOCAL_TZ)
 
 

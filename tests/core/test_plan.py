@@ -173,3 +173,16 @@ def test_full_width_codes_times_and_counts_read_as_ascii_and_names_stay_as_typed
     assert (unit.parent, unit.candidates, unit.subjects) == ("K001", expected.unit("K001-01").candidates,
                                                              ("YW", "SX", "YY"))
     assert unit.name == "第０１考场（东）"
+
+
+def test_dates_and_times_as_excel_writes_them_in_a_chinese_locale() -> None:
+    """2017/6/20 (the default short date) was refused although slashes were meant to be accepted."""
+    expected = sample_plan("tiny").subjects
+    for day, start in (("2017/6/20", "8:30"), ("2017年6月20日", "08:30:00"), ("2017-6-20", "8:30:00")):
+        subjects, units = _tables()
+        subjects[0].update(date=day, start=start)
+        assert build_plan("zk2017", "test", subjects, units).subjects[0] == expected[0]
+    subjects, units = _tables()
+    subjects[0]["date"] = "2017/2/30"
+    assert _problems(subjects, units) == [("subjects", 2, "subject YW: date must be YYYY-MM-DD and times HH:MM, "
+                                                          "found '2017/2/30' '08:30'-'11:00'")]
