@@ -43,9 +43,19 @@ def _read_csv(path: Path) -> Rows:
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     try:
         header = next(reader, [])
+        _check_header(path.name, header)
         return [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)) for cells in reader]
     except csv.Error as exc:
         raise PlanError([(path.name, reader.line_num, f"not a readable CSV file: {exc}")]) from None
+
+
+def _check_header(source: str, header: list[str]) -> None:
+    """A column named twice would leave one of them unread (rows are mappings by name): refuse it."""
+    names = [h.strip() for h in header]
+    repeated = sorted({h for h in names if h and names.count(h) > 1})
+    if repeated:
+        raise PlanError([(source, 1, f"column {', '.join(map(repr, repeated))} appears more than once "
+                                     "in the header")])
 
 
 def _read_workbook(path: Path) -> dict[str, Rows]:
@@ -59,6 +69,7 @@ def _read_workbook(path: Path) -> dict[str, Rows]:
             raise PlanError([(path.name, None, f"the workbook has no sheet named {' or '.join(names)}")])
         rows = sheet.iter_rows(values_only=True)
         header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
+        _check_header(f"{path.name} sheet {sheet.title}", header)
         # Blank rows are kept (build_plan skips them but counts them, as the sheet numbers its rows),
         # except at the end, where a sheet may report many.
         table_rows = [

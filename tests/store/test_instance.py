@@ -102,6 +102,21 @@ def test_excel_unicode_text_is_read_and_a_file_that_is_not_text_is_named(tmp_pat
                                                          "save it from the spreadsheet as CSV")]
 
 
+def test_a_column_named_twice_is_refused_by_name(tmp_path: Path) -> None:
+    """A second 'code' column (here in place of the room subjects) shadowed the first: every unit was
+    refused as having an empty code, which pointed at the wrong thing."""
+    plan = sample_plan("tiny")
+    write_plan_files(plan, tmp_path / "plan")
+    units = tmp_path / "plan" / "units.csv"
+    text = units.read_text(encoding="utf-8")
+    units.write_text(text.replace("candidates,subjects", "candidates, code ", 1), encoding="utf-8")
+    with pytest.raises(PlanError) as caught:
+        read_plan_files(tmp_path / "plan", plan.exam, plan.name)
+    assert caught.value.problems == [("units.csv", 1, "column 'code' appears more than once in the header")]
+    units.write_text(text.replace("candidates,subjects", "candidates,subjects,,", 1), encoding="utf-8")
+    assert read_plan_files(tmp_path / "plan", plan.exam, plan.name) == plan  # empty headers are no columns
+
+
 def test_plan_workbook_is_read(tmp_path: Path) -> None:
     from openpyxl import Workbook
 
