@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import cast
@@ -58,18 +59,21 @@ def _check_header(source: str, header: list[str]) -> None:
                                      "in the header")])
 
 
-def _read_workbook(path: Path) -> dict[str, Rows]:
+def _read_workbook(path: Path) -> tuple[dict[str, Rows], dict[str, str]]:
+    """The tables by name, and where each was read ('plan.xlsx sheet 单位')."""
     from openpyxl import load_workbook
 
     book = load_workbook(path, read_only=True, data_only=True)
     tables: dict[str, Rows] = {}
+    sources: dict[str, str] = {}
     for table, names in SHEET_NAMES.items():
         sheet = next((book[n] for n in names if n in book.sheetnames), None)
         if sheet is None:
             raise PlanError([(path.name, None, f"the workbook has no sheet named {' or '.join(names)}")])
         rows = sheet.iter_rows(values_only=True)
         header = [str(h).strip() if h is not None else "" for h in next(rows, ())]
-        _check_header(f"{path.name} sheet {sheet.title}", header)
+        sources[table] = f"{path.name} sheet {sheet.title}"
+        _check_header(sources[table], header)
         # Blank rows are kept (build_plan skips them but counts them, as the sheet numbers its rows),
         # except at the end, where a sheet may report many.
         table_rows = [
@@ -78,7 +82,7 @@ def _read_workbook(path: Path) -> dict[str, Rows]:
         while table_rows and not any(v.strip() for v in table_rows[-1].values()):
             table_rows.pop()
         tables[table] = table_rows
-    return tables
+    return tables, sources
 
 
 def _cell_text(value: object) -> str:
@@ -96,11 +100,22 @@ def read_plan_files(path: Path, exam: str, name: str) -> ExamPlan:
         missing = [f for f in ("subjects.csv", "units.csv") if not (path / f).exists()]
         if missing:
             raise PlanError([(str(path), None, f"missing file(s) {', '.join(missing)}")])
-        return build_plan(exam, name, _read_csv(path / "subjects.csv"), _read_csv(path / "units.csv"))
+        files = {"subjects": "subjects.csv", "units": "units.csv"}
+        return _named(files, lambda: build_plan(exam, name, _read_csv(path / "subjects.csv"),
+                                                _read_csv(path / "units.csv")))
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        tables = _read_workbook(path)
-        return build_plan(exam, name, tables["subjects"], tables["units"])
+        tables, sheets = _read_workbook(path)
+        return _named(sheets, lambda: build_plan(exam, name, tables["subjects"], tables["units"]))
     raise PlanError([(str(path), None, "a plan is a folder with subjects.csv and units.csv, or an .xlsx workbook")])
+
+
+def _named(sources: dict[str, str], build: Callable[[], ExamPlan]) -> ExamPlan:
+    """``build()``, its problems naming the file (or sheet) a table came from instead of the table."""
+    try:
+        return build()
+    except PlanError as exc:
+        raise PlanError([(sources.get(source, source), row, reason)
+                         for source, row, reason in exc.problems]) from None
 
 
 def write_plan_files(plan: ExamPlan, folder: Path) -> None:

@@ -165,7 +165,7 @@ def test_a_bad_plan_is_refused_with_row_and_reason_and_nothing_imported(run, tmp
     units.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = run("plan", "import", str(tmp_path / "plan"), "--exam", "zk2017", "--name", "x", ok=False)
     assert result.exit_code == 2
-    assert f"units row {len(lines)}: duplicate unit 'K002-02'" in result.output
+    assert f"units.csv row {len(lines)}: duplicate unit 'K002-02'" in result.output
     assert run("items", "list", "--json").output == ""
 
 

@@ -82,7 +82,7 @@ def test_blank_rows_of_a_spreadsheet_export_are_skipped_but_counted(tmp_path: Pa
     units.write_bytes("\r\n".join(lines).encode("gb18030") + b"\r\n")
     with pytest.raises(PlanError) as caught:
         read_plan_files(tmp_path / "plan", plan.exam, plan.name)
-    assert caught.value.problems == [("units", len(lines) - 2,
+    assert caught.value.problems == [("units.csv", len(lines) - 2,
                                       "candidates of K002-03 must be a whole number from 0 to 9999, found 'many'")]
 
 
@@ -132,6 +132,11 @@ def test_plan_workbook_is_read(tmp_path: Path) -> None:
             sheet.append([int(v) if v.isdigit() and k == "candidates" else v for k, v in row.items()])
     book.save(tmp_path / "plan.xlsx")
     assert read_plan_files(tmp_path / "plan.xlsx", plan.exam, plan.name) == plan
+    book["单位"].append(["K002-03", "room", "第03考场", "K002", 0])
+    book.save(tmp_path / "plan.xlsx")
+    with pytest.raises(PlanError) as caught:
+        read_plan_files(tmp_path / "plan.xlsx", plan.exam, plan.name)
+    assert caught.value.problems == [("plan.xlsx sheet 单位", len(plan.units) + 2, "room K002-03 has no candidates")]
 
 
 def test_labels_issued_in_bulk_verify_against_the_registry(tiny_exam) -> None:
