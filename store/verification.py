@@ -359,7 +359,9 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
         stored_cps = [(r.size, r.note) for r in s.scalars(select(LogCheckpoint).order_by(LogCheckpoint.size))]
         keyring, key_findings = _keys_from_log(s, registry)
         snapshot, state_findings, mode_detail = _load_state(s, log_keys)
-        previous = s.scalars(select(VerificationRun.digest).order_by(VerificationRun.id.desc()).limit(1)).first()
+        last_run = s.execute(select(VerificationRun.digest, VerificationRun.ok)
+                             .order_by(VerificationRun.id.desc()).limit(1)).first()
+    previous = last_run.digest if last_run is not None else None
     findings.extend(key_findings)
     findings.extend(state_findings)
     if not log_keys:
@@ -380,6 +382,10 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     known = snapshot
     if options.full:
         snapshot, mode_detail = None, "full verification requested"
+    elif snapshot is not None and last_run is not None and not last_run.ok:
+        # What the last run found lies below the saved state: an incremental run would only sample it
+        # and could pass with the problem still there. Until a run passes, every run is full.
+        snapshot, mode_detail = None, "full: the last run found problems"
     elif snapshot is not None and (leaf_count != head_size
                                    or (max_idx if max_idx is not None else -1) != head_size - 1):
         # Rows were deleted or added below the head: only a full pass can name them.

@@ -29,6 +29,17 @@ def test_modified_leaf(simulated) -> None:
     assert any(f["index"] == k for f in named(outcome, "bad_station_signature"))
 
 
+def test_a_run_after_a_failed_run_still_names_the_problem(simulated) -> None:
+    """The next night's run does not go green by itself: the incremental run only samples older leaves."""
+    assert simulated.verify().ok
+    k = _middle_handover(simulated)
+    tampering.modify_leaf(simulated.instance, k)
+    assert [f["index"] for f in named(simulated.verify(full=True), "leaf_hash_mismatch")] == [k]
+    again = simulated.verify(sample=0)  # no sampled leaf can happen to find it
+    assert not again.ok and again.report["mode"] == "full"
+    assert [f["index"] for f in named(again, "leaf_hash_mismatch")] == [k]
+
+
 def test_leaf_edited_in_sql_as_text(simulated) -> None:
     """SQLite keeps what an UPDATE with replace() gives, TEXT, in the BLOB column: the leaf is named, no crash."""
     if not simulated.instance.db.url.startswith("sqlite"):
