@@ -349,7 +349,15 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     # Open the log key first: a run that cannot sign its report should stop before the work, not after.
     signer = _log_signer(instance, started) if options.sign else None
     db = instance.db
+    # Appends may go on while this runs. What is held outside the database is read before it: the ledger
+    # writes the witness copy after its commit, so none of it can be ahead of the head read below.
+    copy = read_witness_copy(home)
+    last_report = _latest_report_file(home)
+    witness_notes = [[(path, path.read_bytes()) for path in _witness_files(Path(witness_home))]
+                     for witness_home in options.witness_homes]
     with db.session() as s:
+        if not db.is_sqlite:  # one snapshot for the head and what it is compared with (SQLite's read is one)
+            s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         registry = list(s.scalars(select(KeyRecord).order_by(KeyRecord.id)))
         log_keys = log_verifiers(origin, registry)
         cosigners = witness_verifiers(registry)
@@ -405,10 +413,8 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
 
     # --- checkpoints held outside the database ---
     outside: list[HeldCheckpoint] = []
-    copy = read_witness_copy(home)
     if copy is not None:
         _add_outside(outside, findings, copy, log_keys, cosigners, f"the witness copy {home / 'checkpoint'}")
-    last_report = _latest_report_file(home)
     if last_report is not None and last_report.get("checkpoint"):
         try:
             verify_report(last_report, log_keys)
@@ -416,10 +422,9 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
                          "the last verification report")
         except ReportSignatureError:
             pass  # an unsigned or foreign report file vouches for nothing
-    for witness_home in options.witness_homes:
+    for held_by_witness in witness_notes:
         seen: set[bytes] = set()
-        for path in _witness_files(Path(witness_home)):
-            witness_note = path.read_bytes()
+        for path, witness_note in held_by_witness:
             body = witness_note.split(b"\n\n", 1)[0]
             if body not in seen:  # the latest is kept twice: as checkpoint and in checkpoints/
                 seen.add(body)
@@ -450,7 +455,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     mismatches: list[LeafMismatch] = []
     row_problems = 0
     expected_idx = start
-    beyond = 0
+    beyond: list[tuple[int, str | None]] = []
     dirty: set[tuple[int, int]] = set()
     total = max(head_size, (max_idx or -1) + 1) - start
     done = 0
@@ -464,15 +469,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
                 for row in rows:
                     idx, data = row.idx, row.data
                     if idx >= head_size:
-                        beyond += 1
-                        if beyond <= 20:
-                            findings.add(Finding("leaf_beyond_head", f"leaf {idx} is stored beyond the tree's "
-                                                 f"{head_size} leaves: it was never logged (inserted)",
-                                                 f"第 {idx} 条日志位于树外（树只有 {head_size} 条）：未经记录的插入",
-                                                 index=idx, item=row.item, expected=f"{head_size} leaves",
-                                                 found=f"leaf {idx}"))
-                        else:
-                            findings.count["leaf_beyond_head"] = findings.count.get("leaf_beyond_head", 0) + 1
+                        beyond.append((idx, row.item))
                         continue
                     while expected_idx < idx:  # a gap: deleted rows
                         ref = stored.get((0, expected_idx))
@@ -523,6 +520,16 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
                 done += len(rows)
                 if options.progress:
                     options.progress(done, total)
+            grown = _head_size(db)  # read after the leaves: it counts every leaf appended since the start
+            beyond = [(idx, item) for idx, item in beyond if idx >= grown]
+            for n, (idx, item) in enumerate(beyond):
+                if n < 20:
+                    findings.add(Finding("leaf_beyond_head", f"leaf {idx} is stored beyond the tree's "
+                                         f"{head_size} leaves: it was never logged (inserted)",
+                                         f"第 {idx} 条日志位于树外（树只有 {head_size} 条）：未经记录的插入",
+                                         index=idx, item=item, expected=f"{head_size} leaves", found=f"leaf {idx}"))
+                else:
+                    findings.count["leaf_beyond_head"] = findings.count.get("leaf_beyond_head", 0) + 1
             if expected_idx < head_size:  # the tail is gone
                 findings.add(Finding("log_truncated", f"the tree head says {head_size} leaves but the log ends at "
                                      f"{expected_idx}: leaves {expected_idx}..{head_size - 1} were deleted",
@@ -538,7 +545,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     replayed = None
     if setup is not None:
         if conflict and len(results) > 1:  # a pack joined two shares: judge everything in one tracker
-            replayed = _replay_sequential(instance, setup, snapshot, start)
+            replayed = _replay_sequential(instance, setup, snapshot, start, head_size)
         else:
             replayed = {"alerts": [a for r in results for a in r["alerts"]],
                         "failures": [f for r in results for f in r["failures"]],
@@ -625,6 +632,8 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
 
         # --- extra nodes beyond the tree ---
         extra = _extra_nodes(s, audited)
+        grown = _head_size(db)  # nodes of leaves appended during the run are not extra
+        extra = [(level, idx) for level, idx in extra if not 0 <= level < 64 or (idx + 1) << level > grown]
         for level, idx in extra[:20]:
             findings.add(Finding("node_extra", f"node ({level}, {idx}) is stored but the tree of {audited} leaves has "
                                  "no such complete subtree", f"存在多余的树节点 ({level}, {idx})",
@@ -642,6 +651,8 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
 
         # --- chains and alerts ---
         item_heads = [(r.item, r.leaf_hash, r.idx) for r in s.scalars(select(ItemHead))]
+        grown = _head_size(db)  # an item given a leaf during the run has its head beyond the verified tree
+        item_heads = [(i, h_, x) for i, h_, x in item_heads if x is None or not audited <= x < grown]
         touched = set(chains.heads) if mode == "full" else {i for i, _ in _touched(chains, start)}
         head_findings = chains.check_heads((i, h_, x) for i, h_, x in item_heads if i in touched)
         findings.extend(head_findings)
@@ -650,6 +661,8 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
         if replayed is not None:
             stored_alerts = [(a, b, c) for a, b, c in s.execute(
                 select(AlertRecord.leaf_idx, AlertRecord.item, AlertRecord.code).where(AlertRecord.leaf_idx >= start))]
+            grown = _head_size(db)  # alerts raised by leaves appended during the run: the next run judges them
+            stored_alerts = [a for a in stored_alerts if not audited <= a[0] < grown]
             alert_findings = replayed["failures"] + compare_alerts(replayed["alerts"], stored_alerts)
             findings.extend(alert_findings)
             check("custody rules re-run", "托管规则复核", not alert_findings,
@@ -736,6 +749,14 @@ def _feed(audit: TreeAudit, h: bytes, stored: dict[tuple[int, int], bytes], dirt
     audit.completed.clear()
     if audit.size in interest:
         roots[audit.size] = audit.root()
+
+
+def _head_size(db: Any) -> int:
+    """The tree size now, in a new read: whatever was read before it is part of a tree this size (the
+    ledger commits leaves, nodes, chain heads, alerts and the head together)."""
+    with db.session() as s:
+        head = s.get(LogHead, 1)
+        return head.size if head else 0
 
 
 def _extra_nodes(s: Session, size: int) -> list[tuple[int, int]]:
@@ -858,14 +879,15 @@ def _make_replay(setup: tuple[Any, dict[str, Any]] | None, snapshot: dict[str, A
 
 
 def _replay_sequential(instance: Instance, setup: tuple[Any, dict[str, Any]], snapshot: dict[str, Any] | None,
-                       start: int) -> dict[str, Any]:
+                       start: int, end: int) -> dict[str, Any]:
     from custody.verify.shares import judged_at
 
     replay = _make_replay(setup, snapshot)
     assert replay is not None
     with instance.db.session() as s:
         query = (select(LogLeaf.idx, LogLeaf.data, LogLeaf.received_at)
-                 .where(LogLeaf.idx >= start, LogLeaf.type.in_(("handover", "label", "backup_order")))
+                 .where(LogLeaf.idx >= start, LogLeaf.idx < end,
+                        LogLeaf.type.in_(("handover", "label", "backup_order")))
                  .order_by(LogLeaf.idx)
                  .execution_options(yield_per=CHUNK))
         for idx, data, received in s.execute(query):
