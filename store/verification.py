@@ -276,15 +276,21 @@ def _load_state(s: Session, verifiers: Sequence[NoteVerifier]) -> tuple[dict[str
     if run is None:
         problem = "the report that saved it is gone"
     else:
-        report = json.loads(run.report)
         try:
-            verify_report(report, verifiers)
-        except ReportSignatureError as exc:
-            problem = f"its report's signature fails ({exc})"
+            report = json.loads(run.report)
+        except ValueError:
+            report = None
+        if not isinstance(report, dict):
+            problem = "the report that saved it is not a JSON object"
         else:
-            if report.get("state_digest") != row.snapshot_digest or \
-                    hashlib.sha256(row.snapshot).hexdigest() != row.snapshot_digest:
-                problem = "the snapshot's digest differs from the one in the signed report"
+            try:
+                verify_report(report, verifiers)
+            except ReportSignatureError as exc:
+                problem = f"its report's signature fails ({exc})"
+            else:
+                if report.get("state_digest") != row.snapshot_digest or \
+                        hashlib.sha256(row.snapshot).hexdigest() != row.snapshot_digest:
+                    problem = "the snapshot's digest differs from the one in the signed report"
     if problem:
         return None, [Finding("state_untrusted", f"the saved verification state at size {row.verified_size} "
                               f"cannot be trusted: {problem}; verifying in full",

@@ -244,3 +244,18 @@ def test_a_deleted_alert_is_named(simulated, full: bool) -> None:
     [missing] = named(outcome, "alert_missing")
     assert (missing["index"], missing["item"], missing["expected"]) == where
     assert json.dumps(outcome.report, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("report", ["not json", "[1]"])
+def test_a_broken_report_behind_the_saved_state_is_named_not_a_crash(simulated, report: str) -> None:
+    from sqlalchemy import update
+
+    from store.verification_models import VerificationRun
+
+    assert simulated.verify().ok
+    with simulated.instance.db.write_session() as s:
+        s.execute(update(VerificationRun).values(report=report))
+    outcome = simulated.verify()
+    assert not outcome.ok and outcome.report["mode"] == "full"
+    [found] = named(outcome, "state_untrusted")
+    assert "not a JSON object" in found["message"]
