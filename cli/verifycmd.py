@@ -95,6 +95,8 @@ def verify(ctx: Context, full: bool, as_json: bool, receipts: Path | None, repor
     from custody.errors import KeyStoreError
     from store.verification import VerifyOptions, notify_failure, verify_instance
 
+    if report_file is not None and not report_file.parent.is_dir():  # before the work, not after it
+        raise click.BadParameter(f"the folder {report_file.parent} does not exist", param_hint="--report")
     instance = ctx.instance()
     bar = _progress_bar()
     try:

@@ -117,3 +117,11 @@ def test_no_passphrase_to_sign_the_report_is_a_usage_error(simulated) -> None:
     unsigned = _run(simulated, "verify", "--workers", "0", "--unsafe-unsigned-report", "--json",
                     env={"CUSTODY_PASSPHRASE": ""})
     assert unsigned.exit_code == 0 and "signature" not in json.loads(unsigned.output)
+
+
+def test_a_report_file_in_a_missing_folder_is_refused_before_the_run(simulated, tmp_path: Path) -> None:
+    tampering.modify_leaf(simulated.instance, handover_indexes(simulated.instance)[5])
+    result = _run(simulated, "verify", "--full", "--workers", "0", "--report", str(tmp_path / "missing" / "r.json"))
+    assert result.exit_code == 2 and "missing does not exist" in result.output
+    # refused before the work: no run was kept whose exit code 1 and alerts a late error would hide
+    assert not (simulated.instance.home / "reports").exists()
