@@ -909,10 +909,23 @@ def _replay_sequential(instance: Instance, setup: tuple[Any, dict[str, Any]], sn
 
 def _check_receipts(s: Session, folder: Path, log_keys: Sequence[NoteVerifier], size: int, root: bytes,
                     proof: Callable[[int, int], Sequence[bytes]]) -> tuple[list[Finding], int]:
-    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    unreadable: list[Finding] = []
+    try:
+        os.listdir(folder)  # rglob passes over a folder it may not read: say so, not 'no receipt files'
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+    except OSError as exc:
+        return [Finding("receipt_invalid", f"the receipts folder {folder} cannot be read: {exc.strerror or exc}",
+                        f"无法读取回执文件夹 {folder}")], 0
     if not files:
         return [Finding("receipt_invalid", f"no receipt files in {folder}", f"{folder} 中没有回执文件")], 0
-    texts = [(p, p.read_bytes()) for p in files]
+    texts = []
+    for p in files:
+        try:
+            texts.append((p, p.read_bytes()))
+        except OSError as exc:  # one unreadable receipt is named; the run and its report go on
+            name = p.relative_to(folder)
+            unreadable.append(Finding("receipt_invalid", f"receipt {name} cannot be read: {exc.strerror or exc}",
+                                      f"无法读取回执 {name}"))
     wanted = set()
     for _, text in texts:
         try:
@@ -927,10 +940,10 @@ def _check_receipts(s: Session, folder: Path, log_keys: Sequence[NoteVerifier], 
         chunk = ordered[start:start + 500]
         for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.idx.in_(chunk))):
             hashes[idx] = compute_leaf_hash(data)
-    out: list[Finding] = []
+    out: list[Finding] = unreadable
     for path, text in texts:
         out.extend(check_receipt(str(path.relative_to(folder)), text, log_keys, hashes.get, size, root, proof))
-    return out, len(texts)
+    return out, len(files)
 
 
 # --- signing and keeping the report -----------------------------------------------------

@@ -72,6 +72,38 @@ def test_receipts_prove_the_stations_events_are_in_the_log(simulated) -> None:
     assert any("is not a tlog-proof" in f["message"] for f in named(outcome, "receipt_invalid"))
 
 
+def test_an_unreadable_receipt_or_receipts_folder_is_named_and_the_run_goes_on(
+        simulated, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    from pathlib import Path
+
+    from tests.verify.conftest import named
+
+    blocked = sorted(simulated.receipts.iterdir())[3]
+    read_bytes, listdir = Path.read_bytes, os.listdir
+
+    def denied(path: Path) -> bytes:  # what chmod 000 does for any user but root
+        if path == blocked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    outcome = simulated.verify(receipts=simulated.receipts)
+    assert [f["message"] for f in named(outcome, "receipt_invalid")] == \
+        [f"receipt {blocked.name} cannot be read: Permission denied"]
+    assert outcome.json_path is not None and outcome.json_path.exists()  # the run was kept, with its verdict
+
+    def no_listing(path: object = ".") -> list[str]:
+        if Path(str(path)) == simulated.receipts:
+            raise PermissionError(13, "Permission denied", str(path))
+        return listdir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "listdir", no_listing)
+    outcome = simulated.verify(receipts=simulated.receipts)
+    [found] = named(outcome, "receipt_invalid")
+    assert found["message"] == f"the receipts folder {simulated.receipts} cannot be read: Permission denied"
+
+
 @pytest.mark.parametrize("full", [True, False])
 def test_leaves_appended_while_a_run_reads_the_log_are_no_problem(make_simulated, monkeypatch: pytest.MonkeyPatch,
                                                                   full: bool) -> None:
