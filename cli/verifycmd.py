@@ -24,7 +24,9 @@ DEFAULT_SCHEDULE = "*-*-* 02:30:00"
 
 
 def _systemd_units(schedule: str, home: Path) -> str:
-    exe = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else Path("custody")
+    exe: Path | str = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else Path("custody")
+    if str(exe).endswith(".py"):  # `python -m custody`: argv[0] is custody/__main__.py, not a program
+        exe = f"{Path(sys.executable).absolute()} -m custody"  # not resolved: a venv python is a symlink
     return f"""# /etc/systemd/system/custody-verify.service
 [Unit]
 Description=custody nightly log verification

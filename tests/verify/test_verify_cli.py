@@ -125,3 +125,11 @@ def test_a_report_file_in_a_missing_folder_is_refused_before_the_run(simulated, 
     assert result.exit_code == 2 and "missing does not exist" in result.output
     # refused before the work: no run was kept whose exit code 1 and alerts a late error would hide
     assert not (simulated.instance.home / "reports").exists()
+
+
+def test_print_systemd_under_python_m_starts_the_interpreter(simulated, monkeypatch: pytest.MonkeyPatch) -> None:
+    import custody.__main__
+
+    monkeypatch.setattr(sys, "argv", [custody.__main__.__file__, "verify", "--print-systemd"])
+    result = _run(simulated, "verify", "--print-systemd")
+    assert f"ExecStart={Path(sys.executable).absolute()} -m custody verify\n" in result.output
