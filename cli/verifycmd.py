@@ -99,6 +99,11 @@ def verify(ctx: Context, full: bool, as_json: bool, receipts: Path | None, repor
 
     if report_file is not None and not report_file.parent.is_dir():  # before the work, not after it
         raise click.BadParameter(f"the folder {report_file.parent} does not exist", param_hint="--report")
+    for witness_home in witness_homes:  # an empty or wrong folder would pass as a witness with nothing to say
+        if not (witness_home / "checkpoint").is_file() and not any((witness_home / "checkpoints").glob("*")):
+            raise click.BadParameter(f"{witness_home} holds no witnessed checkpoint (no checkpoint file, no "
+                                     "checkpoints/): not a witness folder (custody witness --home)",
+                                     param_hint="--witness-home")
     instance = ctx.instance()
     bar = _progress_bar()
     try:

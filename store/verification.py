@@ -974,8 +974,11 @@ def _store(instance: Instance, report: dict[str, Any], findings: Findings, blob:
     text = json.dumps(report, ensure_ascii=False, indent=1) + "\n"
     write_atomically(json_path, text.encode())
     write_atomically(html_path, render_html(report).encode())
-    write_atomically(folder / "latest.json", text.encode())
-    write_atomically(folder / "latest.html", render_html(report).encode())
+    if report.get("signature"):
+        # latest.json is a checkpoint held outside the database that the next run checks the log against;
+        # an unsigned report vouches for nothing, and would drop the signed one it replaced
+        write_atomically(folder / "latest.json", text.encode())
+        write_atomically(folder / "latest.html", render_html(report).encode())
     with instance.db.write_session() as s:
         s.add(VerificationRun(started_at=started, finished_at=finished, mode=report["mode"], ok=report["ok"],
                               log_size=report["log_size"], verified_from=report["verified_from"],
@@ -1012,7 +1015,13 @@ def latest_report(instance: Instance) -> dict[str, Any] | None:
         registry = list(s.scalars(select(KeyRecord)))
     if row is None:
         return None
-    report = json.loads(row.report)
+    try:
+        report = json.loads(row.report)
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):  # a damaged row: shown as a report that does not verify, not a crash
+        report = {"ok": False, "summary": "the stored report is damaged", "summary_zh": "所存核验报告已损坏",
+                  "findings": [], "finding_counts": {}}
     try:
         verify_report(report, log_verifiers(instance.origin, registry))
         valid = True

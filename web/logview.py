@@ -84,12 +84,13 @@ def last_verification(instance: Instance) -> dict[str, Any] | None:
         finished = datetime.fromisoformat(finished)
     if isinstance(finished, datetime) and finished.tzinfo is None:
         finished = finished.replace(tzinfo=UTC)
-    summary = ""
     try:
         report = json.loads(row[5])
-        summary = report.get("summary_zh") or report.get("summary") or ""
-        summary_en = report.get("summary") or ""
     except (TypeError, ValueError):
-        summary_en = ""
+        report = None
+    if not isinstance(report, dict):  # a damaged row (valid JSON that is not a report too): no summary
+        report = {}
+    summary = report.get("summary_zh") or report.get("summary") or ""
+    summary_en = report.get("summary") or ""
     return {"finished_at": finished, "ok": bool(row[1]), "mode": row[2], "log_size": row[3],
             "findings": row[4], "summary_zh": summary, "summary": summary_en}

@@ -114,9 +114,21 @@ def test_no_passphrase_to_sign_the_report_is_a_usage_error(simulated) -> None:
     result = CliRunner().invoke(cli, ["--home", str(simulated.instance.home), "verify", "--workers", "0"],
                                 env={"CUSTODY_DATABASE_URL": simulated.instance.db.url, "CUSTODY_PASSPHRASE": None})
     assert result.exit_code == 2 and "CUSTODY_PASSPHRASE" in result.output
+    latest = simulated.instance.home / "reports" / "latest.json"
+    assert _run(simulated, "verify", "--workers", "0").exit_code == 0
+    signed = latest.read_bytes()
     unsigned = _run(simulated, "verify", "--workers", "0", "--unsafe-unsigned-report", "--json",
                     env={"CUSTODY_PASSPHRASE": ""})
     assert unsigned.exit_code == 0 and "signature" not in json.loads(unsigned.output)
+    # the signed latest report, a checkpoint held outside the database, is not replaced by one that vouches
+    # for nothing (the unsigned report is still written under its own name)
+    assert latest.read_bytes() == signed and len(list(latest.parent.glob("verify-*.json"))) == 2
+
+
+def test_a_folder_that_is_not_a_witness_is_refused(simulated, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = _run(simulated, "verify", "--workers", "0", "--witness-home", str(tmp_path / "empty"))
+    assert result.exit_code == 2 and "not a witness folder" in result.output
 
 
 def test_a_report_file_in_a_missing_folder_is_refused_before_the_run(simulated, tmp_path: Path) -> None:

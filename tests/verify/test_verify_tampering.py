@@ -255,6 +255,12 @@ def test_a_broken_report_behind_the_saved_state_is_named_not_a_crash(simulated, 
     assert simulated.verify().ok
     with simulated.instance.db.write_session() as s:
         s.execute(update(VerificationRun).values(report=report))
+    # the dashboard and the latest report show a damaged row as such, without a crash
+    from store.verification import latest_report
+    from web.logview import last_verification
+
+    assert latest_report(simulated.instance)["signature_valid"] is False
+    assert last_verification(simulated.instance)["summary"] == ""
     outcome = simulated.verify()
     assert not outcome.ok and outcome.report["mode"] == "full"
     [found] = named(outcome, "state_untrusted")
