@@ -343,7 +343,9 @@ def download(fmt: str) -> Any:
         render_pdf(report, buffer, lang)
         body, mimetype = buffer.getvalue(), "application/pdf"
     elif fmt == "json":
-        body = (json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n").encode()
+        # As `custody investigate --json` writes it: no indentation, which would also force json's
+        # pure-Python encoder (a city-wide subject's report is tens of megabytes).
+        body = (json.dumps(report.to_json(), ensure_ascii=False) + "\n").encode()
         mimetype = "application/json"
     else:
         from printing.report import render_html
