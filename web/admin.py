@@ -6,10 +6,11 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from sqlalchemy import or_, select
 
 from custody.errors import NotFound
 from custody.keyring import Role
-from store.models import KeyRecord
+from store.models import KeyRecord, Station
 from web.accounts import ROLES, AccountError, create_account, list_accounts, set_disabled
 from web.audit import ACTIONS, audit, entries
 from web.auth import current_principal, current_scope, has_role, login_required, roles_required
@@ -25,25 +26,18 @@ bp = Blueprint("admin", __name__)
 
 # --- keys -------------------------------------------------------------------------------------
 
-def _station_units() -> dict[str, str]:
-    from sqlalchemy import select
-
-    from store.models import Station
-
-    with state().instance.db.session() as s:
-        return dict(s.execute(select(Station.code, Station.unit)).all())
-
-
 def _visible_keys() -> list[KeyRecord]:
     """The whole registry for administrators; for others the institute's and witnesses' public keys
     and the station keys of their units."""
-    records = state().instance.keys.records()
     scope = current_scope()
     if scope.everything:
-        return records
-    stations = _station_units()
-    return [k for k in records
-            if k.role != Role.STATION.value or scope.allows(stations.get(k.owner))]
+        return state().instance.keys.records()
+    # Read in the database: the city has a station key for every room.
+    theirs = select(Station.code).where(Station.unit.in_(sorted(scope.units or ())))
+    with state().instance.db.session() as s:
+        return list(s.scalars(select(KeyRecord).where(or_(KeyRecord.role != Role.STATION.value,
+                                                           KeyRecord.owner.in_(theirs)))
+                              .order_by(KeyRecord.id)))
 
 
 @bp.route("/keys")

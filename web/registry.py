@@ -95,9 +95,15 @@ def stations() -> Any:
                     return redirect(url_for("registry.stations"), 303)
         else:
             status = 400
+    listed = select(Station).order_by(Station.code)
+    station_keys = select(KeyRecord).where(KeyRecord.role == Role.STATION.value)
+    if not scope.everything:  # the officer's units only, not the whole city's stations and keys
+        units = sorted(scope.units or ())
+        listed = listed.where(Station.unit.in_(units))
+        station_keys = station_keys.where(KeyRecord.kid.in_(select(Station.kid).where(Station.unit.in_(units))))
     with st.instance.db.session() as s:
-        rows = [r for r in s.scalars(select(Station).order_by(Station.code)) if scope.allows(r.unit)]
-        keys = {k.kid: k for k in s.scalars(select(KeyRecord).where(KeyRecord.role == Role.STATION.value))}
+        rows = list(s.scalars(listed))
+        keys = {k.kid: k for k in s.scalars(station_keys)}
     return render_template("stations.html", rows=rows, keys=keys, form=form, tree=unit_tree(st.instance),
                            can_edit=has_role("officer")), status
 
@@ -153,8 +159,11 @@ def people() -> Any:
                 return redirect(url_for("registry.people"), 303)
         else:
             status = 400
+    listed = select(Person).order_by(Person.unit, Person.staff_id)
+    if not scope.everything:
+        listed = listed.where(Person.unit.in_(sorted(scope.units or ())))
     with st.instance.db.session() as s:
-        rows = [p for p in s.scalars(select(Person).order_by(Person.unit, Person.staff_id)) if scope.allows(p.unit)]
+        rows = list(s.scalars(listed))
     return render_template("people.html", rows=rows, form=form, badge_form=PostForm(), tree=unit_tree(st.instance),
                            can_edit=has_role("officer"), can_issue=has_role()), status
 

@@ -40,6 +40,31 @@ def test_lists_and_the_dashboard_show_only_the_officers_county(client_as) -> Non
     assert "ST-K001" in stations and "ST-K002" not in stations
 
 
+def test_an_officers_registry_pages_read_only_their_units(client_as, app) -> None:
+    # Filtered after reading, every page view of a site officer read the city's ~4,000 people, ~2,000
+    # stations and their keys.
+    from sqlalchemy import event
+
+    engine = app.extensions["custody"].instance.db.engine
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *rest) -> None:
+        statements.append(" ".join(statement.split()))
+
+    east = client_as("east")
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        pages = [east.get(path) for path in ("/people", "/stations", "/keys")]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert [page.status_code for page in pages] == [200, 200, 200]
+    reads = [s for s in statements if any(f"FROM {table} " in s + " " for table in ("people", "stations", "keys"))]
+    assert len(reads) >= 4  # people; stations and their keys; keys
+    for statement in reads:
+        assert "people.unit IN" in statement or "stations.unit IN" in statement, statement
+    assert "ST-K001" in pages[1].text and "ST-K002" not in pages[1].text
+
+
 def test_alerts_are_scoped_too(client_as, app) -> None:
     ledger = app.extensions["custody"].ledger
     west_units = {"360103", "360103-BMS", "360103-Q1", "K002", "K002-01", "K002-02"}
