@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, case, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from custody.errors import CustodyError
@@ -41,6 +41,7 @@ from custody.log.jcs import canonical_json, canonical_spliced
 from custody.log.merkle import leaf_hash
 from custody.log.note import NoteVerifier, parse_verifier_key, verifier_key
 from custody.log.proofs import format_consistency_proof, format_tlog_proof, format_tlog_proofs
+from custody.rules.codes import CRITICAL, INFO, WARNING
 from store.db import bulk_insert, bulk_update, select_where_in
 from store.instance import Instance
 from store.logstore import (
@@ -56,6 +57,8 @@ from store.verifier_pool import MIN_BATCH, Verdict, VerifierPool, _to_wire, chec
 
 log = logging.getLogger(__name__)
 
+#: Alert severities, most severe first (the order the dashboard lists them in).
+SEVERITY_ORDER = {CRITICAL: 0, WARNING: 1, INFO: 2}
 #: Bytes of a refused submission kept as evidence (its SHA-256 covers all of it).
 MAX_EVIDENCE = 4096
 MAX_BATCH = 2000
@@ -299,12 +302,26 @@ class Ledger:
                  "received_at": leaf.received_at.isoformat(), "alerts": by_leaf.get(leaf.idx, [])}
                 for leaf in leaves]
 
-    def alerts(self, units: set[str] | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        query = select(AlertRecord).order_by(AlertRecord.id.desc()).limit(limit)
+    def alerts(self, units: set[str] | None = None, limit: int = 200, *,
+               most_severe_first: bool = False) -> list[dict[str, Any]]:
+        """The newest ``limit`` alerts at ``units`` (all units if None); with ``most_severe_first`` the
+        critical ones first, then warnings, then the rest, each newest first."""
+        query = select(AlertRecord)
+        if units is not None:
+            query = query.where(AlertRecord.unit.in_(units))
+        if most_severe_first:
+            query = query.order_by(case(SEVERITY_ORDER, value=AlertRecord.severity, else_=len(SEVERITY_ORDER)))
+        query = query.order_by(AlertRecord.id.desc()).limit(limit)
+        with self.db.session() as s:
+            return [_alert_json(a) for a in s.scalars(query)]
+
+    def alert_count(self, units: set[str] | None = None) -> int:
+        """How many alerts there are at ``units`` (all units if None)."""
+        query = select(func.count()).select_from(AlertRecord)
         if units is not None:
             query = query.where(AlertRecord.unit.in_(units))
         with self.db.session() as s:
-            return [_alert_json(a) for a in s.scalars(query)]
+            return int(s.scalar(query) or 0)
 
     def item_states(self, exam: str) -> dict[str, dict[str, Any]]:
         """Every item's custody state now (items still in their initial state are absent), as JSON.

@@ -44,13 +44,14 @@ def index() -> Any:
 
     # Recomputed when the log grows, the minute changes, or for another scope.
     overview = st.cached(("overview", exam, scope.root, boxes, size, now.replace(second=0, microsecond=0)), compute)
-    recent = st.ledger.alerts(None if scope.everything else set(scope.units or ()), limit=300)
-    alerts = sorted(recent, key=lambda a: (SEVERITY_RANK.get(a["severity"], 3), -a["id"]))[:15]
+    units = None if scope.everything else set(scope.units or ())
+    # The most severe across all of them (a broken seal logged early is not pushed out by later warnings).
+    alerts = st.ledger.alerts(units, limit=15, most_severe_first=True)
     return render_template(
         "dashboard.html", overview=overview, alerts=alerts, checkpoint=checkpoint_summary(st.ledger, st.instance),
         verification=last_verification(st.instance),
         verification_link=has_role(*VERIFICATION_ROLES) and of_the_institute(), tree=tree,
-        alert_total=len(recent), scope=scope, exam=exam, now=now, log_size=size,
+        alert_total=st.ledger.alert_count(units), scope=scope, exam=exam, now=now, log_size=size,
         stage_order=STAGE_ORDER, tier_order=TIER_ORDER, boxes=boxes)
 
 
