@@ -302,26 +302,30 @@ class Ledger:
                  "received_at": leaf.received_at.isoformat(), "alerts": by_leaf.get(leaf.idx, [])}
                 for leaf in leaves]
 
-    def alerts(self, units: set[str] | None = None, limit: int = 200, *,
-               most_severe_first: bool = False) -> list[dict[str, Any]]:
-        """The newest ``limit`` alerts at ``units`` (all units if None); with ``most_severe_first`` the
-        critical ones first, then warnings, then the rest, each newest first."""
-        query = select(AlertRecord)
-        if units is not None:
-            query = query.where(AlertRecord.unit.in_(units))
+    def alerts(self, units: set[str] | None = None, limit: int = 200, *, most_severe_first: bool = False,
+               severity: str | None = None, code: str | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """The newest ``limit`` alerts at ``units`` (all units if None), of ``severity`` and ``code`` if given,
+        after skipping ``offset``; with ``most_severe_first`` the critical ones first, then warnings, then the
+        rest, each newest first."""
+        query = _alert_filter(select(AlertRecord), units, severity, code)
         if most_severe_first:
             query = query.order_by(case(SEVERITY_ORDER, value=AlertRecord.severity, else_=len(SEVERITY_ORDER)))
-        query = query.order_by(AlertRecord.id.desc()).limit(limit)
+        query = query.order_by(AlertRecord.id.desc()).offset(offset).limit(limit)
         with self.db.session() as s:
             return [_alert_json(a) for a in s.scalars(query)]
 
-    def alert_count(self, units: set[str] | None = None) -> int:
-        """How many alerts there are at ``units`` (all units if None)."""
-        query = select(func.count()).select_from(AlertRecord)
-        if units is not None:
-            query = query.where(AlertRecord.unit.in_(units))
+    def alert_count(self, units: set[str] | None = None, *, severity: str | None = None,
+                    code: str | None = None) -> int:
+        """How many alerts :meth:`alerts` has for these filters, without a limit."""
+        query = _alert_filter(select(func.count()).select_from(AlertRecord), units, severity, code)
         with self.db.session() as s:
             return int(s.scalar(query) or 0)
+
+    def alert_codes(self, units: set[str] | None = None) -> list[str]:
+        """The rule codes of the alerts at ``units`` (all units if None), sorted."""
+        query = _alert_filter(select(AlertRecord.code).distinct(), units, None, None).order_by(AlertRecord.code)
+        with self.db.session() as s:
+            return list(s.scalars(query))
 
     def item_states(self, exam: str) -> dict[str, dict[str, Any]]:
         """Every item's custody state now (items still in their initial state are absent), as JSON.
@@ -712,6 +716,16 @@ def _deliver(group: list[_Queued], results: list[dict[str, Any]]) -> None:
     for pending, _, done in group:
         done.set_result(results[offset:offset + len(pending)])
         offset += len(pending)
+
+
+def _alert_filter(query: Any, units: set[str] | None, severity: str | None, code: str | None) -> Any:
+    if units is not None:
+        query = query.where(AlertRecord.unit.in_(units))
+    if severity:
+        query = query.where(AlertRecord.severity == severity)
+    if code:
+        query = query.where(AlertRecord.code == code)
+    return query
 
 
 def _alert_json(a: AlertRecord) -> dict[str, Any]:
