@@ -40,7 +40,6 @@ from web.expected import expected_items, label_hash
 from web.keybundle import key_bundle
 from web.logview import checkpoint_summary
 from web.lookup import find_item, find_station
-from web.overview import load_items
 from web.refusals import MAX_REPORTS, record_refusals
 from web.scope import scope_of, unit_tree
 from web.state import state
@@ -211,7 +210,7 @@ def get_expected(code: str, query_data: dict[str, Any]) -> Any:
         abort_json(404, f"no station {code[:64]} among yours")
     station = find_station(st.instance, code, scope_of(principal, st.instance))
     exam = st.exam()
-    items = st.cached(("items", exam), lambda: load_items(st.instance, exam))
+    items = st.items(exam)
     found = expected_items(items, st.item_states(exam), station.unit, query_data["action"], unit_tree(st.instance))
     with st.instance.db.session() as s:
         ids = [f["item"] for f in found]

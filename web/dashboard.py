@@ -10,13 +10,15 @@ from store.ledger import SEVERITY_ORDER
 from web.auth import current_principal, current_scope, has_role, login_required, of_the_institute
 from web.logview import checkpoint_summary, last_verification
 from web.names import STAGE_ORDER, TIER_ORDER
-from web.overview import build_overview, load_items, load_subjects
+from web.overview import build_overview, load_subjects
 from web.scope import unit_tree
 from web.state import state
 from web.verification import VERIFICATION_ROLES
 
 bp = Blueprint("dashboard", __name__)
 ALERTS_PAGE = 100
+#: Overviews kept (one per scope and view): a city's units with officers, both views, with room to spare.
+OVERVIEWS_KEPT = 256
 
 
 @bp.route("/")
@@ -38,13 +40,14 @@ def index() -> Any:
     tree = unit_tree(st.instance)
 
     def compute() -> Any:
-        items = st.cached(("items", exam), lambda: load_items(st.instance, exam))
+        items = st.items(exam)
         subjects = load_subjects(st.instance, exam)
         return build_overview(items, st.item_states(exam, size), subjects, scope, tree, now, st.deadlines,
                               boxes=boxes)
 
     # Recomputed when the log grows, the minute changes, or for another scope.
-    overview = st.cached(("overview", exam, scope.root, boxes, size, now.replace(second=0, microsecond=0)), compute)
+    overview = st.cached(("overview", exam, scope.root, boxes, size, now.replace(second=0, microsecond=0)), compute,
+                         keep=OVERVIEWS_KEPT)
     units = None if scope.everything else set(scope.units or ())
     # The most severe across all of them (a broken seal logged early is not pushed out by later warnings).
     alerts = st.ledger.alerts(units, limit=15, most_severe_first=True)

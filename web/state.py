@@ -12,9 +12,12 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from flask import current_app
+from sqlalchemy import func, select
 
 from store.instance import Instance
 from store.ledger import Ledger
+from store.models import Item
+from web.overview import ItemRow, load_items
 from web.settings import Deadlines
 from web.station_auth import StationKeys
 
@@ -55,7 +58,7 @@ class WebState:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     nonces: NonceCache = field(default_factory=lambda: NonceCache(300))
     stations: StationKeys = field(default_factory=StationKeys)
-    cache: dict[Any, Any] = field(default_factory=dict)
+    cache: dict[Any, OrderedDict[Any, Any]] = field(default_factory=dict)
     cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def keys_changed(self) -> None:
@@ -66,7 +69,15 @@ class WebState:
     def item_states(self, exam: str, size: int | None = None) -> dict[str, dict[str, Any]]:
         """Every item's custody state, shared by all requests until the log grows (do not modify)."""
         size = self.ledger.size() if size is None else size
-        return self.cached(("states", exam, size), lambda: self.ledger.item_states(exam))  # type: ignore[no-any-return]
+        return self.cached(("states", exam, size), lambda: self.ledger.item_states(exam),  # type: ignore[no-any-return]
+                           keep=2)
+
+    def items(self, exam: str) -> list[ItemRow]:
+        """Every item of ``exam`` as the overview reads it, shared until one is added or removed (do not modify)."""
+        with self.instance.db.session() as s:
+            listed = tuple(s.execute(select(func.count(Item.id), func.max(Item.id)).where(Item.exam == exam)).one())
+        return self.cached(("items", exam, listed), lambda: load_items(self.instance, exam),  # type: ignore[no-any-return]
+                           keep=2)
 
     def now(self) -> datetime:
         return self.clock()
@@ -74,16 +85,24 @@ class WebState:
     def exam(self) -> str:
         return self.instance.current_exam()
 
-    def cached(self, key: Any, compute: Callable[[], Any], keep: int = 16) -> Any:
-        """A small per-process cache; callers put what invalidates the value into ``key``."""
+    def cached(self, key: tuple[Any, ...], compute: Callable[[], Any], keep: int = 16) -> Any:
+        """A small per-process cache; callers put what invalidates the value into ``key``.
+
+        It keeps the ``keep`` most recently used values of each kind (``key[0]``): the overviews of fifty
+        sites' officers do not push out the city's items and custody states that each of their pages needs.
+        """
         with self.cache_lock:
-            if key in self.cache:
-                return self.cache[key]
+            values = self.cache.setdefault(key[0], OrderedDict())
+            if key in values:
+                values.move_to_end(key)
+                return values[key]
         value = compute()
         with self.cache_lock:
-            if len(self.cache) >= keep:
-                self.cache.pop(next(iter(self.cache)))
-            self.cache[key] = value
+            values = self.cache.setdefault(key[0], OrderedDict())
+            values[key] = value
+            values.move_to_end(key)
+            while len(values) > keep:
+                values.popitem(last=False)
         return value
 
 
