@@ -60,6 +60,7 @@ class WebState:
     stations: StationKeys = field(default_factory=StationKeys)
     cache: dict[Any, OrderedDict[Any, Any]] = field(default_factory=dict)
     cache_lock: threading.Lock = field(default_factory=threading.Lock)
+    computing: dict[Any, threading.Lock] = field(default_factory=dict)
 
     def keys_changed(self) -> None:
         """After a key is registered, rotated or revoked here: no cache may keep the old registry."""
@@ -90,20 +91,33 @@ class WebState:
 
         It keeps the ``keep`` most recently used values of each kind (``key[0]``): the overviews of fifty
         sites' officers do not push out the city's items and custody states that each of their pages needs.
+        A value is computed once: requests that want it meanwhile (every officer's page when the log has
+        just grown) wait for it.
         """
         with self.cache_lock:
             values = self.cache.setdefault(key[0], OrderedDict())
             if key in values:
                 values.move_to_end(key)
                 return values[key]
-        value = compute()
-        with self.cache_lock:
-            values = self.cache.setdefault(key[0], OrderedDict())
-            values[key] = value
-            values.move_to_end(key)
-            while len(values) > keep:
-                values.popitem(last=False)
-        return value
+            computing = self.computing.setdefault(key, threading.Lock())
+        with computing:
+            try:
+                with self.cache_lock:
+                    values = self.cache.setdefault(key[0], OrderedDict())
+                    if key in values:  # computed while this request waited
+                        values.move_to_end(key)
+                        return values[key]
+                value = compute()
+                with self.cache_lock:
+                    values = self.cache.setdefault(key[0], OrderedDict())
+                    values[key] = value
+                    while len(values) > keep:
+                        values.popitem(last=False)
+                return value
+            finally:
+                with self.cache_lock:
+                    if self.computing.get(key) is computing:
+                        del self.computing[key]
 
 
 def state() -> WebState:
