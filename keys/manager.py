@@ -94,19 +94,18 @@ class KeyManager:
         with self.db.session() as s:
             files = s.scalars(select(KeyRecord.private_file).where(KeyRecord.private_file.is_not(None))
                               .order_by(KeyRecord.id.desc())).all()
-        if self._secret is None and not any((self.key_dir / name).exists() for name in files if name):
-            from keys.files import passphrase
+        newest = next((name for name in files if name and (name in self._cache or (self.key_dir / name).exists())),
+                      None)
+        if newest is None:  # the instance's first key: a new passphrase (asked twice at a terminal)
+            if self._secret is None:
+                from keys.files import passphrase
 
-            self._secret = passphrase(new=True)  # the instance's first key: asked twice at a terminal
+                self._secret = passphrase(new=True)
+            check_new_passphrase(self._secret)
+            return self._secret
         secret = self._need_secret()
-        for name in files:
-            assert name is not None
-            if name in self._cache:
-                return secret  # opened with this passphrase already
-            if (self.key_dir / name).exists():
-                self._cache[name] = read_private_key(self.key_dir / name, secret)
-                return secret
-        check_new_passphrase(secret)
+        if newest not in self._cache:
+            self._cache[newest] = read_private_key(self.key_dir / newest, secret)
         return secret
 
     def current(self, role: Role, owner: str, now: datetime) -> KeyRecord:
