@@ -13,6 +13,7 @@ from web.names import STAGE_ORDER, TIER_ORDER
 from web.overview import build_overview, load_subjects
 from web.scope import unit_tree
 from web.state import state
+from web.templating import page_number
 from web.verification import VERIFICATION_ROLES
 
 bp = Blueprint("dashboard", __name__)
@@ -69,10 +70,7 @@ def alerts() -> Any:
     if severity not in SEVERITY_ORDER:
         severity = ""
     code = request.args.get("code", "").strip()[:40]
-    try:
-        page = max(1, min(int(request.args.get("page", "1")), 100000))
-    except ValueError:
-        page = 1
+    page = page_number()
     # Filtered, counted and paged in the database: an exam morning logs thousands of late syncs.
     total = st.ledger.alert_count(units, severity=severity or None, code=code or None)
     found = st.ledger.alerts(units, limit=ALERTS_PAGE, offset=(page - 1) * ALERTS_PAGE, severity=severity or None,

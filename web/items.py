@@ -18,6 +18,7 @@ from web.lookup import find_item
 from web.names import KINDS, name_of
 from web.scope import unit_tree
 from web.state import state
+from web.templating import page_number
 from web.timeline import people_names, timeline, verified_label
 
 bp = Blueprint("items", __name__)
@@ -33,10 +34,7 @@ def index() -> Any:
     q = request.args.get("q", "").strip()[:64]
     subject = request.args.get("subject", "").strip()[:8]
     kind = request.args.get("kind", "").strip()[:32]
-    try:
-        page = max(1, min(int(request.args.get("page", "1")), 100000))
-    except ValueError:
-        page = 1
+    page = page_number()
     query = select(Item).where(Item.exam == exam)
     if q:
         escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -74,3 +74,12 @@ def init_templating(app: Flask) -> None:
             else "zh-CN", "names": names, "name_of": names.name_of, "logout_form": PostForm(formdata=None),
             "current_endpoint": request.endpoint, "subject_name": subject_name,
         }
+
+
+def page_number() -> int:
+    """The ``page`` a list was asked for (``_macros.pager`` links to them): 1 for anything but a number, at most
+    100,000."""
+    try:
+        return max(1, min(int(request.args.get("page", "1")), 100000))
+    except ValueError:
+        return 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
@@ -28,6 +28,7 @@ from store.verification_models import VerificationRun
 from web.audit import audit
 from web.auth import current_principal, institute_wide
 from web.state import state
+from web.templating import page_number
 
 bp = Blueprint("verification", __name__)
 #: Who sees verification reports (administrators always do).
@@ -77,10 +78,7 @@ def _file_name(row: VerificationRun) -> str:
 @bp.route("/verification")
 @institute_auditors
 def index() -> Any:
-    try:
-        page = max(1, min(int(request.args.get("page", "1")), 100000))
-    except ValueError:
-        page = 1
+    page = page_number()
     with state().instance.db.session() as s:
         total = s.scalar(select(func.count()).select_from(VerificationRun)) or 0
         rows = s.execute(select(*_LIST_COLUMNS).order_by(VerificationRun.id.desc())
