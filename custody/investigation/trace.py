@@ -23,11 +23,12 @@ from __future__ import annotations
 import itertools
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from custody.investigation.model import (
     CRITICAL,
+    INFO,
     WARNING,
     Anomaly,
     Gap,
@@ -422,12 +423,66 @@ class _Walk:
 _ACTION_ZH = {"take_out": "从保密室取出", "unpack": "开箱", "open": "启封"}
 
 
+#: Stored alerts that say a scan did not follow from the item's history as the log held it when the scan
+#: was judged (the rules judge in log order): a scan made earlier but uploaded later can explain them.
+ORDER_CODES = frozenset({"out_of_sequence", "seen_elsewhere"})
+
+
+class Walked(NamedTuple):
+    """What an item's walk (in station-time order) says, for :func:`merge_alerts`: the leaves it counted,
+    the leaves where a gap ends, and the leaves of its own clone findings."""
+
+    indexes: Sequence[int]
+    gap_ends: frozenset[int]
+    clones: frozenset[int]
+
+
+def late_explanation(alert: StoredAlert, scan: Scan, walked: Walked, scans: Mapping[int, Scan],
+                     late: timedelta) -> list[Scan]:
+    """The scans uploaded late that explain ``alert`` (none: it stands).
+
+    The rules judge each scan against the scans logged before it. A station offline for hours uploads
+    its scans after later ones made elsewhere, so the next unit's scan is judged without them: a county
+    receives answer cards back from a site whose unpack of their box is not logged yet, and is flagged
+    ``out_of_sequence``. Such an alert is explained when scans of the item (or of its box) made before
+    it were logged after it, and the walk in station-time order links it (no gap ends there, no cloned
+    label): in the order things happened, custody was whole. A ``time_reversal`` on a scan that itself
+    reached the log late and did not move custody back (a backlog) is the same fact as its
+    ``late_sync``, which stays (at the offline station's unit)."""
+    if alert.code == "time_reversal":
+        backlog = alert.details.get("applied") is False and scan.received_at - scan.time > late
+        return [scan] if backlog else []
+    if alert.code not in ORDER_CODES or scan.index in walked.gap_ends or scan.index in walked.clones:
+        return []
+    return [s for i in walked.indexes if i > scan.index and (s := scans[i]).time <= scan.time]
+
+
+def _explained(a: StoredAlert, late: Sequence[Scan], territory: Territory, stations: Mapping[str, str]) -> tuple[
+        str, str, dict[str, Any]]:
+    """The message and details of stored alert ``a`` explained by the scans ``late`` (see :func:`late_explanation`)."""
+    leaves = ", ".join(str(s.index) for s in late[:5]) + (", ..." if len(late) > 5 else "")
+    offline = list(dict.fromkeys(s.station for s in late))
+    units = "、".join(territory.name(stations[st]) if st in stations else st for st in offline)
+    if a.code == "time_reversal":
+        en = " (explained: the scan itself reached the log late; see its late_sync)"
+        zh = "（已解释：该记录本身为延迟上传的补录，见其延迟上传告警）"
+    else:
+        en = (f" (explained: scans made before it reached the log after it, from station(s) {', '.join(offline)} "
+              f"(leaves {leaves}); in the order things happened custody links)")
+        zh = f"（已解释：在此之前的扫描由{units}的设备延迟上传（日志条目 {leaves}），按现场时间顺序交接连续）"
+    return en, zh, {**a.details, "explained_by": [s.index for s in late], "stored_severity": a.severity}
+
+
 def merge_alerts(item_id: str, found: list[Anomaly], stored: Sequence[StoredAlert], territory: Territory,
-                 stations: Mapping[str, str], scans: Mapping[int, Scan]) -> list[Anomaly]:
+                 stations: Mapping[str, str], scans: Mapping[int, Scan], walked: Walked | None = None,
+                 late: timedelta = timedelta(minutes=30)) -> list[Anomaly]:
     """The rules' stored alerts and the investigation's own findings, one per (leaf, code), stored first.
 
     A stored alert names the event's receiving unit; it is put where its scan was made (:attr:`Scan.place`:
-    a depart's sender, whose custody it still is), a late sync or clock at the station's unit."""
+    a depart's sender, whose custody it still is), a late sync or clock at the station's unit. With the
+    item's ``walked`` history, a stored alert that scans uploaded late explain (:func:`late_explanation`)
+    is kept as ``info``, its message saying so and its details naming them (``explained_by``): it is
+    evidence of the upload order, not of the unit where the scan was made."""
     out: list[Anomaly] = []
     seen: set[tuple[int, str]] = set()
     for a in stored:
@@ -438,9 +493,14 @@ def merge_alerts(item_id: str, found: list[Anomaly], stored: Sequence[StoredAler
         unit = scan.place if scan is not None and scan.place else a.unit
         if a.code in ("late_sync", "clock_ahead") and isinstance(a.details.get("station"), str):
             unit = stations.get(a.details["station"], unit)
-        out.append(Anomaly(item_id, a.index, a.code, a.severity, unit,
-                           territory.accountable(unit) if unit else None, scan.time if scan else None, a.message,
-                           a.message_zh, "rules", a.item if a.item and a.item != item_id else None, a.details))
+        severity, message, message_zh, details = a.severity, a.message, a.message_zh, a.details
+        explained = late_explanation(a, scan, walked, scans, late) if scan is not None and walked else []
+        if explained:
+            en, zh, details = _explained(a, explained, territory, stations)
+            severity, message, message_zh = INFO, message + en, message_zh + zh
+        out.append(Anomaly(item_id, a.index, a.code, severity, unit,
+                           territory.accountable(unit) if unit else None, scan.time if scan else None, message,
+                           message_zh, "rules", a.item if a.item and a.item != item_id else None, details))
     for f in found:
         if (f.index, f.code) not in seen:
             seen.add((f.index, f.code))
@@ -517,7 +577,10 @@ class _Tracer:
             counted = set(walk.indexes)
             mine = [a for a in alerts if a.item == record.item_id or (a.index in counted and a.item in candidates)]
         if mine:
-            anomalies = merge_alerts(record.item_id, walk.anomalies, mine, self.geo, self.stations, self.scans)
+            walked = Walked(walk.indexes, frozenset(g.end_index for g in walk.gaps if g.end_index is not None),
+                            frozenset(f.index for f in walk.anomalies if f.code == "cloned_label"))
+            anomalies = merge_alerts(record.item_id, walk.anomalies, mine, self.geo, self.stations, self.scans,
+                                     walked, self.config.late_sync)
         elif len(walk.anomalies) > 1:
             anomalies = sorted(walk.anomalies, key=lambda x: (x.index, x.code))
         else:

@@ -127,3 +127,53 @@ def test_config_thresholds_are_parameters() -> None:
     strict = trace_item(LOOSE, scans, {}, territory=GEO, subject=YW, until=T, cutoff=T,
                         config=InvestigationConfig(late_sync=timedelta(minutes=10)))
     assert [a.code for a in strict.anomalies] == ["late_sync"]
+
+
+def _explained(stored: list[StoredAlert], scans: list[Scan]) -> dict[tuple[int, str], tuple[str, list[int]]]:
+    custody = trace_item(LOOSE, scans, {}, territory=GEO, subject=YW, until=T + timedelta(days=1),
+                         cutoff=YW.starts_at, alerts=stored)
+    return {(a.index, a.code): (a.severity, list(a.details.get("explained_by", ()))) for a in custody.anomalies
+            if a.source == "rules"}
+
+
+def test_an_alert_the_rules_raised_for_want_of_a_late_upload_is_explained_not_blamed() -> None:
+    # the county stores the backup paper at 09:00, but that scan's station was offline until 14:00; the
+    # take-out at 10:00 was logged first, so the rules (in log order) said "taken out but not stored"
+    scans = [scan(10, LOOSE.item_id, "receive", T, "3601", "360102"),
+             scan(11, LOOSE.item_id, "take_out", T + timedelta(hours=2), "360102-BMS", "360102"),
+             scan(12, LOOSE.item_id, "store", T + timedelta(hours=1), "360102", "360102-BMS",
+                  late=timedelta(hours=5))]
+    stored = [StoredAlert(11, LOOSE.item_id, "360102", "out_of_sequence", "warning", "take_out out of sequence",
+                          "顺序异常", {"reasons": ["it was taken out but is not stored"]}),
+              StoredAlert(12, LOOSE.item_id, "360102-BMS", "time_reversal", "warning", "earlier", "更早",
+                          {"applied": False})]
+    found = _explained(stored, scans)
+    assert found[(11, "out_of_sequence")] == ("info", [12])
+    assert found[(12, "time_reversal")] == ("info", [12])
+    custody = trace_item(LOOSE, scans, {}, territory=GEO, subject=YW, until=T + timedelta(days=1),
+                         cutoff=YW.starts_at, alerts=stored)
+    (late,) = [a for a in custody.anomalies if a.code == "late_sync"]
+    assert late.severity == "warning"  # the offline station's own finding stays
+    (explained,) = [a for a in custody.anomalies if a.code == "out_of_sequence"]
+    assert "explained" in explained.message and "已解释" in explained.message_zh
+    assert explained.details["stored_severity"] == "warning"
+    ranked = {u.unit: u for u in tier_summary([custody], GEO, until=T + timedelta(days=1))}
+    assert not any("out_of_sequence" in r.en for r in ranked["360102"].reasons)
+
+
+def test_a_late_upload_explains_nothing_that_happened_before_it_or_a_real_gap() -> None:
+    order = StoredAlert(11, LOOSE.item_id, "360102", "out_of_sequence", "warning", "m", "m")
+    # the late scan was made after the flagged one: it cannot have been missing when it was judged
+    after = [scan(10, LOOSE.item_id, "receive", T, "3601", "360102"),
+             scan(11, LOOSE.item_id, "take_out", T + timedelta(hours=2), "360102-BMS", "360102"),
+             scan(12, LOOSE.item_id, "store", T + timedelta(hours=3), "360102", "360102-BMS", late=timedelta(hours=5))]
+    assert _explained([order], after)[(11, "out_of_sequence")] == ("warning", [])
+    # in station-time order the flagged scan is still somewhere custody never went: a gap, not explained
+    gap = [scan(10, LOOSE.item_id, "receive", T, "3601", "360102"),
+           scan(11, LOOSE.item_id, "receive", T + timedelta(hours=2), "360103", "360103"),
+           scan(12, LOOSE.item_id, "store", T + timedelta(hours=1), "360102", "360102-BMS", late=timedelta(hours=5))]
+    assert _explained([order], gap)[(11, "out_of_sequence")] == ("warning", [])
+    # a time reversal that moved custody back (a station clock, not a backlog) stands
+    applied = StoredAlert(12, LOOSE.item_id, "360102", "time_reversal", "warning", "m", "m", {"applied": True})
+    assert _explained([applied], after[:2] + [after[2]._replace(time=T + timedelta(hours=1))])[
+        (12, "time_reversal")] == ("warning", [])

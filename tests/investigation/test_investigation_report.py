@@ -78,6 +78,24 @@ def test_late_synced_scans_are_flagged_at_the_offline_site(demo: Demo) -> None:
     assert "late_sync" in {a.code for a in site.anomalies}
 
 
+def test_the_offline_sites_late_uploads_do_not_put_findings_on_the_county(demo: Demo) -> None:
+    # K002's station was offline on the YW morning: the county received the answer cards back before
+    # the site's unpack of their box reached the log, and the rules (in log order) flagged the receive
+    report = investigate(demo.instance, "YW")
+    county = next(u for u in report.ranking if u.unit == "360103")
+    order = [a for a in county.anomalies if a.code == "out_of_sequence"]
+    assert order and all(a.severity == "info" and a.details["explained_by"] for a in order)
+    assert not any("out_of_sequence" in r.en for r in county.reasons)
+    for a in order:
+        assert all(i > a.index for i in a.details["explained_by"])
+        assert "ST-K002" in a.message
+    # the site's own finding stays; the planted leak's out-of-sequence take-out is not explained away
+    site = next(u for u in report.ranking if u.unit == "K002")
+    assert {a.code: a.severity for a in site.anomalies}["late_sync"] == "warning"
+    leak = next(u for u in report.ranking if u.unit == LEAK_COUNTY)
+    assert [a.severity for a in leak.anomalies if a.code == "out_of_sequence"] == ["warning"]
+
+
 def test_scope_of_a_leaked_bundle_before_the_exam(demo: Demo) -> None:
     leak = datetime(2017, 6, 19, 23, 30, tzinfo=LOCAL_TZ)
     report = investigate(demo.instance, "YW", leaked_item=LEAKED, leak_time=leak)
