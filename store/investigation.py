@@ -392,6 +392,12 @@ def _investigate(instance: Instance, subject: str, *, as_of: datetime | None, le
         # the log as it will stand then is not known: the report's time (before or after the start) would be
         raise NotFound(f"no report as of {as_of.isoformat()}: that is later than now "
                        f"({now.isoformat(timespec='seconds')})")
+    report_time = as_of or now
+    if leak_time is not None and report_time is not None and leak_time > report_time:
+        # a leak not seen yet cannot be investigated: a mistyped day would cut nothing and say "before the start"
+        raise NotFound(f"the leak time {leak_time.isoformat()} is later than the report's time "
+                       f"({report_time.isoformat(timespec='seconds')}, {'--as-of' if as_of else 'now'}): "
+                       f"a leak is investigated once it was seen")
     exam = exam or instance.current_exam()
     with instance.db.session() as s:
         cp = _checkpoint(s, as_of, size)

@@ -147,6 +147,15 @@ def test_an_as_of_later_than_now_is_refused(demo: Demo) -> None:
     assert investigate(demo.instance, "YW", as_of=morning, now=morning).scope.timing == "before"
 
 
+def test_a_leak_time_later_than_the_reports_time_is_refused(demo: Demo) -> None:
+    morning = datetime(2017, 6, 20, 7, 0, tzinfo=LOCAL_TZ)
+    with pytest.raises(NotFound, match="leak time .* later than the report's time"):
+        investigate(demo.instance, "YW", leak_time=morning + timedelta(days=1), now=morning)
+    with pytest.raises(NotFound, match="--as-of"):
+        investigate(demo.instance, "YW", leak_time=morning, as_of=morning - timedelta(hours=1), now=morning)
+    assert investigate(demo.instance, "YW", leak_time=morning, now=morning).scope.timing == "before"
+
+
 @pytest.mark.parametrize("subject", ["YW", "WL", "YY"])
 def test_shared_box_walks_give_the_same_custody_as_item_by_item(demo: Demo, subject: str) -> None:
     from custody.investigation.territory import Territory
