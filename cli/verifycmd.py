@@ -95,7 +95,8 @@ def verify(ctx: Context, full: bool, as_json: bool, receipts: Path | None, repor
         click.echo(_systemd_units(schedule, ctx.home), nl=False)
         return
     from custody.errors import KeyStoreError
-    from store.verification import VerifyOptions, notify_failure, verify_instance
+    from store.alert_hooks import notify_failure
+    from store.verification import VerifyOptions, verify_instance
 
     if report_file is not None and not report_file.parent.is_dir():  # before the work, not after it
         raise click.BadParameter(f"the folder {report_file.parent} does not exist", param_hint="--report")
