@@ -1,32 +1,203 @@
-"""The alarm of a failed nightly verification: the operator's alert command and webhook."""
+"""The alarm of a failed nightly verification: the operator's alert command and webhook.
+
+Each hook is judged: the alarm counts as delivered only when the command exits
+0 or the webhook answers 2xx. The webhook is tried again after a connection
+error, a timeout, or a 5xx or 429 answer (another 4xx, a 3xx or a malformed URL
+will not get better by waiting); the command is run once. Nothing here raises:
+a hook that fails must not hide the verdict it was meant to carry.
+
+The webhook URL may carry a token (in its query string or user:password part),
+so it is named only as ``scheme://host[:port]/path`` and error texts are cleaned
+of it.
+"""
 
 from __future__ import annotations
 
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+#: Seconds to wait before the webhook's second and third attempts.
+RETRY_WAITS: tuple[float, ...] = (2.0, 8.0)
+
+
+@dataclass(frozen=True)
+class AlarmDelivery:
+    """How one alert hook went: ``delivered`` only if the command exited 0 or the webhook answered 2xx."""
+
+    hook: str  # "command" or "webhook"
+    delivered: bool
+    attempts: int
+    message: str
+    message_zh: str
+
+    def line(self) -> str:
+        return f"{self.message_zh} / {self.message}"
 
 
 def notify_failure(report_path: Path, report: dict[str, Any], *, command: str | None = None,
-                   webhook: str | None = None, timeout: float = 20.0) -> list[str]:
+                   webhook: str | None = None, timeout: float = 20.0, retry_waits: Sequence[float] | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> list[AlarmDelivery]:
     """Run the alert command (argv split with shlex, the report path appended; never a shell) and/or
-    POST the report JSON to the webhook. Returns one line per hook saying how it went; never raises."""
+    POST the report JSON to the webhook, each attempt within ``timeout`` seconds.
+
+    The webhook gets ``len(retry_waits) + 1`` attempts (default ``RETRY_WAITS``:
+    three, after 2 s and 8 s). Returns one ``AlarmDelivery`` per hook given;
+    never raises.
+    """
+    done = []
+    if command:
+        done.append(run_alert_command(command, report_path, timeout=timeout))
+    if webhook:
+        waits = RETRY_WAITS if retry_waits is None else tuple(retry_waits)
+        done.append(post_webhook(webhook, report, timeout=timeout, retry_waits=waits, sleep=sleep))
+    return done
+
+
+def undelivered_line(deliveries: Sequence[AlarmDelivery]) -> str | None:
+    """The closing line when some alarm was not delivered (None when each was)."""
+    failed = [d for d in deliveries if not d.delivered]
+    if not failed:
+        return None
+    return (f"告警未送达：{len(deliveries)} 个告警通道中有 {len(failed)} 个失败（见上），核验失败可能无人知晓 / "
+            f"alarm NOT delivered: {len(failed)} of {len(deliveries)} alert hook(s) failed (see above); "
+            "nobody may know that verification failed")
+
+
+# --- the command ----------------------------------------------------------------------------
+
+def run_alert_command(command: str, report_path: Path, *, timeout: float) -> AlarmDelivery:
+    """Run the command once; delivered if it exits 0. Only the program's name is shown (its arguments may
+    carry a secret)."""
     import shlex
     import subprocess
 
-    done = []
-    if command:
-        try:
-            argv = shlex.split(command) + [str(report_path)]
-            result = subprocess.run(argv, shell=False, timeout=timeout, capture_output=True, check=False)
-            done.append(f"alert command {argv[0]} exited {result.returncode}")
-        except (OSError, ValueError, subprocess.SubprocessError) as exc:
-            done.append(f"alert command failed: {exc}")
-    if webhook:
-        try:
-            import requests
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        return _command(False, f"the alert command cannot be split into words: {exc}",
+                        f"告警命令无法解析（{exc}）")
+    if not words:  # a blank command would run the report itself as the program
+        return _command(False, "the alert command is blank", "告警命令为空")
+    program = words[0]
+    try:
+        result = subprocess.run([*words, str(report_path)], shell=False, timeout=timeout, capture_output=True,
+                                check=False)
+    except FileNotFoundError:
+        return _command(False, f"alert command {program} not found", f"找不到告警命令 {program}")
+    except subprocess.TimeoutExpired:
+        return _command(False, f"alert command {program} did not finish within {timeout:g} s (stopped)",
+                        f"告警命令 {program} 在 {timeout:g} 秒内未结束（已终止）")
+    except (OSError, subprocess.SubprocessError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        return _command(False, f"alert command {program} cannot be run: {reason}",
+                        f"告警命令 {program} 无法运行：{reason}")
+    if result.returncode == 0:
+        return _command(True, f"alarm delivered: alert command {program} exited 0",
+                        f"告警已送达：告警命令 {program} 退出码 0")
+    said = _last_line(result.stderr) or _last_line(result.stdout)
+    tail, tail_zh = (f" (it said: {said})", f"（其输出：{said}）") if said else ("", "")
+    how = f"exited {result.returncode}" if result.returncode > 0 else f"was killed by signal {-result.returncode}"
+    how_zh = f"退出码 {result.returncode}" if result.returncode > 0 else f"被信号 {-result.returncode} 终止"
+    return _command(False, f"alert command {program} {how}{tail}", f"告警命令 {program} {how_zh}{tail_zh}")
 
-            response = requests.post(webhook, json=report, timeout=timeout)
-            done.append(f"alert webhook answered {response.status_code}")
+
+def _command(delivered: bool, message: str, message_zh: str) -> AlarmDelivery:
+    if not delivered:
+        message, message_zh = f"alarm NOT delivered: {message}", f"告警未送达：{message_zh}"
+    return AlarmDelivery("command", delivered, 1, message, message_zh)
+
+
+def _last_line(output: bytes) -> str:
+    lines = [line.strip() for line in output.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+# --- the webhook ----------------------------------------------------------------------------
+
+def public_url(url: str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: without the user, password, query and fragment."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not parts.scheme or not host:
+        return "(the webhook URL, which is not a valid http(s) URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port is not None else ''}{parts.path}"
+
+
+def _scrubbed(text: str, url: str) -> str:
+    """``text`` (an exception's message) without the URL's query string, fragment or user:password."""
+    text = text.replace(url, public_url(url))
+    text = re.sub(r"[?#][^\s'\")]*", "?…", text)
+    text = re.sub(r"//[^/\s@'\"]*@", "//…@", text)
+    return text[:300]
+
+
+def post_webhook(url: str, report: dict[str, Any], *, timeout: float, retry_waits: Sequence[float],
+                 sleep: Callable[[float], None]) -> AlarmDelivery:
+    """POST the report until it is answered 2xx, waiting ``retry_waits[i]`` before attempt ``i + 2`` after a
+    connection error, a timeout or a 5xx/429 answer. Redirects are not followed: requests would turn the
+    POST into a GET on a 302, and the 2xx that GET earns would not mean the report arrived."""
+    import requests
+
+    name = public_url(url)
+    attempts = len(retry_waits) + 1
+    tried: list[tuple[str, str]] = []  # what each attempt got, in English and Chinese
+    final: tuple[str, str] | None = None  # why it was not tried again, when that was not for lack of attempts
+    while final is None and len(tried) < attempts:
+        if tried:
+            sleep(retry_waits[len(tried) - 1])
+        try:
+            with requests.post(url, json=report, timeout=timeout, allow_redirects=False) as response:
+                status = response.status_code
+        except requests.Timeout:
+            tried.append((f"gave no answer within {timeout:g} s", f"{timeout:g} 秒内无应答"))
+            continue
+        except requests.ConnectionError as exc:
+            reason = _os_reason(exc) or _scrubbed(str(exc), url)
+            tried.append((f"cannot be reached: {reason}", f"无法连接：{reason}"))
+            continue
         except Exception as exc:  # noqa: BLE001 - a failing webhook must not hide the verdict
-            done.append(f"alert webhook failed: {type(exc).__name__}: {exc}")
-    return done
+            reason = f"{type(exc).__name__}: {_scrubbed(str(exc), url)}"
+            tried.append((f"cannot be posted to: {reason}", f"无法发送：{reason}"))
+            final = ("not retried", "未重试")
+            continue
+        if 200 <= status < 300:
+            message = f"alarm delivered: webhook {name} answered {status}"
+            message_zh = f"告警已送达：webhook {name} 返回 {status}"
+            if tried:
+                message += f" on attempt {len(tried) + 1} (before: {'; '.join(got for got, _ in tried)})"
+                message_zh += f"（第 {len(tried) + 1} 次尝试；此前：{'；'.join(got for _, got in tried)}）"
+            return AlarmDelivery("webhook", True, len(tried) + 1, message, message_zh)
+        tried.append((f"answered {status}", f"返回 {status}"))
+        if 300 <= status < 400:
+            final = ("a redirect is not followed: give the URL it points to", "不跟随重定向：请改用其指向的地址")
+        elif status < 500 and status != 429:
+            final = ("not retried: a 4xx answer will not change", "未重试：4xx 应答重试也不会改变")
+    got, got_zh = tried[-1]
+    why, why_zh = final or (f"after {len(tried)} attempt{'s' if len(tried) > 1 else ''}", f"共尝试 {len(tried)} 次")
+    return AlarmDelivery("webhook", False, len(tried), f"alarm NOT delivered: webhook {name} {got} ({why})",
+                         f"告警未送达：webhook {name} {got_zh}（{why_zh}）")
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The operating system's words for a connection failure ('Connection refused'), found in the chain of
+    exceptions requests and urllib3 wrap it in; their own messages repeat the URL with its query string."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror and \
+                not type(current).__module__.startswith(("requests", "urllib3")):
+            return current.strerror
+        reason = getattr(current, "reason", None)
+        current = reason if isinstance(reason, BaseException) else (current.__cause__ or current.__context__)
+    return None

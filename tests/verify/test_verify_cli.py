@@ -66,6 +66,43 @@ def test_verify_exits_0_on_a_clean_log_and_1_naming_what_is_broken(simulated, tm
     alerted = Path((tmp_path / "alerted").read_text(encoding="utf-8"))
     assert json.loads(alerted.read_text(encoding="utf-8"))["ok"] is False
     assert _Hook.received and _Hook.received[-1]["finding_counts"]["leaf_hash_mismatch"] == 1
+    assert f"alarm delivered: alert command {sys.executable} exited 0" in result.stderr
+    assert f"alarm delivered: webhook http://127.0.0.1:{server.server_port}/hook answered 204" in result.stderr
+    assert "NOT delivered" not in result.stderr and "未送达" not in result.stderr
+
+
+def test_an_alarm_not_delivered_is_said_last_and_the_verdict_stays(simulated, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import store.alert_hooks
+
+    monkeypatch.setattr(store.alert_hooks, "RETRY_WAITS", (0.01, 0.01))
+    tampering.modify_leaf(simulated.instance, handover_indexes(simulated.instance)[5])
+    script = tmp_path / "alert.py"
+    script.write_text("raise SystemExit(3)\n", encoding="utf-8")
+    failing = type("_Failing", (_Hook,), {"do_POST": _answer_500})
+    server = http.server.HTTPServer(("127.0.0.1", 0), failing)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    try:
+        result = _run(simulated, "verify", "--full", "--workers", "0", "--json",
+                      env={"CUSTODY_ALERT_COMMAND": f"{sys.executable} {script}",
+                           "CUSTODY_ALERT_WEBHOOK": f"http://127.0.0.1:{server.server_port}/hook?token=s3cr3t"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 1 and json.loads(result.stdout)["ok"] is False  # stdout: the report alone
+    lines = result.stderr.splitlines()
+    assert f"alarm NOT delivered: alert command {sys.executable} exited 3" in result.stderr
+    assert (f"告警未送达：webhook http://127.0.0.1:{server.server_port}/hook 返回 500（共尝试 3 次） / alarm NOT "
+            f"delivered: webhook http://127.0.0.1:{server.server_port}/hook answered 500 (after 3 attempts)") in lines
+    assert lines[-1].startswith("告警未送达：2 个告警通道中有 2 个失败") and "2 of 2 alert hook(s) failed" in lines[-1]
+    assert "s3cr3t" not in result.output
+
+
+def _answer_500(handler: http.server.BaseHTTPRequestHandler) -> None:
+    handler.rfile.read(int(handler.headers["Content-Length"]))
+    handler.send_response(500)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
 
 
 def test_print_systemd_uses_the_schedule(simulated) -> None:
