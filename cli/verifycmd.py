@@ -30,6 +30,7 @@ def _systemd_units(schedule: str, home: Path) -> str:
     return f"""# /etc/systemd/system/custody-verify.service
 [Unit]
 Description=custody nightly log verification
+Wants=network-online.target
 After=network-online.target postgresql.service
 
 [Service]

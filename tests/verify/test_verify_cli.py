@@ -110,6 +110,8 @@ def test_print_systemd_uses_the_schedule(simulated) -> None:
     assert result.exit_code == 0
     assert "OnCalendar=*-*-* 03:15:00" in result.output and "ExecStart=" in result.output
     assert "[Install]" in result.output and "Type=oneshot" in result.output
+    # After= alone only orders the service after the network, it does not start it
+    assert "Wants=network-online.target\nAfter=network-online.target " in result.output
 
 
 def test_witness_cosigns_and_raises_the_alarm_on_a_rewritten_log(make_simulated, tmp_path: Path,
