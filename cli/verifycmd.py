@@ -24,9 +24,20 @@ DEFAULT_SCHEDULE = "*-*-* 02:30:00"
 
 
 def _systemd_units(schedule: str, home: Path) -> str:
-    exe: Path | str = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else Path("custody")
-    if str(exe).endswith(".py"):  # `python -m custody`: argv[0] is custody/__main__.py, not a program
-        exe = f"{Path(sys.executable).absolute()} -m custody"  # not resolved: a venv python is a symlink
+    """The service and timer units, with the home folder and the program written so that systemd reads back
+    exactly these paths (systemd.syntax(7) "Quoting"). Raises click.BadParameter (exit 2) for a home or
+    schedule that holds a control character: a newline would end the setting and start a directive of its
+    own in the unit."""
+    argv0 = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else Path("custody")
+    if str(argv0).endswith(".py"):  # `python -m custody`: argv[0] is custody/__main__.py, not a program
+        program = [str(Path(sys.executable).absolute()), "-m", "custody"]  # not resolved: a venv python is a symlink
+    else:
+        program = [str(argv0)]
+    _refuse_control_characters(str(home), "the home folder", "主目录", "'--home' / CUSTODY_HOME")
+    _refuse_control_characters(schedule, "the schedule", "计划时间", "'--schedule' / CUSTODY_VERIFY_SCHEDULE")
+    for word in program:
+        _refuse_control_characters(word, "the path of the custody program", "custody 程序的路径", None)
+    exec_start = " ".join(_unit_word(word, command_line=True) for word in [*program, "verify"])
     return f"""# /etc/systemd/system/custody-verify.service
 [Unit]
 Description=custody nightly log verification
@@ -36,9 +47,9 @@ After=network-online.target postgresql.service
 [Service]
 Type=oneshot
 User=custody
-Environment=CUSTODY_HOME={home}
+Environment={_unit_word(f"CUSTODY_HOME={home}", command_line=False)}
 EnvironmentFile=/etc/custody/verify.env
-ExecStart={exe} verify
+ExecStart={exec_start}
 Nice=10
 IOSchedulingClass=idle
 
@@ -54,6 +65,34 @@ RandomizedDelaySec=5min
 [Install]
 WantedBy=timers.target
 """
+
+
+def _unit_word(value: str, *, command_line: bool) -> str:
+    """``value`` as one double-quoted item of a unit setting: backslash and double quote escaped (systemd
+    unquotes with C escapes), ``%`` doubled (specifiers are expanded before unquoting, quoted or not) and,
+    on a command line, ``$`` doubled (variables are expanded after unquoting, quoted or not)."""
+    text = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    if command_line:
+        text = text.replace("$", "$$")
+    return f'"{text}"'
+
+
+def _refuse_control_characters(value: str, what: str, what_zh: str, param_hint: str | None) -> None:
+    import unicodedata
+
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is None:
+        return
+    if unicodedata.category(bad) == "Cs":  # a path's bytes that are not UTF-8
+        message = (f"{what_zh}含非 UTF-8 字节，systemd 单元文件只收 UTF-8 / {what} {value!r} holds bytes that "
+                   "are not UTF-8, which a systemd unit file must be")
+    else:
+        message = (f"{what_zh}含控制字符 U+{ord(bad):04X}，不能写进 systemd 单元（换行会结束该设置、另起一条指令） / "
+                   f"{what} {value!r} contains the control character U+{ord(bad):04X}, which a systemd unit must "
+                   "not hold (a line break would end the setting and start a directive of its own)")
+    if param_hint is None:
+        raise click.UsageError(message)
+    raise click.BadParameter(message, param_hint=param_hint)
 
 
 @click.command()

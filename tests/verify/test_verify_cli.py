@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from cli.main import cli
 from cli.verifycmd import register
 from tests.factories import TEST_SECRET
-from tests.verify import tampering
+from tests.verify import systemd_syntax, tampering
 from tests.verify.conftest import handover_indexes
 
 if "verify" not in cli.commands:  # until cli/main.py registers it
@@ -183,4 +183,6 @@ def test_print_systemd_under_python_m_starts_the_interpreter(simulated, monkeypa
 
     monkeypatch.setattr(sys, "argv", [custody.__main__.__file__, "verify", "--print-systemd"])
     result = _run(simulated, "verify", "--print-systemd")
-    assert f"ExecStart={Path(sys.executable).absolute()} -m custody verify\n" in result.output
+    exec_start = systemd_syntax.units(result.stdout)["custody-verify.service"]["Service"]["ExecStart"]
+    assert [systemd_syntax.command_line(line) for line in exec_start] == \
+        [[str(Path(sys.executable).absolute()), "-m", "custody", "verify"]]
