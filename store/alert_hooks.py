@@ -6,9 +6,9 @@ error, a timeout, or a 5xx or 429 answer (another 4xx, a 3xx or a malformed URL
 will not get better by waiting); the command is run once. Nothing here raises:
 a hook that fails must not hide the verdict it was meant to carry.
 
-The webhook URL may carry a token (in its query string or user:password part),
-so it is named only as ``scheme://host[:port]/path`` and error texts are cleaned
-of it.
+The webhook URL may carry a token (in its query string, its path or its
+user:password part), so it is named only as ``scheme://host[:port]`` and error
+texts are cleaned of it.
 """
 
 from __future__ import annotations
@@ -120,22 +120,29 @@ def _last_line(output: bytes) -> str:
 # --- the webhook ----------------------------------------------------------------------------
 
 def public_url(url: str) -> str:
-    """``scheme://host[:port]/path`` of ``url``: without the user, password, query and fragment."""
+    """``scheme://host[:port]`` of ``url``: no user, password, path, query or fragment. The token of a
+    webhook is in its query string (DingTalk's access_token, WeCom's key) or in its path (Slack, Teams)."""
     try:
         parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        host = port = None
-    if not parts.scheme or not host:
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, a malformed IPv6 host
+        return "(the webhook URL, which is not a valid http(s) URL)"
+    if not scheme or not host:
         return "(the webhook URL, which is not a valid http(s) URL)"
     if ":" in host:
         host = f"[{host}]"
-    return f"{parts.scheme}://{host}{f':{port}' if port is not None else ''}{parts.path}"
+    return f"{scheme}://{host}{f':{port}' if port is not None else ''}"
 
 
 def _scrubbed(text: str, url: str) -> str:
-    """``text`` (an exception's message) without the URL's query string, fragment or user:password."""
+    """``text`` (an exception's message) without the URL's path, query string, fragment or user:password."""
     text = text.replace(url, public_url(url))
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        path = ""
+    if path not in ("", "/"):
+        text = text.replace(path, "/…")
     text = re.sub(r"[?#][^\s'\")]*", "?…", text)
     text = re.sub(r"//[^/\s@'\"]*@", "//…@", text)
     return text[:300]

@@ -49,6 +49,7 @@ class _Hook:
 
         self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.shown = f"http://127.0.0.1:{self.server.server_port}"  # as the output names it: no path
 
 
 @pytest.fixture
@@ -77,16 +78,16 @@ def test_a_webhook_answering_500_then_200_is_delivered_on_the_second_attempt(web
     delivered, attempts, line = _post(hook.url)
     assert delivered and attempts == 2 and len(hook.requests) == 2
     assert hook.requests[-1][1] == REPORT
-    assert line == (f"告警已送达：webhook {hook.url} 返回 200（第 2 次尝试；此前：返回 500） / "
-                    f"alarm delivered: webhook {hook.url} answered 200 on attempt 2 (before: answered 500)")
+    assert line == (f"告警已送达：webhook {hook.shown} 返回 200（第 2 次尝试；此前：返回 500） / "
+                    f"alarm delivered: webhook {hook.shown} answered 200 on attempt 2 (before: answered 500)")
 
 
 def test_a_webhook_always_answering_500_is_not_delivered_after_every_attempt(webhook) -> None:
     hook = webhook([500])
     delivered, attempts, line = _post(hook.url)
     assert not delivered and attempts == 3 and len(hook.requests) == 3
-    assert line == (f"告警未送达：webhook {hook.url} 返回 500（共尝试 3 次） / "
-                    f"alarm NOT delivered: webhook {hook.url} answered 500 (after 3 attempts)")
+    assert line == (f"告警未送达：webhook {hook.shown} 返回 500（共尝试 3 次） / "
+                    f"alarm NOT delivered: webhook {hook.shown} answered 500 (after 3 attempts)")
 
 
 def test_429_is_retried_like_a_5xx(webhook) -> None:
@@ -99,8 +100,8 @@ def test_a_4xx_answer_is_not_retried(webhook, status: int) -> None:
     hook = webhook([status, 200])
     delivered, attempts, line = _post(hook.url)
     assert not delivered and attempts == 1 and len(hook.requests) == 1
-    assert f"alarm NOT delivered: webhook {hook.url} answered {status} (not retried" in line
-    assert line.startswith(f"告警未送达：webhook {hook.url} 返回 {status}（未重试")
+    assert f"alarm NOT delivered: webhook {hook.shown} answered {status} (not retried" in line
+    assert line.startswith(f"告警未送达：webhook {hook.shown} 返回 {status}（未重试")
 
 
 def test_a_redirect_is_not_followed_and_not_delivered(webhook) -> None:
@@ -118,11 +119,11 @@ def _closed_port() -> int:
 
 
 def test_a_closed_port_is_not_delivered_after_every_attempt() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/hook"
-    delivered, attempts, line = _post(url)
+    shown = f"http://127.0.0.1:{_closed_port()}"
+    delivered, attempts, line = _post(shown + "/hook")
     assert not delivered and attempts == 3
-    assert line == (f"告警未送达：webhook {url} 无法连接：Connection refused（共尝试 3 次） / "
-                    f"alarm NOT delivered: webhook {url} cannot be reached: Connection refused (after 3 attempts)")
+    assert line == (f"告警未送达：webhook {shown} 无法连接：Connection refused（共尝试 3 次） / "
+                    f"alarm NOT delivered: webhook {shown} cannot be reached: Connection refused (after 3 attempts)")
 
 
 def test_the_waits_between_attempts_are_2_then_8_seconds_by_default(webhook) -> None:
@@ -140,13 +141,13 @@ def test_the_token_in_the_webhook_url_is_never_shown(webhook, statuses: list[int
     assert hook.requests[0][0] == "/hook?token=s3cr3t-t0ken&x=1"  # the server got the token
     for secret in ("s3cr3t", "token", "pa55word", "alerts", "frag", "x=1"):
         assert secret not in line
-    assert f"webhook {hook.url} " in line and delivered == (statuses[-1] == 200)
+    assert f"webhook {hook.shown} " in line and delivered == (statuses[-1] == 200)
 
 
 def test_the_token_is_not_shown_when_the_connection_fails() -> None:
     url = f"http://user:pa55word@127.0.0.1:{_closed_port()}/hook?token=s3cr3t"
     _, _, line = _post(url, waits=())
-    assert "s3cr3t" not in line and "pa55word" not in line and "/hook" in line
+    assert "s3cr3t" not in line and "pa55word" not in line and "/hook" not in line
 
 
 def test_a_webhook_url_that_is_not_a_url_is_not_delivered_and_not_shown() -> None:
@@ -154,10 +155,18 @@ def test_a_webhook_url_that_is_not_a_url_is_not_delivered_and_not_shown() -> Non
     assert not delivered and attempts == 1 and "s3cr3t" not in line and "not a valid http(s) URL" in line
 
 
-def test_public_url_keeps_scheme_host_port_and_path_only() -> None:
-    assert public_url("https://u:p@hooks.example.org:8443/a/b?token=t#f") == "https://hooks.example.org:8443/a/b"
-    assert public_url("http://[::1]:9/x?t=1") == "http://[::1]:9/x"
+def test_public_url_keeps_scheme_host_and_port_only() -> None:
+    # a token may be in the query (DingTalk, WeCom), the path (Slack, Teams) or the user:password part
+    assert public_url("https://u:p@hooks.example.org:8443/a/b?token=t#f") == "https://hooks.example.org:8443"
+    assert public_url("https://hooks.slack.com/services/T000/B000/s3cr3t") == "https://hooks.slack.com"
+    assert public_url("http://[::1]:9/x?t=1") == "http://[::1]:9"
     assert public_url("https://example.org") == "https://example.org"
+    assert "not a valid" in public_url("http://example.org:notaport/x")
+
+
+def test_a_token_in_the_path_is_not_shown_when_the_hook_cannot_be_reached() -> None:
+    delivered, attempts, line = _post(f"http://127.0.0.1:{_closed_port()}/services/T000/B000/s3cr3tpath")
+    assert not delivered and attempts == 3 and "s3cr3tpath" not in line
 
 
 def _script(tmp_path: Path, body: str) -> str:

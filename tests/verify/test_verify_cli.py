@@ -67,7 +67,7 @@ def test_verify_exits_0_on_a_clean_log_and_1_naming_what_is_broken(simulated, tm
     assert json.loads(alerted.read_text(encoding="utf-8"))["ok"] is False
     assert _Hook.received and _Hook.received[-1]["finding_counts"]["leaf_hash_mismatch"] == 1
     assert f"alarm delivered: alert command {sys.executable} exited 0" in result.stderr
-    assert f"alarm delivered: webhook http://127.0.0.1:{server.server_port}/hook answered 204" in result.stderr
+    assert f"alarm delivered: webhook http://127.0.0.1:{server.server_port} answered 204" in result.stderr
     assert "NOT delivered" not in result.stderr and "未送达" not in result.stderr
 
 
@@ -92,8 +92,8 @@ def test_an_alarm_not_delivered_is_said_last_and_the_verdict_stays(simulated, tm
     assert result.exit_code == 1 and json.loads(result.stdout)["ok"] is False  # stdout: the report alone
     lines = result.stderr.splitlines()
     assert f"alarm NOT delivered: alert command {sys.executable} exited 3" in result.stderr
-    assert (f"告警未送达：webhook http://127.0.0.1:{server.server_port}/hook 返回 500（共尝试 3 次） / alarm NOT "
-            f"delivered: webhook http://127.0.0.1:{server.server_port}/hook answered 500 (after 3 attempts)") in lines
+    assert (f"告警未送达：webhook http://127.0.0.1:{server.server_port} 返回 500（共尝试 3 次） / alarm NOT "
+            f"delivered: webhook http://127.0.0.1:{server.server_port} answered 500 (after 3 attempts)") in lines
     assert lines[-1].startswith("告警未送达：2 个告警通道中有 2 个失败") and "2 of 2 alert hook(s) failed" in lines[-1]
     assert "s3cr3t" not in result.output
 
