@@ -183,19 +183,35 @@ TRUE_WORDS = {"1", "yes", "y", "true", "是", "有"}
 FALSE_WORDS = {"", "0", "no", "n", "false", "否", "无"}
 
 
+#: Columns a plan may carry for its readers that custody does not read (matched ignoring case).
+IGNORED_COLUMNS = frozenset({"序号", "备注", "说明", "no", "no.", "#", "note", "notes", "remark", "remarks",
+                             "comment", "comments"})
+
+
 def _columns(
     table: str, rows: Sequence[Mapping[str, str]], required: Mapping[str, tuple[str, ...]],
     optional: Mapping[str, tuple[str, ...]], problems: list[tuple[str, int | None, str]],
 ) -> dict[str, str]:
-    """Map our field names to the header the file used (English or Chinese)."""
+    """Map our field names to the header the file used (English or Chinese).
+
+    A column that is none of them is refused, unless it is a remark or row-number column
+    (:data:`IGNORED_COLUMNS`): a misspelt optional column (``考生人数`` for ``考生数``) would otherwise
+    be dropped without a word, and every room would have no candidates."""
     headers = {h.strip(): h for row in rows[:1000] for h in row.keys() if h is not None}
     found: dict[str, str] = {}
-    for name, aliases in {**required, **optional}.items():
+    known = {**required, **optional}
+    for name, aliases in known.items():
         match = next((headers[a] for a in aliases if a in headers), None)
         if match is not None:
             found[name] = match
         elif name in required:
             problems.append((table, None, f"missing column {name!r} (also accepted: {', '.join(aliases[1:])})"))
+    read = {alias for aliases in known.values() for alias in aliases}
+    for header in headers:
+        if header and header not in read and header.lower() not in IGNORED_COLUMNS:
+            columns = ", ".join(f"{aliases[0]} ({'/'.join(aliases[1:])})" for aliases in known.values())
+            problems.append((table, 1, f"unknown column {header!r}: the columns are {columns}; a column of "
+                                       "remarks custody does not read may be named 备注 or note"))
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import cast
@@ -45,9 +45,26 @@ def _read_csv(path: Path) -> Rows:
     try:
         header = next(reader, [])
         _check_header(path.name, header)
-        return [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)) for cells in reader]
+        records = list(reader)
     except csv.Error as exc:
         raise PlanError([(path.name, reader.line_num, f"not a readable CSV file: {exc}")]) from None
+    # a comma typed inside a name splits its row and shifts every cell after it
+    _check_beyond_header(path.name, header, records, "a comma inside a cell? put the cell in double quotes, "
+                                                      "or save the file from the spreadsheet")
+    return [dict(zip(header, cells + [""] * (len(header) - len(cells)), strict=False)) for cells in records]
+
+
+def _check_beyond_header(source: str, header: Sequence[str], rows: Sequence[Sequence[object]], hint: str) -> None:
+    """Refuse a value in a column without a header (right of the last, or under a blank one): nothing would
+    read it. ``rows``: the cells of each row under the header; ``hint``: what probably happened."""
+    problems: list[tuple[str, int | None, str]] = []
+    for n, cells in enumerate(rows, start=2):
+        stray = next((i for i, value in enumerate(cells) if (i >= len(header) or not str(header[i]).strip())
+                      and value is not None and str(value).strip()), None)
+        if stray is not None:
+            problems.append((source, n, f"a value in column {stray + 1}, which has no header: {hint}"))
+    if problems:
+        raise PlanError(problems[:20])
 
 
 def _check_header(source: str, header: list[str]) -> None:
@@ -76,8 +93,11 @@ def _read_workbook(path: Path) -> tuple[dict[str, Rows], dict[str, str]]:
         _check_header(sources[table], header)
         # Blank rows are kept (build_plan skips them but counts them, as the sheet numbers its rows),
         # except at the end, where a sheet may report many.
+        cells = list(rows)
+        _check_beyond_header(sources[table], header, cells, "give the column a header (备注 for remarks custody "
+                                                             "does not read), or delete it")
         table_rows = [
-            {h: ("" if v is None else _cell_text(v)) for h, v in zip(header, row, strict=False)} for row in rows
+            {h: ("" if v is None else _cell_text(v)) for h, v in zip(header, row, strict=False)} for row in cells
         ]
         while table_rows and not any(v.strip() for v in table_rows[-1].values()):
             table_rows.pop()

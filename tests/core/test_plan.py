@@ -82,6 +82,18 @@ def test_a_missing_column_is_named() -> None:
     assert _problems(subjects, units) == [("units", None, "missing column 'parent' (also accepted: 上级, 上级单位)")]
 
 
+def test_an_unknown_column_is_refused_and_remarks_are_not_read() -> None:
+    # 考生人数 for 考生数: before, the column was dropped without a word and every room had no candidates
+    subjects, units = _tables()
+    misspelt = [{("考生人数" if k == "candidates" else k): v for k, v in row.items()} for row in units]
+    problems = _problems(subjects, misspelt)
+    assert [(t, n) for t, n, _ in problems] == [("units", 1)]
+    assert problems[0][2].startswith("unknown column '考生人数': the columns are code (单位代码/代码), ")
+    assert "candidates (考生数/人数)" in problems[0][2] and "备注" in problems[0][2]
+    remarks = [{**row, "备注": "门卫值班", "No.": str(n)} for n, row in enumerate(units)]
+    assert build_plan("zk2017", "test", subjects, remarks) == build_plan("zk2017", "test", subjects, units)
+
+
 def test_a_room_under_no_site_names_its_row() -> None:
     subjects, units = _tables()
     row = next(i for i, r in enumerate(units) if r["kind"] == "room")

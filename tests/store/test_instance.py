@@ -117,6 +117,27 @@ def test_a_column_named_twice_is_refused_by_name(tmp_path: Path) -> None:
     assert read_plan_files(tmp_path / "plan", plan.exam, plan.name) == plan  # empty headers are no columns
 
 
+def test_a_value_beyond_the_header_is_refused_with_its_row(tmp_path: Path) -> None:
+    """A room's subjects typed with a comma (YW,SX for YW;SX) split the row: SX fell beyond the header,
+    where nothing read it, and the room sat YW alone."""
+    plan = sample_plan("tiny")
+    write_plan_files(plan, tmp_path / "plan")
+    units = tmp_path / "plan" / "units.csv"
+    lines = units.read_text(encoding="utf-8").splitlines()
+    assert lines[0].endswith(",subjects")
+    row = next(n for n, line in enumerate(lines) if line.startswith("K001-01,"))
+    lines[row] = lines[row].rsplit(",", 1)[0] + ",YW,SX"
+    units.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(PlanError) as caught:
+        read_plan_files(tmp_path / "plan", plan.exam, plan.name)
+    assert caught.value.problems == [("units.csv", row + 1, "a value in column 7, which has no header: a comma "
+                                      "inside a cell? put the cell in double quotes, or save the file from the "
+                                      "spreadsheet")]
+    lines[row] = lines[row].rsplit(",", 2)[0] + ',"YW,SX"'  # quoted, as a spreadsheet writes it: one cell
+    units.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert read_plan_files(tmp_path / "plan", plan.exam, plan.name).unit("K001-01").subjects == ("YW", "SX")
+
+
 def test_plan_workbook_is_read(tmp_path: Path) -> None:
     from openpyxl import Workbook
 
@@ -137,6 +158,12 @@ def test_plan_workbook_is_read(tmp_path: Path) -> None:
     with pytest.raises(PlanError) as caught:
         read_plan_files(tmp_path / "plan.xlsx", plan.exam, plan.name)
     assert caught.value.problems == [("plan.xlsx sheet 单位", len(plan.units) + 2, "room K002-03 has no candidates")]
+    book["单位"].append(["K002-04", "room", "第04考场", "K002", 30, "", "", "一楼"])  # a value under no header
+    book.save(tmp_path / "plan.xlsx")
+    with pytest.raises(PlanError) as caught:
+        read_plan_files(tmp_path / "plan.xlsx", plan.exam, plan.name)
+    assert ("plan.xlsx sheet 单位", len(plan.units) + 3, "a value in column 8, which has no header: give the column "
+            "a header (备注 for remarks custody does not read), or delete it") in caught.value.problems
 
 
 def test_labels_issued_in_bulk_verify_against_the_registry(tiny_exam) -> None:
