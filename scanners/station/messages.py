@@ -69,6 +69,14 @@ STATUS: dict[str, tuple[str, str]] = {
     "sync_failed": ("暂时无法联网：{detail}", "Offline: {detail}"),
     "sync_untrusted": ("服务器的答复无法验证，记录仍保存在本机待发送：{detail}",
                        "The server's answer does not verify; the records stay here, unsent: {detail}"),
+    "server_refused": ("服务器拒收 {n} 条记录（拒收已作为证据登记，记录不会重发）：{detail}",
+                       "The server refused {n} record(s) (it logged the refusal as evidence; they are not sent "
+                       "again): {detail}"),
+    "id_conflict": ("{n} 条记录的编号与日志中另一条记录相同：本机可能从旧备份恢复，请联系管理员",
+                    "{n} record(s) share their id with another record in the log: was this station restored from "
+                    "an old backup? Call the administrator"),
+    "server_error": ("服务器暂时无法处理，记录保存在本机，稍后自动重发：{detail}",
+                     "The server could not take them now; the records stay here and are sent again later: {detail}"),
 }
 
 PROBLEMS: dict[str, tuple[str, str]] = {

@@ -44,11 +44,46 @@ from scanners.station.messages import status_message
 from scanners.station.render import panel_for, render_frame
 from scanners.station.session import HandoverSession
 from scanners.station.sound import SoundPlayer
-from scanners.station.station import SessionIncomplete, Station
+from scanners.station.station import SessionIncomplete, Station, SyncReport
 
 MISSING_REASON = "清点短少 count short"
 SEAL_REASON = "封条破损 seal damaged"
 REOPEN_EVERY = 5.0
+
+
+#: How the sender names a refused record and an id conflict in its errors (scanners.station.sender).
+REFUSED, CONFLICT = " refused by the server: ", "the log already holds another event with id"
+
+
+def sync_messages(report: SyncReport) -> list[tuple[str, str, str]]:
+    """What the window says after a sync, most serious first: (colour, Chinese, English).
+
+    Records the server refused (it logged the refusal: they are settled, not sent again) and id
+    conflicts are said as such, not as an answer that does not verify; an answer that does not verify
+    (a receipt, the key bundle) keeps the records unsent; a server that answered with an error (a 500,
+    a 403) or could not be reached leaves them to the next sync. Nothing to say: an empty list."""
+    out: list[tuple[str, str, str]] = []
+    send = report.send
+
+    def add(colour: str, code: str, **details: object) -> None:
+        out.append((colour, status_message(code, "zh", **details), status_message(code, "en", **details)))
+
+    refusals = [e.split(REFUSED, 1)[1] for e in report.errors if REFUSED in e]
+    if send is not None and send.refused:
+        add("red", "server_refused", n=send.refused, detail=(refusals[0] if refusals else "")[:120])
+    if send is not None and send.conflict:
+        add("red", "id_conflict", n=send.conflict)
+    offline = [e for e in report.errors if e.startswith("offline")]
+    # the rest: receipts or a bundle that do not verify, or the server's own error answers
+    others = [e for e in report.errors if REFUSED not in e and CONFLICT not in e and not e.startswith("offline")]
+    untrusted = report.bundle_refused or report.bad_refusal_receipts or (send is not None and send.bad_receipts)
+    if untrusted and others:
+        add("red", "sync_untrusted", detail=others[0][:120])
+    elif others:
+        add("amber", "server_error", detail=others[0][:120])
+    if offline:
+        add("amber", "sync_failed", detail=offline[0].removeprefix("offline: ")[:80])
+    return out
 
 
 class WindowApp:
@@ -183,14 +218,8 @@ class WindowApp:
                 try:
                     report = worker.sync([self.session.action.value], force=force)
                     self.unsent = worker.outbox.counts()["pending"]
-                    offline = [e for e in report.errors if e.startswith("offline")]
-                    others = [e for e in report.errors if not e.startswith("offline")]
-                    if report.integrity_failure and others:
-                        self.say("red", status_message("sync_untrusted", "zh", detail=others[0][:120]),
-                                 status_message("sync_untrusted", "en", detail=others[0][:120]), banner=True)
-                    elif offline:
-                        self.say("amber", status_message("sync_failed", "zh", detail=offline[0][:80]),
-                                 status_message("sync_failed", "en", detail=offline[0][:80]))
+                    for n, (colour, zh, en) in enumerate(reversed(sync_messages(report))):
+                        self.say(colour, zh, en, banner=colour == "red" and n == 0)
                 finally:
                     worker.outbox.close()
             finally:

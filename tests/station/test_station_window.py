@@ -105,3 +105,37 @@ def test_every_character_the_station_draws_is_in_the_font() -> None:
     texts += [m for pair in (*PROBLEMS.values(), *SIDES.values(), *ACTION_NAMES.values()) for m in pair]
     texts += [*KEYS_HELP, "√ × ? · → …", "请保持稳定"]
     assert {t: missing_glyphs(t) for t in texts if missing_glyphs(t)} == {}
+
+
+def test_after_a_sync_the_window_says_what_the_server_did_with_the_records() -> None:
+    """Refused records were said as 'the server's answer does not verify; the records stay here, unsent'
+    (they were settled as refused, never sent again), and a server answering 500 or 403 was not said at all."""
+    from scanners.station.sender import SendReport
+    from scanners.station.station import SyncReport
+    from scanners.station.window import sync_messages
+
+    def said(send: SendReport | None = None, **report: Any) -> list[tuple[str, str]]:
+        errors = list(send.errors) if send else []
+        return [(colour, en) for colour, _, en in sync_messages(
+            SyncReport(send=send, errors=errors + report.pop("errors", []), **report))]
+
+    refused = SendReport(attempted=3, accepted=1, refused=2, errors=[
+        "ST-K001-0000042 refused by the server: label_not_issued: YW-P-K001-01's label was not issued",
+        "ST-K001-0000043 refused by the server: label_not_issued: YW-P-K001-02's label was not issued"])
+    assert said(refused) == [("red", "The server refused 2 record(s) (it logged the refusal as evidence; they are "
+                                     "not sent again): label_not_issued: YW-P-K001-01's label was not issued")]
+    zh = sync_messages(SyncReport(send=refused, errors=list(refused.errors)))[0][1]
+    assert zh.startswith("服务器拒收 2 条记录") and "无法验证" not in zh
+    assert said(SendReport(attempted=4, errors=["server answered 500: internal error"])) == [
+        ("amber", "The server could not take them now; the records stay here and are sent again later: "
+                  "server answered 500: internal error")]
+    bad = SendReport(attempted=1, bad_receipts=1, errors=["ST-K001-0000044: the receipt does not verify"])
+    assert said(bad) == [("red", "The server's answer does not verify; the records stay here, unsent: "
+                                 "ST-K001-0000044: the receipt does not verify")]
+    conflict = SendReport(attempted=1, conflict=1, errors=[
+        "ST-K001-0000045: the log already holds another event with id ST-K001-0000045 (leaf 9); this station's "
+        "sequence was reused (restored from an old backup?)"])
+    assert [c for c, _ in said(conflict)] == ["red"] and "old backup" in said(conflict)[0][1]
+    assert said(SendReport(), errors=["offline: cannot reach http://127.0.0.1:9"]) == [
+        ("amber", "Offline: cannot reach http://127.0.0.1:9")]
+    assert said(SendReport(attempted=2, accepted=2)) == []
