@@ -247,17 +247,47 @@ def users_enable(ctx: Context, username: str) -> None:
 
 
 @users.command("unlock")
-@click.argument("username")
+@click.argument("username", required=False)
+@click.option("--address", metavar="ADDR", help="Also clear the lock of this client address (as `users locks` "
+                                                 "shows it): an exam site's staff share one behind its NAT.")
 @pass_ctx
-def users_unlock(ctx: Context, username: str) -> None:
-    """Clear the failed-login lock of an account."""
+def users_unlock(ctx: Context, username: str | None, address: str | None) -> None:
+    """Clear the failed-login lock of an account, of a client address, or both."""
+    from web.accounts import address_lock_key, user_lock_key
+
+    if username is None and address is None:
+        raise click.UsageError("name an account, or give --address (see `custody users locks`)")
+    if username is not None:
+        _find(ctx, username)  # a mistyped name is an error, not a silent "unlocked"
+    keys = ([user_lock_key(username)] if username is not None else []) + \
+        ([address_lock_key(address.strip())] if address is not None else [])
+    _throttle(ctx).clear(keys)
+    click.echo(" and ".join(([f"{username}"] if username is not None else [])
+                            + ([f"address {address.strip()}"] if address is not None else [])) + " unlocked")
+
+
+@users.command("locks")
+@pass_ctx
+def users_locks(ctx: Context) -> None:
+    """The accounts and client addresses locked now by failed logins, and until when."""
+    from web.accounts import ADDRESS_KEY
+
+    locks = _throttle(ctx).locks(now())
+    if not locks:
+        click.echo("no account or address is locked")
+        return
+    table(["locked", "failures", "until"],
+          ([f"address {key[len(ADDRESS_KEY):]}" if key.startswith(ADDRESS_KEY) else key.split(":", 1)[-1],
+            str(failures), until.isoformat(timespec="seconds")] for key, failures, until in locks))
+
+
+def _throttle(ctx: Context) -> Any:
+    """The login throttle over the instance's database (clearing and listing need no limits)."""
     from datetime import timedelta
 
-    from web.accounts import Throttle, user_lock_key
+    from web.accounts import Throttle
 
-    _find(ctx, username)  # a mistyped name is an error, not a silent "unlocked"
-    Throttle(ctx.instance(), 5, timedelta(minutes=15)).succeed(user_lock_key(username))
-    click.echo(f"{username} unlocked")
+    return Throttle(ctx.instance(), 5, timedelta(minutes=15))
 
 
 def register(cli: click.Group) -> None:

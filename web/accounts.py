@@ -200,12 +200,28 @@ class Throttle:
         return locked
 
     def succeed(self, user_key: str) -> None:
+        self.clear([user_key])
+
+    def clear(self, keys: list[str]) -> None:
+        """Forget the failures and locks of ``keys`` (an account's, an address's)."""
         with self.instance.db.write_session() as s:
-            s.execute(delete(LoginThrottle).where(LoginThrottle.key == user_key))
+            s.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
+
+    def locks(self, now: datetime) -> list[tuple[str, int, datetime]]:
+        """The counters locked at ``now``: (key, failures, locked until), the latest lock first."""
+        with self.instance.db.session() as s:
+            rows = s.scalars(select(LoginThrottle).where(LoginThrottle.locked_until > now)
+                             .order_by(LoginThrottle.locked_until.desc(), LoginThrottle.key)).all()
+        return [(r.key, r.failures, r.locked_until) for r in rows if r.locked_until is not None]
 
 
 #: The prefix of a client address's failed-login counter.
 ADDRESS_KEY = "ip:"
+
+
+def address_lock_key(address: str) -> str:
+    """The failed-login counter of a client address (see :class:`Throttle`)."""
+    return f"{ADDRESS_KEY}{address[:60]}"
 
 
 def user_lock_key(username: str) -> str:
@@ -221,7 +237,7 @@ def authenticate(instance: Instance, username: str, password: str, address: str,
     The lock is checked before the password, so a locked account cannot be
     probed; an unknown username costs one hash verification like a known one.
     """
-    user_key, ip_key = user_lock_key(username), f"{ADDRESS_KEY}{address[:60]}"
+    user_key, ip_key = user_lock_key(username), address_lock_key(address)
     until = throttle.locked_until([user_key, ip_key], now)
     if until is not None:
         raise LoginLocked(until)

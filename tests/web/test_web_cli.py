@@ -91,6 +91,41 @@ def test_users_passwd_disable_enable_and_unlock(custody, tiny_exam) -> None:
         assert result.exit_code == 2 and "no account 'zhnag'" in result.output, (command, result.output)
 
 
+def test_users_locks_lists_locked_addresses_and_unlock_clears_one(custody, tiny_exam) -> None:
+    """An exam site's staff share one address: one person's typos there locked everyone out for 15 minutes,
+    and `users unlock NAME` cleared only the account's counter."""
+    from datetime import timedelta
+
+    from web.accounts import LoginLocked, LoginRefused, Throttle, authenticate
+
+    throttle = Throttle(tiny_exam, 5, timedelta(minutes=15), address_failures=3)
+    now = datetime.now(UTC)
+    for name in ("zhang", "li"):
+        assert custody("users", "add", name, "--role", "officer", "--unit", "360102",
+                       password="a-long-enough-password").exit_code == 0
+
+    def login(name: str, password: str = "a-long-enough-password"):
+        return authenticate(tiny_exam, name, password, "10.0.0.9", now, hasher=CHEAP, throttle=throttle)
+
+    assert custody("users", "locks").output.strip() == "no account or address is locked"
+    for _ in range(3):  # zhang's typos lock the site's address
+        with pytest.raises((LoginRefused, LoginLocked)):
+            login("zhang", "not-the-password")
+    with pytest.raises(LoginLocked):
+        login("li")
+    listed = custody("users", "locks")
+    assert listed.exit_code == 0 and "address 10.0.0.9" in listed.output and "zhang" not in listed.output
+    assert custody("users", "unlock", "li").exit_code == 0
+    with pytest.raises(LoginLocked):  # the account was not what was locked
+        login("li")
+    unlocked = custody("users", "unlock", "--address", "10.0.0.9")
+    assert unlocked.exit_code == 0 and "address 10.0.0.9 unlocked" in unlocked.output
+    assert login("li").username == "li"
+    assert custody("users", "locks").output.strip() == "no account or address is locked"
+    neither = custody("users", "unlock")
+    assert neither.exit_code == 2 and "--address" in neither.output
+
+
 def test_the_password_is_never_an_option(custody) -> None:
     result = custody("users", "add", "zhou", "--role", "admin", "--password", "a-long-enough-password")
     assert result.exit_code == 2 and "No such option" in result.output
