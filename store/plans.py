@@ -148,21 +148,42 @@ def write_plan_files(plan: ExamPlan, folder: Path) -> None:
             writer.writerows(rows)
 
 
+_SHARED_UNITS = ("; the exams of one instance share its units: an exam with other units belongs in an instance of "
+                 "its own (custody init, with the new exam's origin)")
+
+
 def import_plan(session: Session, plan: ExamPlan, now: datetime, seal_prefix: str = "FT") -> int:
     """Store the plan and every item it implies; returns the number of items.
 
     All or nothing: the caller's transaction is rolled back on any error.
-    Units already known must agree with the plan (same kind and parent).
+    Units already known (from an exam imported before) must be the plan's, with the same kind,
+    parent, name, candidates and subjects: the exams of one instance share its units.
     """
     if session.get(Exam, plan.exam) is not None:
         raise PlanError([("plan", None, f"exam {plan.exam} is already imported")])
-    known = {u.code: u for u in session.scalars(select(Unit).where(Unit.code.in_([u.code for u in plan.units])))}
+    known = {u.code: u for u in session.scalars(select(Unit))}
     problems: list[tuple[str, int | None, str]] = []
     for unit in plan.units:
         old = known.get(unit.code)
-        if old is not None and (old.kind != unit.kind.value or old.parent != unit.parent):
+        if old is None:
+            continue
+        if old.kind != unit.kind.value or old.parent != unit.parent:
             problems.append(("units", None, f"unit {unit.code} exists as a {old.kind} under {old.parent}; "
                                             f"the plan has a {unit.kind.value} under {unit.parent}"))
+            continue
+        # the exams of an instance share its units (load_plan reads them for every exam): another name,
+        # room size or room subjects would silently keep the old ones while the items follow the new
+        for what, was, now_ in (("name", old.name, unit.name), ("candidates", old.candidates, unit.candidates),
+                                ("subjects", old.subjects, ";".join(unit.subjects))):
+            if was != now_:
+                problems.append(("units", None, f"unit {unit.code} exists with {what} {was!r}; the plan has "
+                                                f"{now_!r}{_SHARED_UNITS}"))
+    if known:
+        lacking = sorted(set(known) - {u.code for u in plan.units})
+        if lacking:
+            problems.append(("units", None, f"the plan lacks unit(s) {', '.join(lacking[:10])}"
+                                            f"{' ...' if len(lacking) > 10 else ''} of the exams imported before"
+                                            f"{_SHARED_UNITS}"))
     if problems:
         raise PlanError(problems)
     session.add(Exam(code=plan.exam, name=plan.name, created_at=now))

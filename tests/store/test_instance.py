@@ -59,6 +59,21 @@ def test_import_is_all_or_nothing(make_instance, tmp_path: Path) -> None:
     with instance.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Item)) == 80
         assert s.get(Unit, "K001").parent == "360102-Q1"
+    # another room size, or a unit left out: before, the old unit rows stayed while the items followed the
+    # new plan (a room of 29 with 30 papers), and load_plan gave the new exam the old exam's units
+    room = next(u for u in plan.units if u.kind.value == "room")
+    resized = replace(plan, exam="zk2018", units=tuple(replace(u, candidates=u.candidates - 1) if u is room else u
+                                                       for u in plan.units))
+    with pytest.raises(PlanError, match=f"unit {room.code} exists with candidates {room.candidates}; the plan has "
+                                        f"{room.candidates - 1}; the exams of one instance share its units"):
+        with instance.db.write_session() as s:
+            import_plan(s, resized, T0)
+    fewer = replace(plan, exam="zk2018", units=tuple(u for u in plan.units if u is not room))
+    with pytest.raises(PlanError, match=f"the plan lacks unit\\(s\\) {room.code} of the exams imported before"):
+        with instance.db.write_session() as s:
+            import_plan(s, fewer, T0)
+    with instance.db.write_session() as s:  # the same units under another exam code (a mock exam) are fine
+        assert import_plan(s, replace(plan, exam="zk2018"), T0) == 80
 
 
 def test_plan_files_round_trip_through_csv(tmp_path: Path) -> None:
