@@ -42,6 +42,7 @@ from custody.investigation import (
     InvestigationConfig,
     ItemRecord,
     Report,
+    Revocation,
     Scan,
     StoredAlert,
     build_report,
@@ -252,7 +253,8 @@ def _parse_into(parsed: _Parsed, rows: Iterable[tuple[int, bytes, bytes, str]]) 
                 idx, ev["item"], ev["action"], when(ev["station_time"]), when(leaf["received_at"]),
                 ev.get("from_unit"), ev.get("to_unit"), tuple(p["staff"] for p in ev.get("handed_by") or ()),
                 tuple(p["staff"] for p in ev.get("received_by") or ()), ev["station"], ev["id"], ev["label"],
-                seal.get("condition"), seal.get("number"), ev.get("count"), ev.get("reason"), ev.get("box"))
+                seal.get("condition"), seal.get("number"), ev.get("count"), ev.get("reason"), ev.get("box"),
+                leaf.get("kid"))
             parsed.scans.append(scan)
             parsed.staff.update(scan.handed_by)
             parsed.staff.update(scan.received_by)
@@ -435,6 +437,8 @@ def _investigate(instance: Instance, subject: str, *, as_of: datetime | None, le
         # by type alone: with statistics, a bound on idx makes SQLite scan the primary key instead
         order_rows = [r for r in s.execute(select(LogLeaf.idx, LogLeaf.data, LogLeaf.hash)
                                            .where(LogLeaf.type == "backup_order")) if r[0] < size]
+        revocations = _revocations(r for r in s.execute(select(LogLeaf.idx, LogLeaf.data)
+                                                         .where(LogLeaf.type == "revocation")) if r[0] < size)
     known: dict[int, bytes] = {}
     items = []
     for item_id, kind, subj, destination, count, seal, parent_box in item_rows:
@@ -463,7 +467,26 @@ def _investigate(instance: Instance, subject: str, *, as_of: datetime | None, le
                         log_key=log_key, hashes=hashes, leaked_item=leaked_item, leaked_unit=leaked_unit,
                         leak_time=leak_time, as_of=as_of, stations=stations, people=people, orders=orders,
                         prover=prover, leaf_loader=leaf_loader, known_leaves=known, territory=territory,
-                        memo=memo, config=config, witnessed=witnessed)
+                        memo=memo, config=config, witnessed=witnessed, revocations=revocations)
+
+
+def _revocations(rows: Iterable[tuple[int, bytes]]) -> dict[str, Revocation]:
+    """The keys revoked in the log, by key id: each from the earliest time its ``revocation`` leaves give (a
+    key revoked again from an earlier time has a leaf for each), as the nightly verification counts them."""
+    out: dict[str, Revocation] = {}
+    for idx, data in rows:
+        leaf = json.loads(bytes(data))
+        kid, at = leaf.get("kid"), leaf.get("revoked_at")
+        if not isinstance(kid, str) or not isinstance(at, str):
+            continue
+        try:
+            when = parse_time(at)
+        except ValueError:
+            continue
+        if kid not in out or when < out[kid].at:
+            reason = leaf.get("reason")
+            out[kid] = Revocation(kid, when, idx, reason if isinstance(reason, str) else None)
+    return out
 
 
 def _leaf_bytes(session: Session, indexes: Sequence[int]) -> dict[int, bytes]:

@@ -19,6 +19,7 @@ from custody.investigation.model import (
     InvestigationConfig,
     ItemCustody,
     ItemRecord,
+    Revocation,
     Scan,
     StoredAlert,
     Window,
@@ -38,7 +39,8 @@ from custody.investigation.trace import trace_item, trace_items
 
 __all__ = [
     "CONTENT_KINDS", "REPORT_FORMAT", "TIER_NAMES", "TIER_ORDER", "Anomaly", "Area", "BackupStock",
-    "Gap", "InvestigationConfig", "ItemCustody", "ItemRecord", "Reason", "Report", "Scan", "Scope", "StoredAlert",
+    "Gap", "InvestigationConfig", "ItemCustody", "ItemRecord", "Reason", "Report", "Revocation", "Scan", "Scope",
+    "StoredAlert",
     "Territory", "UnitSummary", "Window", "backup_paper_scope", "build_report", "leaf_hash_of", "parse_time",
     "scan_from_leaf", "score_unit", "tier_summary", "trace_item", "trace_items",
 ]

@@ -50,6 +50,8 @@ class Scan(NamedTuple):
     count: int | None = None  # type: ignore[assignment]  # the count seen (shadows tuple.count)
     reason: str | None = None
     box: str | None = None
+    #: The key id (hex) of the station key that signed the scan.
+    kid: str | None = None
 
     @property
     def place(self) -> str | None:
@@ -87,6 +89,16 @@ class StoredAlert:
     message: str
     message_zh: str
     details: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+class Revocation(NamedTuple):
+    """A station key revoked in the log: from ``at`` (the earliest its ``revocation`` leaves give), logged at
+    leaf ``index``. Scans it signed at or after ``at`` were made by whoever held the key then."""
+
+    kid: str
+    at: datetime
+    index: int  # type: ignore[assignment]  # the revocation's leaf index (shadows tuple.index)
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,21 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from custody.errors import NotFound
+from custody.events import ACTION_ZH
 from custody.investigation.model import (
     CONTENT_KINDS,
+    CRITICAL,
     Anomaly,
     Gap,
     InvestigationConfig,
     ItemCustody,
     ItemRecord,
+    Revocation,
     Scan,
     StoredAlert,
     Window,
@@ -33,7 +36,7 @@ from custody.investigation.model import (
 from custody.investigation.ranking import UnitSummary, tier_summary
 from custody.investigation.scope import Scope, backup_paper_scope
 from custody.investigation.territory import TIER_NAMES, Territory
-from custody.investigation.trace import Memo, trace_items
+from custody.investigation.trace import Memo, local, trace_items
 from custody.labels import ItemKind
 from custody.plan import ExamPlan, Subject
 
@@ -61,7 +64,7 @@ def scan_from_leaf(index: int, leaf: Mapping[str, Any], received_at: datetime | 
         received_by=tuple(p["staff"] for p in ev.get("received_by") or ()),
         station=ev["station"], event_id=ev["id"], label=ev["label"],
         seal_condition=seal.get("condition"), seal_number=seal.get("number"), count=ev.get("count"),
-        reason=ev.get("reason"), box=ev.get("box"))
+        reason=ev.get("reason"), box=ev.get("box"), kid=leaf.get("kid") if isinstance(leaf.get("kid"), str) else None)
 
 
 LeafLoader = Callable[[Sequence[int]], Mapping[int, bytes]]
@@ -303,6 +306,41 @@ def _focus(custodies: Sequence[ItemCustody], territory: Territory, leaked_item: 
     return list(custodies)
 
 
+_ACTION_ZH = {action.value: zh for action, zh in ACTION_ZH.items()}
+
+
+def flag_revoked_keys(custody: ItemCustody, scans: Mapping[int, Scan], revocations: Mapping[str, Revocation],
+                      territory: Territory, stations: Mapping[str, str]) -> ItemCustody:
+    """``custody`` with a ``revoked_key`` anomaly at each of its scans signed by a station key revoked from a
+    time at or before the scan: a key revoked back to when it was stolen, after the server had accepted what
+    was signed with it. Such a scan proves nothing of who held the item: whoever held the key could have
+    made it. Put at the unit of the station (it kept the key); its details name the key and the revocation."""
+    found: list[Anomaly] = []
+    for index in custody.indexes:
+        scan = scans.get(index)
+        revoked = revocations.get(scan.kid) if scan is not None and scan.kid else None
+        if scan is None or revoked is None or scan.time < revoked.at:
+            continue
+        unit = stations.get(scan.station) or scan.place
+        reason, reason_zh = (f" ({revoked.reason})", f"（{revoked.reason}）") if revoked.reason else ("", "")
+        found.append(Anomaly(
+            custody.item.item_id, index, "revoked_key", CRITICAL, unit, territory.accountable(unit) if unit else None,
+            scan.time,
+            f"{scan.item}: {scan.action} at {local(scan.time)} was signed by station {scan.station}'s key {scan.kid}, "
+            f"revoked from {local(revoked.at)}{reason} (leaf {revoked.index}): whoever held the key could have made "
+            f"this scan; it proves nothing of who held the item",
+            f"{scan.item} 于 {local(scan.time)} 的{_ACTION_ZH.get(scan.action, scan.action)}记录由设备 {scan.station} "
+            f"的密钥 {scan.kid} 签名，该密钥已被吊销，吊销自 {local(revoked.at)}{reason_zh}"
+            f"（日志条目 {revoked.index}）：持有该密钥者均可伪造此记录，不能证明物品由谁保管",
+            "investigation", scan.item if scan.item != custody.item.item_id else None,
+            {"kid": scan.kid, "station": scan.station, "revoked_at": revoked.at.isoformat(),
+             "revocation_index": revoked.index, "reason": revoked.reason}))
+    if not found:
+        return custody
+    anomalies = sorted([*custody.anomalies, *found], key=lambda a: (a.index, a.code))
+    return replace(custody, anomalies=tuple(anomalies))
+
+
 def build_report(plan: ExamPlan, subject_code: str, items: Sequence[ItemRecord], scans: Sequence[Scan],
                  alerts: Sequence[StoredAlert], *, until: datetime, tree_size: int, checkpoint: str, log_key: str,
                  hashes: Mapping[int, bytes], leaked_item: str | None = None, leaked_unit: str | None = None,
@@ -311,13 +349,15 @@ def build_report(plan: ExamPlan, subject_code: str, items: Sequence[ItemRecord],
                  orders: Sequence[dict[str, Any]] = (), prover: Prover | None = None,
                  leaf_loader: LeafLoader | None = None, known_leaves: Mapping[int, bytes] | None = None,
                  territory: Territory | None = None, memo: Memo | None = None,
-                 config: InvestigationConfig | None = None, witnessed: dict[str, Any] | None = None) -> Report:
+                 config: InvestigationConfig | None = None, witnessed: dict[str, Any] | None = None,
+                 revocations: Mapping[str, Revocation] | None = None) -> Report:
     """The report of ``subject_code`` from everything the log says about its items.
 
     ``until`` is the report's time (the end of windows still open); ``leak_time``,
     when known, cuts the time counted as held before the start and the
-    findings that can explain the leak. Raises :class:`NotFound` for an
-    unknown subject, item or unit.
+    findings that can explain the leak. ``revocations``: the station keys revoked in the log by key id;
+    a scan signed by one at or after the time it was revoked from is flagged ``revoked_key``. Raises
+    :class:`NotFound` for an unknown subject, item or unit.
     """
     try:
         subject = plan.subject(subject_code)
@@ -341,6 +381,9 @@ def build_report(plan: ExamPlan, subject_code: str, items: Sequence[ItemRecord],
     cutoff = min(t for t in (subject.starts_at, leak_time, until) if t is not None)
     custodies = trace_items(items, own, alerts_of, territory=territory, subject=subject, until=until, cutoff=cutoff,
                             config=config, stations=stations, memo=memo)
+    by_index = {s.index: s for s in scans}
+    if revocations:
+        custodies = [flag_revoked_keys(c, by_index, revocations, territory, stations or {}) for c in custodies]
     focus = _focus(custodies, territory, leaked_item, leaked_unit)
     ranking = tier_summary(focus, territory, until=until, leak_time=leak_time, gap_hours_cap=config.gap_hours_cap)
     scope = backup_paper_scope(subject, territory, custodies, focus=focus, leaked_unit=leaked_unit,
@@ -352,5 +395,5 @@ def build_report(plan: ExamPlan, subject_code: str, items: Sequence[ItemRecord],
              "leak_time": _t(leak_time)}
     return Report(plan.exam, plan.name, subject, query, until, cutoff, tree_size, checkpoint, log_key, custodies,
                   [c.item.item_id for c in focus], ranking, scope, units, people if people is not None else {}, hashes,
-                  {s.index: s for s in scans}, prover, leak_time=leak_time, leaf_loader=leaf_loader,
+                  by_index, prover, leak_time=leak_time, leaf_loader=leaf_loader,
                   known_leaves=dict(known_leaves or {}), witnessed=witnessed)
