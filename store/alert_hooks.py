@@ -13,16 +13,18 @@ texts are cleaned of it.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from store import http_delivery
+from store.http_delivery import os_reason, scrubbed
 
 #: Seconds to wait before the webhook's second and third attempts.
 RETRY_WAITS: tuple[float, ...] = (2.0, 8.0)
+_WHAT = "the webhook URL"  # how a webhook URL that cannot be read is named
 
 
 @dataclass(frozen=True)
@@ -120,32 +122,8 @@ def _last_line(output: bytes) -> str:
 # --- the webhook ----------------------------------------------------------------------------
 
 def public_url(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``: no user, password, path, query or fragment. The token of a
-    webhook is in its query string (DingTalk's access_token, WeCom's key) or in its path (Slack, Teams)."""
-    try:
-        parts = urlsplit(url)
-        scheme, host, port = parts.scheme, parts.hostname, parts.port
-    except ValueError:  # a port that is not a number, a malformed IPv6 host
-        return "(the webhook URL, which is not a valid http(s) URL)"
-    if not scheme or not host:
-        return "(the webhook URL, which is not a valid http(s) URL)"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{scheme}://{host}{f':{port}' if port is not None else ''}"
-
-
-def _scrubbed(text: str, url: str) -> str:
-    """``text`` (an exception's message) without the URL's path, query string, fragment or user:password."""
-    text = text.replace(url, public_url(url))
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        path = ""
-    if path not in ("", "/"):
-        text = text.replace(path, "/…")
-    text = re.sub(r"[?#][^\s'\")]*", "?…", text)
-    text = re.sub(r"//[^/\s@'\"]*@", "//…@", text)
-    return text[:300]
+    """``scheme://host[:port]`` of the webhook ``url`` (see :func:`store.http_delivery.public_url`)."""
+    return http_delivery.public_url(url, what=_WHAT)
 
 
 def post_webhook(url: str, report: dict[str, Any], *, timeout: float, retry_waits: Sequence[float],
@@ -169,11 +147,11 @@ def post_webhook(url: str, report: dict[str, Any], *, timeout: float, retry_wait
             tried.append((f"gave no answer within {timeout:g} s", f"{timeout:g} 秒内无应答"))
             continue
         except requests.ConnectionError as exc:
-            reason = _os_reason(exc) or _scrubbed(str(exc), url)
+            reason = os_reason(exc) or scrubbed(str(exc), url, what=_WHAT)
             tried.append((f"cannot be reached: {reason}", f"无法连接：{reason}"))
             continue
         except Exception as exc:  # noqa: BLE001 - a failing webhook must not hide the verdict
-            reason = f"{type(exc).__name__}: {_scrubbed(str(exc), url)}"
+            reason = f"{type(exc).__name__}: {scrubbed(str(exc), url, what=_WHAT)}"
             tried.append((f"cannot be posted to: {reason}", f"无法发送：{reason}"))
             final = ("not retried", "未重试")
             continue
@@ -193,18 +171,3 @@ def post_webhook(url: str, report: dict[str, Any], *, timeout: float, retry_wait
     why, why_zh = final or (f"after {len(tried)} attempt{'s' if len(tried) > 1 else ''}", f"共尝试 {len(tried)} 次")
     return AlarmDelivery("webhook", False, len(tried), f"alarm NOT delivered: webhook {name} {got} ({why})",
                          f"告警未送达：webhook {name} {got_zh}（{why_zh}）")
-
-
-def _os_reason(exc: BaseException) -> str | None:
-    """The operating system's words for a connection failure ('Connection refused'), found in the chain of
-    exceptions requests and urllib3 wrap it in; their own messages repeat the URL with its query string."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror and \
-                not type(current).__module__.startswith(("requests", "urllib3")):
-            return current.strerror
-        reason = getattr(current, "reason", None)
-        current = reason if isinstance(reason, BaseException) else (current.__cause__ or current.__context__)
-    return None
