@@ -244,7 +244,10 @@ class _Source:
                 return ledger.latest_checkpoint().encode()
             finally:
                 ledger.instance.close()
-        return self._get(f"{self.url}/checkpoint").encode()
+        from store.witness_http import get_text
+
+        assert self.url is not None
+        return get_text(self.url, "/checkpoint").encode()
 
     def consistency(self, old: int, new: int) -> list[bytes]:
         from custody.log.proofs import parse_consistency_proof
@@ -257,7 +260,10 @@ class _Source:
                 return parse_consistency_proof(ledger.consistency_proof(old, new))
             finally:
                 ledger.instance.close()
-        return parse_consistency_proof(self._get(f"{self.url}/api/v1/proofs/consistency?old={old}&new={new}"))
+        from store.witness_http import get_text
+
+        assert self.url is not None
+        return parse_consistency_proof(get_text(self.url, "/api/v1/proofs/consistency", f"old={old}&new={new}"))
 
     def post(self, note: bytes, line: str) -> str:
         if self.local is not None:
@@ -271,24 +277,12 @@ class _Source:
                 ledger.instance.close()
         import requests
 
-        response = requests.post(f"{self.url}/api/v1/cosignatures", data=note,
+        from store.witness_http import city_name, city_url
+
+        assert self.url is not None
+        response = requests.post(city_url(self.url, "/api/v1/cosignatures"), data=note,
                                  headers={"Content-Type": "text/plain; charset=utf-8"}, timeout=30)
-        return f"POST {self.url}/api/v1/cosignatures answered {response.status_code}"
-
-    @staticmethod
-    def _get(url: str) -> str:
-        import requests
-
-        from custody.errors import CustodyError
-
-        try:
-            response = requests.get(url, timeout=30)
-        except requests.RequestException as exc:
-            raise CustodyError(f"cannot reach {url}: {exc}") from None
-        if response.status_code != 200:
-            raise CustodyError(f"GET {url} answered {response.status_code}: {response.text[:200]}")
-        response.encoding = "utf-8"
-        return response.text
+        return f"POST {city_name(self.url, '/api/v1/cosignatures')} answered {response.status_code}"
 
 
 def _witness_config(home: Path, log_key: str | None, name: str | None) -> dict[str, Any]:
