@@ -1,16 +1,18 @@
 """Naming an HTTP endpoint without its secrets, and saying why a request to it failed.
 
 Shared by the alarm webhook (:mod:`store.alert_hooks`) and the witness's
-hand-back of its cosignature (:mod:`store.witness_handback`). A URL given by an
-operator may carry a token in its query string, its path or its user:password
-part; whatever is printed is named through :func:`public_url` and cleaned with
-:func:`scrubbed`.
+requests to the city (:mod:`store.witness_http`). A URL given by an operator
+may carry a token in its query string, its path or its user:password part;
+whatever is printed is named through :func:`public_url`, an exception's text is
+cleaned with :func:`scrubbed`, and what a server said is read with
+:func:`answer_reason`.
 """
 
 from __future__ import annotations
 
+import base64
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 
 def public_url(url: str, *, what: str = "the URL") -> str:
@@ -57,3 +59,85 @@ def os_reason(exc: BaseException) -> str | None:
         reason = getattr(current, "reason", None)
         current = reason if isinstance(reason, BaseException) else (current.__cause__ or current.__context__)
     return None
+
+
+#: How much of an answer's body is read for its reason, and how long the reason shown may be.
+REASON_BYTES = 8192
+REASON_CHARS = 200
+
+
+def answer_reason(body: bytes, url: str) -> str:
+    """Why the server says it refused, read from the start of its answer's ``body``: the ``message`` member of
+    a JSON object, else its ``error`` (or ``error.message``, or ``detail``), else an HTML page's title, else
+    the first line of text that is not blank. Control characters are removed, anything of ``url`` that may
+    be secret (its user:password, query string and their values) is cut out, and the result is at most
+    ``REASON_CHARS`` characters. Empty when the server said nothing."""
+    text = body[:REASON_BYTES].decode("utf-8", "replace")
+    reason = _json_reason(text)
+    if reason is None:
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        if title:
+            reason = re.sub(r"<[^>]*>", "", title.group(1))
+        else:
+            reason = next((line for line in text.splitlines() if _printable(line)), "")
+    reason = _printable(without_secrets(reason, url))
+    return reason if len(reason) <= REASON_CHARS else reason[:REASON_CHARS - 1] + "…"
+
+
+def _json_reason(text: str) -> str | None:
+    import json
+
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    error = document.get("error")
+    for value in (document.get("message"), error.get("message") if isinstance(error, dict) else error,
+                  document.get("detail")):
+        if isinstance(value, str) and _printable(value):
+            return value
+    return None
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: terminal escape sequences removed, control and format characters (a newline,
+    ESC, a bidi override) made a space, runs of spaces one space."""
+    import unicodedata
+
+    text = re.sub(r"\x1b\[[0-9;?]*[ -/]*[@-~]", "", text)
+    cleaned = "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
+    return " ".join(cleaned.split())
+
+
+def without_secrets(text: str, url: str) -> str:
+    """``text`` (something a server said) with whatever of ``url`` may be secret cut out: the URL itself, its
+    user:password and password (or a user name given alone, which is a token), the HTTP Basic credentials
+    made of them, its path, its query string and each value in it. Values shorter than 4 characters are left: they
+    would cut ordinary words."""
+    from urllib.parse import parse_qsl, unquote
+
+    secrets = {url}
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return text.replace(url, "…")
+    if "@" in parts.netloc:
+        secrets.add(parts.netloc.rpartition("@")[0] + "@")
+        if user and not password:  # a token given as the user name (https://TOKEN@host)
+            secrets.update({user, unquote(user)})
+    if password:
+        secrets.update({password, unquote(password)})
+        basic = f"{unquote(user or '')}:{unquote(password)}".encode("latin-1", "replace")
+        secrets.add(base64.b64encode(basic).decode())
+    if parts.path.strip("/"):  # a Slack or Teams webhook's token, a city's unlisted prefix
+        secrets.update({parts.path, parts.path.rstrip("/"), unquote(parts.path).rstrip("/")})
+    if parts.query:
+        secrets.add(parts.query)
+        for _, value in parse_qsl(parts.query, keep_blank_values=True):
+            secrets.update({value, quote_plus(value)})
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "…")
+    return text

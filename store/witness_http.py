@@ -10,10 +10,14 @@ path of the URL itself, which may be a secret prefix, is shown as ``/…``.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from custody.errors import CustodyError
-from store.http_delivery import os_reason, public_url, scrubbed
+from store.http_delivery import REASON_BYTES, answer_reason, os_reason, public_url, scrubbed
 
 _WHAT = "the witness's --url"  # how a URL that cannot be read is named
 
@@ -57,8 +61,111 @@ def get_text(base: str, path: str, query: str = "", *, timeout: float = TIMEOUT)
     except requests.RequestException as exc:
         reason = os_reason(exc) or f"{type(exc).__name__}: {scrubbed(str(exc), url, what=_WHAT)}"
         raise CustodyError(f"cannot reach {shown}: {reason}") from None
-    response.encoding = "utf-8"
     if response.status_code != 200:
-        raise CustodyError(f"GET {shown} answered {response.status_code}: "
-                           f"{scrubbed(response.text[:200], url, what=_WHAT)}")
+        reason = answer_reason(response.content, base)
+        raise CustodyError(f"GET {shown} answered {response.status_code}{f' (reason: {reason})' if reason else ''}")
+    response.encoding = "utf-8"
     return response.text
+
+
+# --- handing the cosignature back ----------------------------------------------------------
+
+#: Where the witness hands its cosigned checkpoint back (docs/api.md).
+COSIGNATURES = "/api/v1/cosignatures"
+#: Seconds to wait before the second and third attempts to hand a cosignature back.
+RETRY_WAITS: tuple[float, ...] = (2.0, 8.0)
+
+
+@dataclass(frozen=True)
+class HandBack:
+    """How the hand-back of one cosigned checkpoint went: ``handed_back`` only when the city answered 2xx
+    (or, for a local instance, stored it).
+
+    ``may_pass`` says the failure may go away by itself (no connection, no answer in time, a 5xx or 429):
+    a later run can hand a cosignature back without anyone acting. Otherwise the city or the operator must
+    act on the reason first.
+    """
+
+    handed_back: bool
+    attempts: int
+    status: int | None  # the last answer's HTTP status; None when there was none
+    may_pass: bool
+    message: str
+    message_zh: str
+
+    def line(self) -> str:
+        return f"{self.message_zh} / {self.message}"
+
+
+def hand_back(base: str, note: bytes, *, timeout: float = TIMEOUT, retry_waits: Sequence[float] | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> HandBack:
+    """POST the cosigned checkpoint ``note`` to the city until it answers 2xx, waiting ``retry_waits[i]``
+    (default ``RETRY_WAITS``: 2 s, then 8 s) before attempt ``i + 2`` after a connection error, a timeout
+    or a 5xx/429 answer. Another 4xx is not retried, and a redirect is not followed (requests would turn
+    the POST into a GET on a 301 or 302). Never raises: the witness has cosigned and kept the checkpoint
+    whatever becomes of its delivery; the result says whether it was delivered and why not.
+    """
+    import requests
+
+    waits = RETRY_WAITS if retry_waits is None else tuple(retry_waits)
+    url = city_url(base, COSIGNATURES)
+    shown = f"POST {city_name(base, COSIGNATURES)}"
+    tried: list[tuple[str, str]] = []  # what each attempt got, in English and Chinese
+    final: tuple[str, str] | None = None  # why it was not tried again, when that was not for lack of attempts
+    status: int | None = None
+    while final is None and len(tried) < len(waits) + 1:
+        if tried:
+            sleep(waits[len(tried) - 1])
+        status = None
+        try:
+            with requests.post(url, data=note, timeout=timeout, allow_redirects=False, stream=True,
+                               headers={"Content-Type": "text/plain; charset=utf-8",
+                                        "Accept": "application/json, text/plain;q=0.9"}) as response:
+                status = response.status_code
+                reason = "" if 200 <= status < 300 else answer_reason(_start_of(response), base)
+        except requests.Timeout:
+            tried.append((f"gave no answer within {timeout:g} s", f"{timeout:g} 秒内无应答"))
+            continue
+        except requests.ConnectionError as exc:
+            why = os_reason(exc) or scrubbed(str(exc), url, what=_WHAT)
+            tried.append((f"cannot be reached: {why}", f"无法连接：{why}"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a malformed URL, an unexpected failure: not worth a retry
+            why = f"{type(exc).__name__}: {scrubbed(str(exc), url, what=_WHAT)}"
+            tried.append((f"cannot be sent: {why}", f"无法发送：{why}"))
+            final = ("not retried", "未重试")
+            continue
+        if 200 <= status < 300:
+            message, message_zh = f"cosignature handed back: {shown} answered {status}", \
+                f"见证签名已交回：{shown} 返回 {status}"
+            if tried:
+                message += f" on attempt {len(tried) + 1} (before: {'; '.join(got for got, _ in tried)})"
+                message_zh += f"（第 {len(tried) + 1} 次尝试；此前：{'；'.join(got for _, got in tried)}）"
+            return HandBack(True, len(tried) + 1, status, True, message, message_zh)
+        said, said_zh = (f" (reason: {reason})", f"（原因：{reason}）") if reason else ("", "")
+        tried.append((f"answered {status}{said}", f"返回 {status}{said_zh}"))
+        if 300 <= status < 400:
+            final = ("a redirect is not followed: give --url the address it points to",
+                     "不跟随重定向：请把 --url 改为其指向的地址")
+        elif status < 500 and status != 429:
+            final = ("not retried: a 4xx answer will not change by itself", "未重试：4xx 应答不会自行改变")
+    got, got_zh = tried[-1]
+    why, why_zh = final or (f"after {len(tried)} attempt{'s' if len(tried) > 1 else ''}",
+                            f"共尝试 {len(tried)} 次")
+    return HandBack(False, len(tried), status, final is None, f"cosignature NOT handed back: {shown} {got}; {why}",
+                    f"见证签名未交回：{shown} {got_zh}；{why_zh}")
+
+
+def _start_of(response: Any) -> bytes:
+    """The first ``REASON_BYTES`` of an answer's body, however long it is; what cannot be read is left."""
+    import requests
+
+    data = b""
+    try:
+        for chunk in response.iter_content(4096):
+            data += chunk
+            if len(data) >= REASON_BYTES:
+                break
+    except (requests.RequestException, OSError):
+        pass  # the status is the answer; a body that breaks off has said what it said
+    return data[:REASON_BYTES]
