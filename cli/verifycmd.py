@@ -1,7 +1,9 @@
 """``custody verify`` (the nightly integrity check) and ``custody witness`` (the province's cosigner).
 
 Exit codes: 0 everything holds; 1 anything is wrong (each broken leaf, item or
-checkpoint is named) or the witness refuses a checkpoint; 2 a usage error.
+checkpoint is named) or the witness refuses a checkpoint; 2 a usage error;
+3 (``custody witness --once``) the checkpoint was verified, cosigned and kept,
+but the city did not take the cosignature (docs/verification.md).
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ import click
 from cli.context import Context, emit_json, pass_ctx
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from store.ledger import Ledger
+    from store.witness_http import HandBack
 
 DEFAULT_SCHEDULE = "*-*-* 02:30:00"
+#: ``custody witness --once``: the checkpoint was verified, cosigned and kept, but the city did not take the
+#: cosignature (not an alarm about the log: that is exit 1).
+EXIT_NOT_HANDED_BACK = 3
 
 
 def _systemd_units(schedule: str, home: Path) -> str:
@@ -213,8 +221,12 @@ def _progress_bar() -> _Bar | None:
 class _Source:
     """Where the witness reads the log: the city's URL, or a local instance (``--local``, for cron and tests)."""
 
-    def __init__(self, url: str | None, local: Path | None, instance: Any = None):
+    def __init__(self, url: str | None, local: Path | None, instance: Any = None, *,
+                 retry_waits: Sequence[float] | None = None):
+        """``retry_waits``: seconds before each further attempt to hand a cosignature back to ``url``
+        (default ``store.witness_http.RETRY_WAITS``)."""
         self.url = url.rstrip("/") if url else None
+        self.retry_waits = retry_waits
         self.local = local if local is not None or instance is None else instance.home
         self.instance = instance
 
@@ -265,24 +277,27 @@ class _Source:
         assert self.url is not None
         return parse_consistency_proof(get_text(self.url, "/api/v1/proofs/consistency", f"old={old}&new={new}"))
 
-    def post(self, note: bytes, line: str) -> str:
-        if self.local is not None:
-            from store.verification import add_cosignature
+    def post(self, note: bytes) -> HandBack:
+        """Hand the cosigned checkpoint back: POST it to the city (retried, see store.witness_http.hand_back),
+        or store it in the local instance. Says whether it was taken; raises only on the unexpected."""
+        from store.witness_http import HandBack, hand_back
 
-            ledger = self._ledger()
-            try:
-                add_cosignature(ledger.instance, note)
-                return "stored in the local instance"
-            finally:
-                ledger.instance.close()
-        import requests
+        if self.local is None:
+            assert self.url is not None
+            return hand_back(self.url, note, retry_waits=self.retry_waits)
+        from custody.errors import CustodyError
+        from store.verification import add_cosignature
 
-        from store.witness_http import city_name, city_url
-
-        assert self.url is not None
-        response = requests.post(city_url(self.url, "/api/v1/cosignatures"), data=note,
-                                 headers={"Content-Type": "text/plain; charset=utf-8"}, timeout=30)
-        return f"POST {city_name(self.url, '/api/v1/cosignatures')} answered {response.status_code}"
+        ledger = self._ledger()
+        try:
+            add_cosignature(ledger.instance, note)
+        except CustodyError as exc:  # not a cosignature the city accepts: no registered witness, not its checkpoint
+            return HandBack(False, 1, None, False, f"cosignature NOT handed back: the local instance refused it: {exc}",
+                            f"见证签名未交回：本地实例拒收：{exc}")
+        finally:
+            ledger.instance.close()
+        return HandBack(True, 1, None, True, "cosignature handed back: stored in the local instance",
+                        "见证签名已交回：已存入本地实例")
 
 
 def _witness_config(home: Path, log_key: str | None, name: str | None) -> dict[str, Any]:
@@ -325,7 +340,13 @@ def _witness_key(home: Path, name: str, secret: bytes | None = None) -> Any:
 
 def witness_once(home: Path, source: _Source, *, log_key: str | None = None, name: str | None = None,
                  post: bool = True, now: datetime | None = None, secret: bytes | None = None) -> dict[str, Any]:
-    """One round: fetch, verify against the held checkpoint, cosign, store, post back. Raises WitnessRefusal."""
+    """One round: fetch, verify against the held checkpoint, cosign, keep, hand back. Raises WitnessRefusal.
+
+    The cosigned checkpoint is written to ``home`` (``checkpoint``, ``checkpoints/<size>``) before it is
+    handed back, so it is kept whatever becomes of the hand-back. The result says how that went:
+    ``handed_back`` (None with ``post=False``), ``posted`` / ``posted_zh``, and when it was not handed
+    back, ``next_step`` / ``next_step_zh`` for the operator.
+    """
     from custody.log.checkpoint import open_checkpoint
     from custody.log.note import parse_verifier_key
     from custody.verify.witness import witness_checkpoint
@@ -356,14 +377,41 @@ def witness_once(home: Path, source: _Source, *, log_key: str | None = None, nam
     tmp = held_path.with_suffix(".tmp")
     tmp.write_bytes(result.note)
     tmp.replace(held_path)
-    posted = "not posted (--no-post)"
-    if post:
-        try:
-            posted = source.post(result.note, result.line)
-        except Exception as exc:  # noqa: BLE001 - the witness has done its part; the city only failed to take it
-            posted = f"NOT POSTED: {type(exc).__name__}: {exc}"
-    return {"size": size, "root": result.checkpoint.root_hash.hex(), "previous_size": result.previous_size,
-            "cosignature": result.line.strip(), "posted": posted}
+    outcome: dict[str, Any] = {"size": size, "root": result.checkpoint.root_hash.hex(),
+                               "previous_size": result.previous_size, "cosignature": result.line.strip(),
+                               "handed_back": None, "posted": "not posted (--no-post)",
+                               "posted_zh": "未交回（--no-post）"}
+    if not post:
+        return outcome
+    from store.witness_http import HandBack
+
+    try:
+        handed = source.post(result.note)
+    except Exception as exc:  # noqa: BLE001 - the witness has done its part; only the delivery failed
+        handed = HandBack(False, 1, None, False, f"cosignature NOT handed back: {type(exc).__name__}: {exc}",
+                          f"见证签名未交回：{type(exc).__name__}：{exc}")
+    outcome.update(handed_back=handed.handed_back, attempts=handed.attempts, posted=handed.message,
+                   posted_zh=handed.message_zh)
+    if not handed.handed_back:
+        outcome["next_step"], outcome["next_step_zh"] = _after_a_failed_hand_back(home, size, handed)
+    return outcome
+
+
+def _after_a_failed_hand_back(home: Path, size: int, handed: HandBack) -> tuple[str, str]:
+    """What the operator is told when the city did not take the cosignature (English, Chinese)."""
+    kept = home / "checkpoints" / str(size)
+    message = (f"the cosigned checkpoint is kept ({kept}, and {home / 'checkpoint'}); the next run cosigns the "
+               "city's latest checkpoint again and hands that back (handing back twice is harmless: the city "
+               "keeps one line per witness key)")
+    message_zh = (f"已副署的检查点已保存（{kept}，及 {home / 'checkpoint'}）；下次运行会重新副署城市的最新检查点并交回"
+                  "（重复交回无害：城市对每个见证密钥只保留一行）")
+    if not handed.may_pass:
+        vkey = home / "witness.vkey"
+        message += (f", but it will fail again until the city or the operator acts on the reason above (a witness "
+                    f"key the city has not registered: the city runs custody witness-trust \"$(cat {vkey})\")")
+        message_zh += (f"，但在城市或运维处理上述原因之前仍会失败（若城市未登记见证密钥：城市运行 "
+                       f"custody witness-trust \"$(cat {vkey})\"）")
+    return message, message_zh
 
 
 @click.command()
@@ -378,14 +426,17 @@ def witness_once(home: Path, source: _Source, *, log_key: str | None = None, nam
 @click.option("--once", is_flag=True, help="One round, then exit (for cron).")
 @click.option("--interval", type=click.IntRange(min=5), default=300, show_default=True,
               help="Seconds between rounds without --once.")
-@click.option("--no-post", is_flag=True, help="Do not send the cosignature back to the city.")
+@click.option("--no-post", is_flag=True, help="Do not hand the cosignature back to the city.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per round.")
 def witness(url: str | None, local: Path | None, witness_home: Path, log_key: str | None, name: str | None,
             once: bool, interval: int, no_post: bool, as_json: bool) -> None:
-    """Witness the city's log: verify each new checkpoint extends the one held, cosign it, keep it.
+    """Witness the city's log: verify each new checkpoint extends the one held, cosign it, keep it, hand it back.
 
     Refuses (exit 1, loudly) a checkpoint that is forged, smaller than the one
-    held (a rollback) or not consistent with it (a fork).
+    held (a rollback) or not consistent with it (a fork). With --once, exits 3
+    when the checkpoint was cosigned and kept but the city did not take the
+    cosignature (not answered 2xx after the retries); the next run hands one
+    back.
     """
     from custody.verify.witness import WitnessRefusal
 
@@ -402,10 +453,18 @@ def witness(url: str | None, local: Path | None, witness_home: Path, log_key: st
                 click.echo(json.dumps({"alarm": exc.kind, "message": str(exc), "message_zh": exc.message_zh},
                                       ensure_ascii=False))
             raise SystemExit(1) from None
+        not_handed_back = result["handed_back"] is False
         if as_json:
             click.echo(json.dumps(result, ensure_ascii=False))
+        elif not_handed_back:
+            click.echo(f"cosigned size {result['size']} (root {result['root']}); NOT handed back (see below)")
         else:
             click.echo(f"cosigned size {result['size']} (root {result['root']}); {result['posted']}")
+        if not_handed_back:
+            click.echo(f"{result['posted_zh']} / {result['posted']}", err=True)
+            click.echo(f"{result['next_step_zh']} / {result['next_step']}", err=True)
+            if once:
+                raise SystemExit(EXIT_NOT_HANDED_BACK)
         if once:
             return
         log_key = None

@@ -128,9 +128,12 @@ def test_witness_cosigns_and_raises_the_alarm_on_a_rewritten_log(make_simulated,
     runner = CliRunner()
     first = runner.invoke(cli, ["witness", "--local", str(sim.instance.home), "--home", str(province),
                                 "--log-key", log_key, "--name", "province.witness", "--once", "--json"])
-    assert first.exit_code == 0, first.output
-    line = json.loads(first.output.strip().splitlines()[-1])
+    # Cosigned and kept, but not handed back: the city has not registered the key the first run creates.
+    assert first.exit_code == 3, first.output
+    assert "cosignature NOT handed back: the local instance refused it: no witness key is registered" in first.stderr
+    line = json.loads(first.stdout.strip().splitlines()[-1])
     assert line["size"] > 500 and line["cosignature"].startswith("— province.witness ")
+    assert line["handed_back"] is False
     # The city registers the witness and keeps its cosignatures; the verifier checks them.
     vkey = (province / "witness.vkey").read_text(encoding="utf-8").strip()
     assert _run(sim, "witness-trust", vkey).exit_code == 0
