@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from store import http_delivery
-from store.http_delivery import os_reason, scrubbed
 
 #: Seconds to wait before the webhook's second and third attempts.
 RETRY_WAITS: tuple[float, ...] = (2.0, 8.0)
@@ -128,46 +127,24 @@ def public_url(url: str) -> str:
 
 def post_webhook(url: str, report: dict[str, Any], *, timeout: float, retry_waits: Sequence[float],
                  sleep: Callable[[float], None]) -> AlarmDelivery:
-    """POST the report until it is answered 2xx, waiting ``retry_waits[i]`` before attempt ``i + 2`` after a
-    connection error, a timeout or a 5xx/429 answer. Redirects are not followed: requests would turn the
-    POST into a GET on a 302, and the 2xx that GET earns would not mean the report arrived."""
+    """POST the report until it is answered 2xx (:func:`store.http_delivery.post_until_taken`). Redirects are
+    not followed: requests would turn the POST into a GET on a 302, and the 2xx that GET earns would not
+    mean the report arrived."""
     import requests
 
+    def send() -> tuple[int, str]:
+        with requests.post(url, json=report, timeout=timeout, allow_redirects=False) as response:
+            return response.status_code, ""
+
     name = public_url(url)
-    attempts = len(retry_waits) + 1
-    tried: list[tuple[str, str]] = []  # what each attempt got, in English and Chinese
-    final: tuple[str, str] | None = None  # why it was not tried again, when that was not for lack of attempts
-    while final is None and len(tried) < attempts:
-        if tried:
-            sleep(retry_waits[len(tried) - 1])
-        try:
-            with requests.post(url, json=report, timeout=timeout, allow_redirects=False) as response:
-                status = response.status_code
-        except requests.Timeout:
-            tried.append((f"gave no answer within {timeout:g} s", f"{timeout:g} 秒内无应答"))
-            continue
-        except requests.ConnectionError as exc:
-            reason = os_reason(exc) or scrubbed(str(exc), url, what=_WHAT)
-            tried.append((f"cannot be reached: {reason}", f"无法连接：{reason}"))
-            continue
-        except Exception as exc:  # noqa: BLE001 - a failing webhook must not hide the verdict
-            reason = f"{type(exc).__name__}: {scrubbed(str(exc), url, what=_WHAT)}"
-            tried.append((f"cannot be posted to: {reason}", f"无法发送：{reason}"))
-            final = ("not retried", "未重试")
-            continue
-        if 200 <= status < 300:
-            message = f"alarm delivered: webhook {name} answered {status}"
-            message_zh = f"告警已送达：webhook {name} 返回 {status}"
-            if tried:
-                message += f" on attempt {len(tried) + 1} (before: {'; '.join(got for got, _ in tried)})"
-                message_zh += f"（第 {len(tried) + 1} 次尝试；此前：{'；'.join(got for _, got in tried)}）"
-            return AlarmDelivery("webhook", True, len(tried) + 1, message, message_zh)
-        tried.append((f"answered {status}", f"返回 {status}"))
-        if 300 <= status < 400:
-            final = ("a redirect is not followed: give the URL it points to", "不跟随重定向：请改用其指向的地址")
-        elif status < 500 and status != 429:
-            final = ("not retried: a 4xx answer will not change", "未重试：4xx 应答重试也不会改变")
-    got, got_zh = tried[-1]
-    why, why_zh = final or (f"after {len(tried)} attempt{'s' if len(tried) > 1 else ''}", f"共尝试 {len(tried)} 次")
-    return AlarmDelivery("webhook", False, len(tried), f"alarm NOT delivered: webhook {name} {got} ({why})",
-                         f"告警未送达：webhook {name} {got_zh}（{why_zh}）")
+    got = http_delivery.post_until_taken(send, url, timeout=timeout, retry_waits=retry_waits, sleep=sleep,
+                                         what=_WHAT, redirect=("a redirect is not followed: give the URL it points to",
+                                                               "不跟随重定向：请改用其指向的地址"))
+    if got.taken:
+        before, before_zh = got.before()
+        return AlarmDelivery("webhook", True, got.count,
+                             f"alarm delivered: webhook {name} answered {got.status}{before}",
+                             f"告警已送达：webhook {name} 返回 {got.status}{before_zh}")
+    (last, last_zh), (why, why_zh) = got.tried[-1], got.why_not()
+    return AlarmDelivery("webhook", False, got.count, f"alarm NOT delivered: webhook {name} {last} ({why})",
+                         f"告警未送达：webhook {name} {last_zh}（{why_zh}）")

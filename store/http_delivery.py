@@ -5,13 +5,15 @@ requests to the city (:mod:`store.witness_http`). A URL given by an operator
 may carry a token in its query string, its path or its user:password part;
 whatever is printed is named through :func:`public_url`, an exception's text is
 cleaned with :func:`scrubbed`, and what a server said is read with
-:func:`answer_reason`.
+:func:`answer_reason`. :func:`post_until_taken` is the retry loop both POSTs share.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from urllib.parse import quote_plus, urlsplit
 
 
@@ -141,3 +143,71 @@ def without_secrets(text: str, url: str) -> str:
     for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, "…")
     return text
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """What :func:`post_until_taken` got: ``taken`` on a 2xx answer. ``tried``: what each attempt that was
+    not taken got (English, Chinese); ``final``: why it was not tried again, when that was not for want of
+    attempts (None then, and when taken)."""
+
+    taken: bool
+    status: int | None
+    tried: list[tuple[str, str]]
+    final: tuple[str, str] | None
+
+    @property
+    def count(self) -> int:
+        return len(self.tried) + self.taken
+
+    def before(self) -> tuple[str, str]:
+        """' on attempt N (before: ...)' and its Chinese, for an answer taken after failed attempts; else ''."""
+        if not self.tried:
+            return "", ""
+        return (f" on attempt {self.count} (before: {'; '.join(got for got, _ in self.tried)})",
+                f"（第 {self.count} 次尝试；此前：{'；'.join(got for _, got in self.tried)}）")
+
+    def why_not(self) -> tuple[str, str]:
+        """The last attempt's answer is in ``tried[-1]``; this says why there was no other."""
+        n = len(self.tried)
+        return self.final or (f"after {n} attempt{'s' if n > 1 else ''}", f"共尝试 {n} 次")
+
+
+def post_until_taken(send: Callable[[], tuple[int, str]], url: str, *, timeout: float, retry_waits: Sequence[float],
+                     sleep: Callable[[float], None], what: str, redirect: tuple[str, str]) -> Attempts:
+    """Call ``send`` (one POST to ``url``, redirects not followed: its status and the reason its answer
+    gives, if any) until it answers 2xx, waiting ``retry_waits[i]`` before attempt ``i + 2`` after a
+    connection error, a timeout or a 5xx/429 answer. Another 4xx will not change by itself and a
+    redirect is not followed (``redirect``: what to do instead): neither is tried again. Never raises."""
+    import requests
+
+    tried: list[tuple[str, str]] = []
+    final: tuple[str, str] | None = None
+    status: int | None = None
+    while final is None and len(tried) < len(retry_waits) + 1:
+        if tried:
+            sleep(retry_waits[len(tried) - 1])
+        status = None
+        try:
+            status, reason = send()
+        except requests.Timeout:
+            tried.append((f"gave no answer within {timeout:g} s", f"{timeout:g} 秒内无应答"))
+            continue
+        except requests.ConnectionError as exc:
+            why = os_reason(exc) or scrubbed(str(exc), url, what=what)
+            tried.append((f"cannot be reached: {why}", f"无法连接：{why}"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - a malformed URL, an unexpected failure: not worth a retry
+            why = f"{type(exc).__name__}: {scrubbed(str(exc), url, what=what)}"
+            tried.append((f"cannot be sent: {why}", f"无法发送：{why}"))
+            final = ("not retried", "未重试")
+            continue
+        if 200 <= status < 300:
+            return Attempts(True, status, tried, None)
+        said, said_zh = (f" (reason: {reason})", f"（原因：{reason}）") if reason else ("", "")
+        tried.append((f"answered {status}{said}", f"返回 {status}{said_zh}"))
+        if 300 <= status < 400:
+            final = redirect
+        elif status < 500 and status != 429:
+            final = ("not retried: a 4xx answer will not change by itself", "未重试：4xx 应答不会自行改变")
+    return Attempts(False, status, tried, final)

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from custody.errors import CustodyError
-from store.http_delivery import REASON_BYTES, answer_reason, os_reason, public_url, scrubbed
+from store.http_delivery import REASON_BYTES, answer_reason, os_reason, post_until_taken, public_url, scrubbed
 
 _WHAT = "the witness's --url"  # how a URL that cannot be read is named
 
@@ -110,50 +110,26 @@ def hand_back(base: str, note: bytes, *, timeout: float = TIMEOUT, retry_waits: 
     waits = RETRY_WAITS if retry_waits is None else tuple(retry_waits)
     url = city_url(base, COSIGNATURES)
     shown = f"POST {city_name(base, COSIGNATURES)}"
-    tried: list[tuple[str, str]] = []  # what each attempt got, in English and Chinese
-    final: tuple[str, str] | None = None  # why it was not tried again, when that was not for lack of attempts
-    status: int | None = None
-    while final is None and len(tried) < len(waits) + 1:
-        if tried:
-            sleep(waits[len(tried) - 1])
-        status = None
-        try:
-            with requests.post(url, data=note, timeout=timeout, allow_redirects=False, stream=True,
-                               headers={"Content-Type": "text/plain; charset=utf-8",
-                                        "Accept": "application/json, text/plain;q=0.9"}) as response:
-                status = response.status_code
-                reason = "" if 200 <= status < 300 else answer_reason(_start_of(response), base)
-        except requests.Timeout:
-            tried.append((f"gave no answer within {timeout:g} s", f"{timeout:g} 秒内无应答"))
-            continue
-        except requests.ConnectionError as exc:
-            why = os_reason(exc) or scrubbed(str(exc), url, what=_WHAT)
-            tried.append((f"cannot be reached: {why}", f"无法连接：{why}"))
-            continue
-        except Exception as exc:  # noqa: BLE001 - a malformed URL, an unexpected failure: not worth a retry
-            why = f"{type(exc).__name__}: {scrubbed(str(exc), url, what=_WHAT)}"
-            tried.append((f"cannot be sent: {why}", f"无法发送：{why}"))
-            final = ("not retried", "未重试")
-            continue
-        if 200 <= status < 300:
-            message, message_zh = f"cosignature handed back: {shown} answered {status}", \
-                f"见证签名已交回：{shown} 返回 {status}"
-            if tried:
-                message += f" on attempt {len(tried) + 1} (before: {'; '.join(got for got, _ in tried)})"
-                message_zh += f"（第 {len(tried) + 1} 次尝试；此前：{'；'.join(got for _, got in tried)}）"
-            return HandBack(True, len(tried) + 1, status, True, message, message_zh)
-        said, said_zh = (f" (reason: {reason})", f"（原因：{reason}）") if reason else ("", "")
-        tried.append((f"answered {status}{said}", f"返回 {status}{said_zh}"))
-        if 300 <= status < 400:
-            final = ("a redirect is not followed: give --url the address it points to",
-                     "不跟随重定向：请把 --url 改为其指向的地址")
-        elif status < 500 and status != 429:
-            final = ("not retried: a 4xx answer will not change by itself", "未重试：4xx 应答不会自行改变")
-    got, got_zh = tried[-1]
-    why, why_zh = final or (f"after {len(tried)} attempt{'s' if len(tried) > 1 else ''}",
-                            f"共尝试 {len(tried)} 次")
-    return HandBack(False, len(tried), status, final is None, f"cosignature NOT handed back: {shown} {got}; {why}",
-                    f"见证签名未交回：{shown} {got_zh}；{why_zh}")
+
+    def send() -> tuple[int, str]:
+        with requests.post(url, data=note, timeout=timeout, allow_redirects=False, stream=True,
+                           headers={"Content-Type": "text/plain; charset=utf-8",
+                                    "Accept": "application/json, text/plain;q=0.9"}) as response:
+            status = response.status_code
+            return status, "" if 200 <= status < 300 else answer_reason(_start_of(response), base)
+
+    got = post_until_taken(send, url, timeout=timeout, retry_waits=waits, sleep=sleep, what=_WHAT,
+                           redirect=("a redirect is not followed: give --url the address it points to",
+                                     "不跟随重定向：请把 --url 改为其指向的地址"))
+    if got.taken:
+        before, before_zh = got.before()
+        return HandBack(True, got.count, got.status, True,
+                        f"cosignature handed back: {shown} answered {got.status}{before}",
+                        f"见证签名已交回：{shown} 返回 {got.status}{before_zh}")
+    (last, last_zh), (why, why_zh) = got.tried[-1], got.why_not()
+    return HandBack(False, got.count, got.status, got.final is None,
+                    f"cosignature NOT handed back: {shown} {last}; {why}",
+                    f"见证签名未交回：{shown} {last_zh}；{why_zh}")
 
 
 def _start_of(response: Any) -> bytes:
