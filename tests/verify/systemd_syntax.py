@@ -40,16 +40,22 @@ def units(text: str) -> dict[str, dict[str, dict[str, list[str]]]]:
     return out
 
 
-def expand_specifiers(raw: str) -> str:
+def _undoubled(text: str, char: str, what: str) -> str:
+    """``text`` with each doubled ``char`` as one; a single ``char`` (``what``: a specifier, a variable)
+    is not expected in the units custody writes."""
     out, i = [], 0
-    while i < len(raw):
-        if raw[i] == "%":
-            if raw[i + 1:i + 2] != "%":
-                raise ValueError(f"a specifier in {raw!r}")
+    while i < len(text):
+        if text[i] == char:
+            if text[i + 1:i + 2] != char:
+                raise ValueError(f"{what} in {text!r}")
             i += 1
-        out.append(raw[i])
+        out.append(text[i])
         i += 1
     return "".join(out)
+
+
+def expand_specifiers(raw: str) -> str:
+    return _undoubled(raw, "%", "a specifier")
 
 
 def words(raw: str) -> list[str]:
@@ -100,18 +106,7 @@ def _escape(text: str, i: int, raw: str) -> tuple[str, int]:
 
 def command_line(raw: str) -> list[str]:
     """ExecStart=: the argv systemd runs (``$$`` is a literal ``$``; a variable is not expected here)."""
-    argv = []
-    for word in words(raw):
-        out, i = [], 0
-        while i < len(word):
-            if word[i] == "$":
-                if word[i + 1:i + 2] != "$":
-                    raise ValueError(f"a variable in {raw!r}")
-                i += 1
-            out.append(word[i])
-            i += 1
-        argv.append("".join(out))
-    return argv
+    return [_undoubled(word, "$", "a variable") for word in words(raw)]
 
 
 def environment(raw: str) -> dict[str, str]:
