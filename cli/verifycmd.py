@@ -435,10 +435,13 @@ def witness(url: str | None, local: Path | None, witness_home: Path, log_key: st
     Refuses (exit 1, loudly) a checkpoint that is forged, smaller than the one
     held (a rollback) or not consistent with it (a fork). With --once, exits 3
     when the checkpoint was cosigned and kept but the city did not take the
-    cosignature (not answered 2xx after the retries); the next run hands one
-    back.
+    cosignature (not answered 2xx after the retries), or when the city could
+    not be reached or did not serve its checkpoint or a consistency proof
+    (nothing cosigned); the next run tries again. Without --once, neither ends
+    the loop.
     """
     from custody.verify.witness import WitnessRefusal
+    from store.witness_http import CityUnreachable
 
     if (url is None) == (local is None):
         raise click.UsageError("give exactly one of --url or --local")
@@ -446,6 +449,16 @@ def witness(url: str | None, local: Path | None, witness_home: Path, log_key: st
     while True:
         try:
             result = witness_once(witness_home, source, log_key=log_key, name=name, post=not no_post)
+        except CityUnreachable as exc:  # a network or server outage, not a finding: the loop goes on
+            again, again_zh = ("the next run", "下次运行") if once else ("the next round", "下一轮")
+            click.echo(f"见证本轮未完成：无法从城市获取检查点或一致性证明，本轮未副署；{again_zh}将重试 / "
+                       f"this round did not happen: {exc}; nothing was cosigned, {again} tries again", err=True)
+            if as_json:
+                click.echo(json.dumps({"unreachable": str(exc)}, ensure_ascii=False))
+            if once:
+                raise SystemExit(EXIT_NOT_HANDED_BACK) from None
+            time.sleep(interval)
+            continue
         except WitnessRefusal as exc:
             click.echo(f"WITNESS ALARM: {exc}", err=True)
             click.echo(f"见证告警：拒绝副署。{exc.message_zh}", err=True)

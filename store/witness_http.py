@@ -49,9 +49,16 @@ def city_name(base: str, path: str) -> str:
     return f"{server}{prefix}{path}"
 
 
+class CityUnreachable(CustodyError):
+    """The city could not be reached, or did not serve its checkpoint or a consistency proof: nothing was
+    cosigned, and nothing was found wrong with the log (exit 3; the witness's loop tries again)."""
+
+    exit_code = 3
+
+
 def get_text(base: str, path: str, query: str = "", *, timeout: float = TIMEOUT) -> str:
-    """GET ``path`` from the city and return the answer's text (UTF-8). Raises CustodyError (exit 1) naming
-    the endpoint without the URL's secrets when the city cannot be reached or does not answer 200."""
+    """GET ``path`` from the city and return the answer's text (UTF-8). Raises :class:`CityUnreachable`
+    naming the endpoint without the URL's secrets when the city cannot be reached or does not answer 200."""
     import requests
 
     url = city_url(base, path, query)
@@ -60,10 +67,11 @@ def get_text(base: str, path: str, query: str = "", *, timeout: float = TIMEOUT)
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
         reason = os_reason(exc) or f"{type(exc).__name__}: {scrubbed(str(exc), url, what=_WHAT)}"
-        raise CustodyError(f"cannot reach {shown}: {reason}") from None
+        raise CityUnreachable(f"cannot reach {shown}: {reason}") from None
     if response.status_code != 200:
         reason = answer_reason(response.content, base)
-        raise CustodyError(f"GET {shown} answered {response.status_code}{f' (reason: {reason})' if reason else ''}")
+        raise CityUnreachable(f"GET {shown} answered {response.status_code}"
+                              f"{f' (reason: {reason})' if reason else ''}")
     response.encoding = "utf-8"
     return response.text
 

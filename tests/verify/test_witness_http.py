@@ -170,7 +170,7 @@ def test_a_checkpoint_not_served_is_named_without_the_credentials(make_city, tmp
                                                                   answer: Answer) -> None:
     city = make_city(checkpoint=answer)
     result = _witness(city, tmp_path / "w", f"http://province:pa55word@127.0.0.1:{city.port}/secret?token=s3cr3t")
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # nothing cosigned, nothing found wrong: not the alarm (1)
     assert f"GET http://127.0.0.1:{city.port}/…/checkpoint answered {answer.status}" in result.output
     assert not any(secret in result.output for secret in (*SECRETS, "/secret"))
 
@@ -179,8 +179,9 @@ def test_a_city_that_cannot_be_reached_is_named_without_the_credentials(make_cit
     city = make_city()
     port = _closed_port()
     result = _witness(city, tmp_path / "w", f"http://province:pa55word@127.0.0.1:{port}/?token=s3cr3t")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert f"cannot reach http://127.0.0.1:{port}/checkpoint: Connection refused" in result.output
+    assert "nothing was cosigned, the next run tries again" in result.output and "WITNESS ALARM" not in result.output
     assert not any(secret in result.output for secret in SECRETS)
 
 
@@ -305,6 +306,27 @@ def test_without_once_a_round_not_handed_back_is_reported_and_the_witness_goes_o
                                 env={"CUSTODY_PASSPHRASE": "province-passphrase"})
     assert isinstance(result.exception, NextRound)  # it got to the wait before the next round: it did not exit
     assert len(city.posted()) == 3 and "cosignature NOT handed back" in result.stderr
+
+
+def test_without_once_an_unreachable_city_is_reported_and_the_witness_goes_on(
+        make_city, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network outage at the city ended the witness's loop with exit 1, the alarm's code."""
+    from cli import verifycmd
+
+    class NextRound(Exception):
+        pass
+
+    def sleep(seconds: float) -> None:
+        raise NextRound
+
+    monkeypatch.setattr(verifycmd.time, "sleep", sleep)
+    city = make_city()
+    result = CliRunner().invoke(cli, ["witness", "--url", f"http://127.0.0.1:{_closed_port()}", "--home",
+                                      str(tmp_path / "w"), "--log-key", city.log_key, "--interval", "5"],
+                                env={"CUSTODY_PASSPHRASE": "province-passphrase"})
+    assert isinstance(result.exception, NextRound)  # waiting for the next round: it did not exit
+    assert "nothing was cosigned, the next round tries again" in result.stderr
+    assert "WITNESS ALARM" not in result.output
 
 
 def test_the_real_city_refuses_an_unregistered_witness_with_its_reason_then_takes_it(
