@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flask import abort
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.orm import QueryableAttribute
 
 from store.instance import Instance
 from store.models import Item, Station
@@ -28,3 +29,11 @@ def find_station(instance: Instance, code: str, scope: Scope) -> Station:
     if station is None or not scope.allows(station.unit):
         abort(404)
     return station
+
+
+
+def contains_text(text: str, *columns: QueryableAttribute[str]) -> ColumnElement[bool]:
+    """Any of ``columns`` contains ``text``, ignoring ASCII case (as on SQLite, also on PostgreSQL); ``%`` and
+    ``_`` in the text are matched as themselves."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(*(column.ilike(f"%{escaped}%", escape="\\") for column in columns))

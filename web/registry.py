@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from custody.keyring import Role
@@ -18,11 +18,15 @@ from store.stations import KeyTaken, StationElsewhere, parse_public_key, registe
 from web.audit import audit
 from web.auth import current_principal, current_scope, has_role, login_required, roles_required
 from web.forms import PersonForm, PostForm, StationForm, UnitForm
+from web.lookup import contains_text
 from web.names import UNIT_KINDS
 from web.scope import Scope, UnitTree, unit_tree
 from web.state import state
+from web.templating import page_number, search_text
 
 bp = Blueprint("registry", __name__)
+#: Rows on a page of stations and of people.
+PAGE = 100
 
 
 def _unit_choices(scope: Scope, kinds: set[str] | None = None) -> list[tuple[str, str]]:
@@ -95,17 +99,26 @@ def stations() -> Any:
                     return redirect(url_for("registry.stations"), 303)
         else:
             status = 400
-    listed = select(Station).order_by(Station.code)
+    q = search_text()
+    page = page_number()
+    listed = select(Station)
     station_keys = select(KeyRecord).where(KeyRecord.role == Role.STATION.value)
     if not scope.everything:  # the officer's units only, not the whole city's stations and keys
         units = sorted(scope.units or ())
         listed = listed.where(Station.unit.in_(units))
         station_keys = station_keys.where(KeyRecord.kid.in_(select(Station.kid).where(Station.unit.in_(units))))
+    if q:
+        listed = listed.where(or_(contains_text(q, Station.code, Station.unit, Station.name),
+                                  Station.unit.in_(select(Unit.code).where(contains_text(q, Unit.name)))))
+    # Counted and paged in the database: the city has a station for every room.
     with st.instance.db.session() as s:
-        rows = list(s.scalars(listed))
-        keys = {k.kid: k for k in s.scalars(station_keys)}
+        total = s.scalar(select(func.count()).select_from(listed.subquery())) or 0
+        rows = list(s.scalars(listed.order_by(Station.code).offset((page - 1) * PAGE).limit(PAGE)))
+        kids = sorted({r.kid for r in rows if r.kid})
+        keys = {k.kid: k for k in s.scalars(station_keys.where(KeyRecord.kid.in_(kids)))} if kids else {}
     return render_template("stations.html", rows=rows, keys=keys, form=form, tree=unit_tree(st.instance),
-                           can_edit=has_role("officer")), status
+                           can_edit=has_role("officer"), q=q, total=total, page=page,
+                           pages=max(1, -(-total // PAGE))), status
 
 
 def _register_station(form: StationForm, raw: bytes, scope: Scope) -> int:
@@ -159,13 +172,21 @@ def people() -> Any:
                 return redirect(url_for("registry.people"), 303)
         else:
             status = 400
-    listed = select(Person).order_by(Person.unit, Person.staff_id)
+    q = search_text()
+    page = page_number()
+    listed = select(Person)
     if not scope.everything:
         listed = listed.where(Person.unit.in_(sorted(scope.units or ())))
+    if q:
+        listed = listed.where(or_(contains_text(q, Person.staff_id, Person.name, Person.unit),
+                                  Person.unit.in_(select(Unit.code).where(contains_text(q, Unit.name)))))
+    # Counted and paged in the database: the city has ~4,000 people.
     with st.instance.db.session() as s:
-        rows = list(s.scalars(listed))
+        total = s.scalar(select(func.count()).select_from(listed.subquery())) or 0
+        rows = list(s.scalars(listed.order_by(Person.unit, Person.staff_id).offset((page - 1) * PAGE).limit(PAGE)))
     return render_template("people.html", rows=rows, form=form, badge_form=PostForm(), tree=unit_tree(st.instance),
-                           can_edit=has_role("officer"), can_issue=has_role()), status
+                           can_edit=has_role("officer"), can_issue=has_role(), q=q, total=total, page=page,
+                           pages=max(1, -(-total // PAGE))), status
 
 
 @bp.route("/people/badges", methods=["POST"])

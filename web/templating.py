@@ -83,3 +83,10 @@ def page_number() -> int:
         return max(1, min(int(request.args.get("page", "1")), 100000))
     except ValueError:
         return 1
+
+
+def search_text(name: str = "q", limit: int = 64) -> str:
+    """A list's search box (``name`` in the query string), as the pager links carry it: stripped, printable
+    characters only (PostgreSQL refuses a NUL in a query) and at most ``limit`` of them."""
+    text = "".join(ch for ch in request.args.get(name, "") if ch.isprintable())
+    return text.strip()[:limit]
