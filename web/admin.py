@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from sqlalchemy import or_, select
+from sqlalchemy import Select, func, or_, select
 
 from custody.errors import NotFound
 from custody.keyring import Role
@@ -15,36 +15,50 @@ from web.accounts import ROLES, AccountError, create_account, list_accounts, set
 from web.audit import ACTIONS, audit, entries
 from web.auth import current_principal, current_scope, has_role, login_required, roles_required
 from web.forms import AccountForm, AccountToggleForm, RevokeForm, RotateForm
+from web.lookup import contains_text
 from web.names import KEY_ROLES, name_of
 from web.names import ROLES as ROLE_NAMES
 from web.scope import unit_tree
 from web.state import state
-from web.templating import local_time
+from web.templating import local_time, page_number, search_text
 
 bp = Blueprint("admin", __name__)
+#: Rows on a page of keys.
+KEYS_PAGE = 100
 
 
 # --- keys -------------------------------------------------------------------------------------
 
-def _visible_keys() -> list[KeyRecord]:
-    """The whole registry for administrators; for others the institute's and witnesses' public keys
-    and the station keys of their units."""
+def _visible_keys() -> Select[KeyRecord]:
+    """The keys the principal may see, as a query: the whole registry for administrators; for others the
+    institute's and witnesses' public keys and the station keys of their units."""
     scope = current_scope()
     if scope.everything:
-        return state().instance.keys.records()
+        return select(KeyRecord)
     # Read in the database: the city has a station key for every room.
     theirs = select(Station.code).where(Station.unit.in_(sorted(scope.units or ())))
+    return select(KeyRecord).where(or_(KeyRecord.role != Role.STATION.value, KeyRecord.owner.in_(theirs)))
+
+
+def _keys_page(revoke_form: RevokeForm, status: int = 200) -> Any:
+    q = search_text()
+    page = page_number()
+    listed = _visible_keys()
+    if q:
+        listed = listed.where(contains_text(q, KeyRecord.kid, KeyRecord.owner))
+    # Counted and paged in the database: the city has a station key for every room.
     with state().instance.db.session() as s:
-        return list(s.scalars(select(KeyRecord).where(or_(KeyRecord.role != Role.STATION.value,
-                                                           KeyRecord.owner.in_(theirs)))
-                              .order_by(KeyRecord.id)))
+        total = s.scalar(select(func.count()).select_from(listed.subquery())) or 0
+        rows = list(s.scalars(listed.order_by(KeyRecord.id).offset((page - 1) * KEYS_PAGE).limit(KEYS_PAGE)))
+    return render_template("keys.html", rows=rows, rotate_form=RotateForm(), revoke_form=revoke_form,
+                           can_rotate=has_role(), can_revoke=has_role("officer"), now=state().now(), q=q,
+                           total=total, page=page, pages=max(1, -(-total // KEYS_PAGE))), status
 
 
 @bp.route("/keys")
 @login_required
 def keys() -> Any:
-    return render_template("keys.html", rows=_visible_keys(), rotate_form=RotateForm(), revoke_form=RevokeForm(),
-                           can_rotate=has_role(), can_revoke=has_role("officer"), now=state().now())
+    return _keys_page(RevokeForm())
 
 
 @bp.route("/keys/rotate", methods=["POST"])
@@ -67,14 +81,15 @@ def rotate() -> Any:
 def revoke() -> Any:
     form = RevokeForm()
     if not form.validate_on_submit():
-        return render_template("keys.html", rows=_visible_keys(), rotate_form=RotateForm(), revoke_form=form,
-                               can_rotate=has_role(), can_revoke=True, now=state().now()), 400
+        return _keys_page(form, 400)
     st = state()
     kid = (form.kid.data or "").lower()
     if not has_role():
         # Officers revoke the station keys of their own units, nothing else.
-        stations = {k.kid for k in _visible_keys() if k.role == Role.STATION.value}
-        if kid not in stations:
+        with st.instance.db.session() as s:
+            theirs = s.scalars(_visible_keys().where(KeyRecord.role == Role.STATION.value, KeyRecord.kid == kid)
+                               .limit(1)).first()
+        if theirs is None:
             abort(404)
     at = st.now()
     try:
