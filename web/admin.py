@@ -12,7 +12,7 @@ from custody.errors import NotFound
 from custody.keyring import Role
 from store.models import KeyRecord, Station
 from web.accounts import ROLES, AccountError, create_account, list_accounts, set_disabled
-from web.audit import ACTIONS, audit, entries
+from web.audit import ACTIONS, audit, entries, entry_count
 from web.auth import current_principal, current_scope, has_role, login_required, roles_required
 from web.forms import AccountForm, AccountToggleForm, RevokeForm, RotateForm
 from web.lookup import contains_text
@@ -23,8 +23,8 @@ from web.state import state
 from web.templating import local_time, page_number, search_text
 
 bp = Blueprint("admin", __name__)
-#: Rows on a page of keys.
-KEYS_PAGE = 100
+#: Rows on a page of keys, and of the audit trail.
+KEYS_PAGE = AUDIT_PAGE = 100
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -167,6 +167,11 @@ def audit_log() -> Any:
     if action and action not in ACTIONS:
         action = ""
     target = request.args.get("target", "").strip()[:200]
-    return render_template("audit.html", rows=entries(state().instance, limit=300, action=action or None,
-                                                      target=target or None),
-                           actions=ACTIONS, action=action, target=target)
+    page = page_number()
+    # Counted and paged in the database: it showed the newest 300 and nothing older.
+    instance = state().instance
+    total = entry_count(instance, action=action or None, target=target or None)
+    rows = entries(instance, limit=AUDIT_PAGE, offset=(page - 1) * AUDIT_PAGE, action=action or None,
+                   target=target or None)
+    return render_template("audit.html", rows=rows, actions=ACTIONS, action=action, target=target, total=total,
+                           page=page, pages=max(1, -(-total // AUDIT_PAGE)))

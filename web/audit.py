@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 
 from store.accounts import AuditEntry
 from store.instance import Instance
@@ -39,12 +39,24 @@ def audit(user: Principal | str, action: str, target: str, detail: str = "") -> 
     record(st.instance, user, action, target, now=st.now(), detail=detail, address=request.remote_addr or "")
 
 
-def entries(instance: Instance, *, limit: int = 200, action: str | None = None,
-            target: str | None = None) -> list[AuditEntry]:
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+def _matching(action: str | None, target: str | None) -> Select[AuditEntry]:
+    query = select(AuditEntry)
     if action:
         query = query.where(AuditEntry.action == action)
     if target:
         query = query.where(AuditEntry.target == target)
+    return query
+
+
+def entries(instance: Instance, *, limit: int = 200, offset: int = 0, action: str | None = None,
+            target: str | None = None) -> list[AuditEntry]:
+    """The entries with that action and target (each if given), newest first, ``offset`` of them skipped."""
+    query = _matching(action, target).order_by(AuditEntry.id.desc()).offset(offset).limit(limit)
     with instance.db.session() as s:
         return list(s.scalars(query))
+
+
+def entry_count(instance: Instance, *, action: str | None = None, target: str | None = None) -> int:
+    """How many entries :func:`entries` would page through."""
+    with instance.db.session() as s:
+        return s.scalar(select(func.count()).select_from(_matching(action, target).subquery())) or 0

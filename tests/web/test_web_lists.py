@@ -1,5 +1,5 @@
 """The registry lists at city scale (a station and a key per room, ~4,000 people): paged in the database,
-searchable, and still only the officer's own units."""
+searchable, and still only the officer's own units; the audit trail, paged to its oldest entry."""
 
 from __future__ import annotations
 
@@ -221,3 +221,39 @@ def test_an_officer_revokes_a_key_of_their_station_on_a_later_page_and_no_other(
     assert "desk stolen" in east.get(f"/keys?q={kid}").text
     invalid = east.post("/keys/revoke", data={"csrf_token": token, "kid": "xyz", "reason": ""})
     assert invalid.status_code == 400 and ROW.findall(invalid.text) == every_page(east, "/keys")[:KEYS_PAGE]
+
+
+def test_the_audit_trail_is_paged_to_its_oldest_entry(tiny_exam: Any) -> None:
+    # It showed the newest 300 entries and nothing older, filter or not.
+    from datetime import UTC, datetime, timedelta
+
+    from tests.web.conftest import CHEAP, PASSWORD, login, make_app, new_address
+    from web.accounts import create_account
+    from web.admin import AUDIT_PAGE
+    from web.audit import record
+
+    views = 3 * AUDIT_PAGE + 20
+    at = datetime(2017, 6, 20, 0, 0, tzinfo=UTC)
+    for n in range(views):
+        record(tiny_exam, "detective", "view_item", f"T-{n:03d}", now=at + timedelta(seconds=n))
+    record(tiny_exam, "east", "download_labels", "subject=YW", now=at + timedelta(seconds=views))
+    create_account(tiny_exam, "auditor", PASSWORD, "auditor", "3601", at, hasher=CHEAP)
+    auditor = make_app(tiny_exam).test_client()
+    auditor.environ_base["REMOTE_ADDR"] = new_address()
+    assert login(auditor, "auditor").status_code == 302
+    newest_first = [f"T-{n:03d}" for n in reversed(range(views))]
+    target = re.compile(r"<td>(T-\d{3})</td>")
+
+    first = auditor.get("/audit").text
+    assert first.count("<tr><td>") == AUDIT_PAGE and "1 / 4" in first  # and the auditor's own login
+    assert "下载标签" in first and "T-000" not in first
+    page = auditor.get("/audit?action=view_item").text
+    assert target.findall(page) == newest_first[:AUDIT_PAGE] and f"共 {views} 条记录" in page
+    assert re.search(r'href="/audit\?page=2&amp;action=view_item&amp;target="', page)
+    last = auditor.get("/audit?action=view_item&page=4").text
+    assert target.findall(last) == newest_first[3 * AUDIT_PAGE:] and "T-000" in last
+    for junk in ("abc", "0", "-3"):
+        assert target.findall(auditor.get(f"/audit?action=view_item&page={junk}").text) == newest_first[:AUDIT_PAGE]
+    assert target.findall(auditor.get("/audit?action=view_item&page=99999999").text) == []
+    oldest = auditor.get("/audit?target=T-000").text
+    assert target.findall(oldest) == ["T-000"] and "共 1 条记录" in oldest
