@@ -166,7 +166,7 @@ def audit_log() -> Any:
     action = request.args.get("action", "")
     if action and action not in ACTIONS:
         action = ""
-    target = request.args.get("target", "").strip()[:200]
+    target = search_text("target", 200)
     page = page_number()
     # Counted and paged in the database: it showed the newest 300 and nothing older.
     instance = state().instance

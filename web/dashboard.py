@@ -13,7 +13,7 @@ from web.names import STAGE_ORDER, TIER_ORDER
 from web.overview import build_overview, load_subjects
 from web.scope import unit_tree
 from web.state import state
-from web.templating import page_number
+from web.templating import page_number, search_text
 from web.verification import VERIFICATION_ROLES
 
 bp = Blueprint("dashboard", __name__)
@@ -69,7 +69,7 @@ def alerts() -> Any:
     severity = request.args.get("severity", "")
     if severity not in SEVERITY_ORDER:
         severity = ""
-    code = request.args.get("code", "").strip()[:40]
+    code = search_text("code", 40)
     page = page_number()
     # Filtered, counted and paged in the database: an exam morning logs thousands of late syncs.
     total = st.ledger.alert_count(units, severity=severity or None, code=code or None)

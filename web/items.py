@@ -18,7 +18,7 @@ from web.lookup import find_item
 from web.names import KINDS, name_of
 from web.scope import unit_tree
 from web.state import state
-from web.templating import page_number
+from web.templating import page_number, search_text
 from web.timeline import people_names, timeline, verified_label
 
 bp = Blueprint("items", __name__)
@@ -31,8 +31,8 @@ def index() -> Any:
     st = state()
     scope = current_scope()
     exam = st.exam()
-    q = request.args.get("q", "").strip()[:64]
-    subject = request.args.get("subject", "").strip()[:8]
+    q = search_text("q", 64)
+    subject = search_text("subject", 8)
     kind = request.args.get("kind", "").strip()[:32]
     page = page_number()
     query = select(Item).where(Item.exam == exam)
