@@ -245,12 +245,21 @@ ACTION_BY_VALUE = {a.value: a for a in Action}
 CONDITION_BY_VALUE = {c.value: c for c in SealCondition}
 
 
+#: Control characters no text of an event may hold (tab, line feed and carriage return may be in a note):
+#: PostgreSQL refuses a NUL in a text column (the alert quoting a reason failed its whole batch), and an
+#: escape sequence in a reason would act on the terminal of whoever lists the alerts.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _opt_text(raw: Mapping[str, Any], field: str, limit: int = 64) -> str | None:
     value = raw.get(field)
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > limit:
         raise MalformedEvent(f"{field} must be null or text of 1 to {limit} characters, found {value!r}")
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise MalformedEvent(f"{field} holds the control character U+{ord(bad.group()):04X}; expected text")
     return value
 
 

@@ -33,7 +33,12 @@ def _event(**changes: object) -> dict[str, object]:
     return {**raw, **changes}
 
 
-@given(note=st.text(max_size=60), reason=st.text(min_size=1, max_size=60))
+#: Any text an event may hold: everything but lone surrogates and control characters (tab, line feed and
+#: carriage return aside).
+TEXT = st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from("\t\n\r")
+
+
+@given(note=st.text(TEXT, max_size=60), reason=st.text(TEXT, min_size=1, max_size=60))
 def test_the_signed_bytes_are_the_jcs_bytes(note: str, reason: str) -> None:
     raw = _event(note=note or None, reason=reason)
     assert parse_event(raw).canonical() == rfc8785.dumps(raw)
@@ -42,6 +47,17 @@ def test_the_signed_bytes_are_the_jcs_bytes(note: str, reason: str) -> None:
 def test_a_lone_surrogate_is_a_malformed_event() -> None:
     with pytest.raises(MalformedEvent, match="surrogate"):
         parse_event(_event(note="\ud800 broken"))
+
+
+@pytest.mark.parametrize("field", ["note", "reason", "from_unit", "box"])
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x7f", "\x9b"])
+def test_a_control_character_in_an_events_text_is_malformed(field: str, char: str) -> None:
+    with pytest.raises(MalformedEvent, match=f"{field} holds the control character U\\+{ord(char):04X}"):
+        parse_event(_event(**{field: f"text{char}more"}))
+
+
+def test_tabs_and_line_breaks_may_be_in_a_note() -> None:
+    assert parse_event(_event(note="line one\n\tline two\r\n")).note == "line one\n\tline two\r\n"
 
 
 def test_station_time_is_parsed_as_utc() -> None:

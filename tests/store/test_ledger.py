@@ -113,6 +113,20 @@ def test_bad_submissions_are_refused_and_the_refusal_is_evidence(ledger: Ledger,
     assert not any(json.loads(d)["type"] == "handover" for d in leaves)
 
 
+@pytest.mark.parametrize("text", ["short\x00by one", "\x1b[2Jcleared", "bell\x07", "c1\x85"])
+def test_a_control_character_in_an_events_text_is_refused_and_the_rest_of_the_batch_goes_in(
+        ledger: Ledger, desk: Desk, text: str) -> None:
+    """A signed event whose note held a NUL was accepted, and on PostgreSQL the alert quoting it failed the
+    whole batch (a text column refuses NUL): every event sent with it was lost to a retry loop."""
+    bad, good = desk.receive_events(2, T)
+    bad["event"]["note"] = text
+    signer = desk.signers[desk.code]
+    bad["sig"] = base64.b64encode(signer.sign(canonical_json(bad["event"]))).decode()
+    results = ledger.submit([bad, good])
+    assert [r["status"] for r in results] == ["refused", "accepted"], results
+    assert "control character" in results[0]["reason"] + results[0].get("error", "")
+
+
 def test_a_crash_mid_batch_stores_nothing_and_the_log_still_verifies(ledger: Ledger, desk: Desk,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     size, checkpoint = ledger.size(), ledger.latest_checkpoint()
