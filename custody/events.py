@@ -251,15 +251,22 @@ CONDITION_BY_VALUE = {c.value: c for c in SealCondition}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+def control_character(text: str) -> str | None:
+    """The first control character of ``text`` that no text of custody's may hold (see ``_CONTROL``), as
+    ``U+0000``; None if there is none."""
+    bad = _CONTROL.search(text)
+    return None if bad is None else f"U+{ord(bad.group()):04X}"
+
+
 def _opt_text(raw: Mapping[str, Any], field: str, limit: int = 64) -> str | None:
     value = raw.get(field)
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > limit:
         raise MalformedEvent(f"{field} must be null or text of 1 to {limit} characters, found {value!r}")
-    bad = _CONTROL.search(value)
+    bad = control_character(value)
     if bad is not None:
-        raise MalformedEvent(f"{field} holds the control character U+{ord(bad.group()):04X}; expected text")
+        raise MalformedEvent(f"{field} holds the control character {bad}; expected text")
     return value
 
 

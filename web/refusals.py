@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from custody.events import HEX64
+from custody.events import HEX64, control_character
 from store.accounts import AuditEntry
 from store.instance import Instance
 from store.ledger import Ledger
@@ -44,6 +44,11 @@ def check_report(report: Any) -> str | None:
             return f"{name} has the wrong type"
         if isinstance(value, str) and len(value) > longest:
             return f"{name} is longer than {longest} characters"
+        # the text of the refused label is evidence, kept as it was read (escaped in the leaf's JSON); the
+        # rest is read into queries and pages (PostgreSQL refuses a NUL in a query)
+        bad = control_character(value) if isinstance(value, str) and name != "text" else None
+        if bad is not None:
+            return f"{name} holds the control character {bad}"
     if not _ID.match(report["id"]):
         return "id must be letters, digits and ._:- (at most 80)"
     if report.get("text_sha256") is not None and not HEX64.match(report["text_sha256"]):
@@ -55,16 +60,17 @@ def record_refusals(instance: Instance, ledger: Ledger, station: str, reports: l
                     now: datetime) -> list[dict[str, Any]]:
     exam = instance.current_exam()
     results: list[dict[str, Any] | None] = [None] * len(reports)
-    keys = {n: f"{station}/{r['id']}" for n, r in enumerate(reports) if isinstance(r, dict)
-            and isinstance(r.get("id"), str)}
+    problems = [check_report(r) for r in reports]
+    # only well-formed reports are read into queries
+    keys = {n: f"{station}/{r['id']}" for n, r in enumerate(reports) if problems[n] is None}
     with instance.db.session() as s:
         seen = {e.target: int(e.detail) for e in s.scalars(select(AuditEntry).where(
             AuditEntry.action == "scan_refusal", AuditEntry.target.in_(list(keys.values()) or [""])))}
-        claimed = {r.get("item") for r in reports if isinstance(r, dict) and isinstance(r.get("item"), str)}
+        claimed = {reports[n].get("item") for n in keys if isinstance(reports[n].get("item"), str)}
         known = set(s.scalars(select(Item.item_id).where(Item.exam == exam, Item.item_id.in_(claimed or {""}))))
     fresh: list[tuple[int, dict[str, Any]]] = []
     for n, report in enumerate(reports):
-        problem = check_report(report)
+        problem = problems[n]
         if problem:
             results[n] = {"status": "refused", "id": report.get("id") if isinstance(report, dict) else None,
                           "error": "malformed", "reason": problem}

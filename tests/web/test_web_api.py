@@ -283,6 +283,31 @@ def test_stations_report_refused_scans_as_evidence_once(station_world) -> None:
     assert [r["index"] for r in again[:2]] == [r["index"] for r in results[:2]] and ledger.size() == size
 
 
+def test_a_refusal_report_with_a_control_character_is_refused_alone_and_its_label_text_kept(station_world) -> None:
+    """A claimed item or an id with a NUL went into the reports' queries before they were checked: a 500 on
+    PostgreSQL for the whole request, which the station sent again and again. The label text read off a
+    forged QR may hold anything: it is evidence, kept as read."""
+    app, ledger, city, _ = station_world
+    client = app.test_client()
+    reports = [{"id": "ST-3601-R0000011", "seen_at": "2017-06-12T02:00:00Z", "reason": "bad_signature",
+                "item": "YW-X-K001\x00"},
+               {"id": "ST-3601-R0000012\x00", "seen_at": "2017-06-12T02:00:01Z", "reason": "bad_signature"},
+               {"id": "ST-3601-R0000013", "seen_at": "2017-06-12T02:00:02Z", "reason": "bad_signature",
+                "message": "\x1b[2J", "item": "YW-X-K001"},
+               {"id": "ST-3601-R0000014", "seen_at": "2017-06-12T02:00:03Z", "reason": "bad_signature",
+                "text": "CUS1:\x00\x1bforged", "item": "YW-X-K001"}]
+    body = json.dumps({"refusals": reports}).encode()
+    headers = {**signed_headers(_signer(city), city.code, "POST", "/api/v1/refusals", body),
+               "Content-Type": "application/json"}
+    response = client.post("/api/v1/refusals", data=body, headers=headers)
+    assert response.status_code == 200, response.text
+    results = response.json["results"]
+    assert [r["status"] for r in results] == ["refused", "refused", "refused", "accepted"]
+    assert "item holds the control character U+0000" in results[0]["reason"]
+    assert "message holds the control character U+001B" in results[2]["reason"]
+    assert json.loads(ledger.leaf(results[3]["index"]).data)["text"] == "CUS1:\x00\x1bforged"
+
+
 def test_a_witness_cosignature_is_kept_and_shown(station_world) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
