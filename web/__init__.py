@@ -92,11 +92,15 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
 
     @app.before_request
     def _no_nul() -> None:
-        # A NUL in the path or the query string is never meant, and PostgreSQL refuses it in a query (a 500
-        # wherever a page passed it on: /items/YW%00, /labels/pdf?subject=%00): 400 here. Not the body: reading
-        # the form here would parse an upload before its view sets the limit it may have.
+        # A NUL in the path, the query string or a form is never meant, and PostgreSQL refuses it in a query or
+        # a row (a 500 wherever a page passed it on: /items/YW%00, /labels/pdf?subject=%00, a person's name):
+        # 400 here. Only a urlencoded form is read (the CSRF check reads it anyway): a multipart upload is
+        # parsed by its view, after it sets the limit the upload may have.
+        fields = [request.args]
+        if request.mimetype == "application/x-www-form-urlencoded":
+            fields.append(request.form)
         if "\x00" in request.path or any("\x00" in key or "\x00" in value
-                                          for key, value in request.args.items(multi=True)):
+                                          for values in fields for key, value in values.items(multi=True)):
             abort(400)
 
     @app.before_request

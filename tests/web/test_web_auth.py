@@ -130,6 +130,18 @@ def test_a_forged_or_missing_csrf_token_is_refused_and_nothing_is_stored(client_
     assert app_login_without_token(client) == 400
 
 
+def test_a_nul_in_a_form_is_a_bad_request_and_nothing_is_stored(client_as, exam_day) -> None:
+    """A person's name with a NUL was a 500 on PostgreSQL (a text column refuses it)."""
+    from store.models import Person
+
+    client = client_as("admin")
+    token = csrf_token(client.get("/people").text)
+    data = {"csrf_token": token, "staff_id": f"X{uuid.uuid4().hex[:8]}", "name": "王\x00五", "unit": "K001"}
+    assert client.post("/people", data=data).status_code == 400
+    with exam_day.instance.db.session() as s:
+        assert s.get(Person, data["staff_id"]) is None
+
+
 def app_login_without_token(client) -> int:
     return client.post("/login", data={"username": "east", "password": PASSWORD}).status_code
 
