@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -254,6 +255,16 @@ def test_the_openapi_document_describes_the_api(station_world) -> None:
     assert spec["paths"]["/api/v1/events"]["post"]["requestBody"]["required"] is True
 
 
+def _post_refusals(client: Any, city: Any, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """POST ``reports`` to /api/v1/refusals signed by ``city``'s station; the results (the answer must be 200)."""
+    body = json.dumps({"refusals": reports}).encode()
+    headers = {**signed_headers(_signer(city), city.code, "POST", "/api/v1/refusals", body),
+               "Content-Type": "application/json"}
+    response = client.post("/api/v1/refusals", data=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return list(response.json["results"])
+
+
 def test_stations_report_refused_scans_as_evidence_once(station_world) -> None:
     app, ledger, city, _ = station_world
     client = app.test_client()
@@ -262,12 +273,7 @@ def test_stations_report_refused_scans_as_evidence_once(station_world) -> None:
                 "frame": 17, "item": "YW-X-K001"},
                {"id": "ST-3601-R0000002", "seen_at": "2017-06-12T02:00:05Z", "reason": "not_ours", "item": "FAKE-1"},
                {"id": "ST-3601-R0000003", "reason": "no seen_at"}]
-    body = json.dumps({"refusals": reports}).encode()
-    headers = {**signed_headers(_signer(city), city.code, "POST", "/api/v1/refusals", body),
-               "Content-Type": "application/json"}
-    response = client.post("/api/v1/refusals", data=body, headers=headers)
-    assert response.status_code == 200, response.text
-    results = response.json["results"]
+    results = _post_refusals(client, city, reports)
     assert [r["status"] for r in results] == ["accepted", "accepted", "refused"]
     key = parse_verifier_key(ledger.log_key())
     for r in results[:2]:
@@ -276,9 +282,7 @@ def test_stations_report_refused_scans_as_evidence_once(station_world) -> None:
     assert history[-1]["leaf"]["type"] == "scan_refusal" and history[-1]["leaf"]["station"] == "ST-3601"
     assert json.loads(ledger.leaf(results[1]["index"]).data)["claimed_item"] == "FAKE-1"
     size = ledger.size()
-    headers = {**signed_headers(_signer(city), city.code, "POST", "/api/v1/refusals", body),
-               "Content-Type": "application/json"}
-    again = client.post("/api/v1/refusals", data=body, headers=headers).json["results"]
+    again = _post_refusals(client, city, reports)
     assert [r["status"] for r in again] == ["duplicate", "duplicate", "refused"]
     assert [r["index"] for r in again[:2]] == [r["index"] for r in results[:2]] and ledger.size() == size
 
@@ -296,12 +300,7 @@ def test_a_refusal_report_with_a_control_character_is_refused_alone_and_its_labe
                 "message": "\x1b[2J", "item": "YW-X-K001"},
                {"id": "ST-3601-R0000014", "seen_at": "2017-06-12T02:00:03Z", "reason": "bad_signature",
                 "text": "CUS1:\x00\x1bforged", "item": "YW-X-K001"}]
-    body = json.dumps({"refusals": reports}).encode()
-    headers = {**signed_headers(_signer(city), city.code, "POST", "/api/v1/refusals", body),
-               "Content-Type": "application/json"}
-    response = client.post("/api/v1/refusals", data=body, headers=headers)
-    assert response.status_code == 200, response.text
-    results = response.json["results"]
+    results = _post_refusals(client, city, reports)
     assert [r["status"] for r in results] == ["refused", "refused", "refused", "accepted"]
     assert "item holds the control character U+0000" in results[0]["reason"]
     assert "message holds the control character U+001B" in results[2]["reason"]
