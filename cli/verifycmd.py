@@ -372,11 +372,12 @@ def witness_once(home: Path, source: _Source, *, log_key: str | None = None, nam
     result = witness_checkpoint(new_note, held, proof, verifier, name=config["name"], signer=key,
                                 timestamp=int(when.timestamp()), public_raw=public_raw(key))
     size = result.checkpoint.size
-    (home / "checkpoints").mkdir(exist_ok=True)
-    (home / "checkpoints" / str(size)).write_bytes(result.note)
-    tmp = held_path.with_suffix(".tmp")
-    tmp.write_bytes(result.note)
-    tmp.replace(held_path)
+    # each whole or not at all, on disk before the hand-back: a half-written held checkpoint after a crash
+    # or a power cut would stop every later round (it could not be read)
+    from keys.durable import write_atomically
+
+    write_atomically(home / "checkpoints" / str(size), result.note)
+    write_atomically(held_path, result.note)
     outcome: dict[str, Any] = {"size": size, "root": result.checkpoint.root_hash.hex(),
                                "previous_size": result.previous_size, "cosignature": result.line.strip(),
                                "handed_back": None, "posted": "not posted (--no-post)",

@@ -215,6 +215,31 @@ def test_500_then_200_is_handed_back_on_attempt_2(make_city, tmp_path: Path, tin
     assert [r.body for r in city.posted()] == [_kept(tmp_path / "w")[1]] * 2
 
 
+def test_the_cosigned_checkpoint_is_on_disk_before_it_is_handed_back(make_city, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The held checkpoint was written without a flush to disk: after a power cut it could come back empty or
+    half written, and every later round would stop on it."""
+    import os
+
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    city = make_city(posts=[Answer(200, b'{"size": 1, "cosignatures": []}')])
+    home = tmp_path / "w"
+    result = _witness(city, home, f"http://127.0.0.1:{city.port}")
+    assert result.exit_code == 0, result.output
+    size = _kept(home)[0]
+    flushed = {Path(p).name for p in synced}
+    assert any(name.startswith(".checkpoint.") for name in flushed)  # the new copy, flushed before the rename
+    assert any(name.startswith(f".{size}.") for name in flushed)
+    assert str(home) in synced and str(home / "checkpoints") in synced  # and each folder's entry
+
+
 def test_a_cosignature_never_taken_exits_3_keeps_the_checkpoint_and_goes_back_next_run(
         make_city, tmp_path: Path, tiny_waits: None) -> None:
     city = make_city(posts=[Answer(500, b"Internal Server Error", "text/plain")])
