@@ -14,7 +14,7 @@ from store.models import Item, Subject
 from web.audit import audit
 from web.auth import current_principal, current_scope, login_required
 from web.errors import error_response
-from web.lookup import find_item
+from web.lookup import contains_text, find_item
 from web.names import KINDS, name_of
 from web.scope import unit_tree
 from web.state import state
@@ -36,9 +36,8 @@ def index() -> Any:
     kind = request.args.get("kind", "").strip()[:32]
     page = page_number()
     query = select(Item).where(Item.exam == exam)
-    if q:
-        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Item.item_id.like(f"%{escaped}%", escape="\\"))
+    if q:  # in any case on both databases (LIKE ignores case on SQLite only)
+        query = query.where(contains_text(q, Item.item_id))
     if subject:
         query = query.where(Item.subject == subject)
     if kind:

@@ -40,6 +40,16 @@ def test_lists_and_the_dashboard_show_only_the_officers_county(client_as) -> Non
     assert "ST-K001" in stations and "ST-K002" not in stations
 
 
+def test_the_item_search_ignores_case_on_both_databases_and_keeps_to_the_county(client_as) -> None:
+    # LIKE ignores ASCII case on SQLite but not on PostgreSQL: yw-p found the east county's bundles on one
+    # database and nothing on the other
+    east = client_as("east")
+    for q in (EAST_ITEM, EAST_ITEM.lower()):
+        found = east.get(f"/items?q={q}").text
+        assert EAST_ITEM in found and WEST_ITEM not in found, q
+    assert WEST_ITEM not in east.get(f"/items?q={WEST_ITEM.lower()}").text
+
+
 def test_an_officers_registry_pages_read_only_their_units(client_as, app) -> None:
     # Filtered after reading, every page view of a site officer read the city's ~4,000 people, ~2,000
     # stations and their keys.
