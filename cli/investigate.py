@@ -104,7 +104,7 @@ def investigate(ctx: Context, subject: str | None, as_of: datetime | None, item:
 
 
 def _summary(report: Any, lang: str) -> None:
-    from printing.report import named, when
+    from printing.report import anomaly_codes, named, when
 
     zh = lang == "zh"
     s = report.subject
@@ -112,7 +112,7 @@ def _summary(report: Any, lang: str) -> None:
     click.echo(f"{subject} {when(s.starts_at)}  log size {report.tree_size}  items {len(report.custodies)}")
     click.echo("rank  score   unit                  tier     items  hours  anomalies")
     for u in report.ranking[:10]:
-        codes = ",".join(sorted({a.code for a in u.anomalies}))
+        codes = anomaly_codes(u.anomalies)
         click.echo(f"{u.rank:>4}  {u.score:>6.1f}  {u.unit:<20}  {u.tier:<7}  {len(u.items):>5}  "
                    f"{u.hours_before_start:>5.1f}  {codes}")
         for r in u.reasons[:3] if u.rank <= 3 else ():

@@ -12,7 +12,7 @@ log's verifier key, the signed checkpoint, and every cited leaf's index, hash an
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -135,6 +135,14 @@ def joined(parts: Sequence[str], lang: str = "zh", *, clauses: bool = False) -> 
     if clauses:
         return ("；" if lang == "zh" else "; ").join(parts)
     return ("、" if lang == "zh" else ", ").join(parts)
+
+
+def anomaly_codes(anomalies: Iterable[Any], sep: str = ",") -> str:
+    """The codes of a unit's anomalies for a ranking row: what counts first, then in parentheses the
+    ``info`` ones (explained by a late upload, a report of an item found), which are not scored."""
+    counted = sorted({a.code for a in anomalies if a.severity != "info"})
+    noted = sorted({a.code for a in anomalies if a.severity == "info"} - set(counted))
+    return sep.join(counted + [f"({code})" for code in noted])
 
 
 def when(value: datetime | None, lang: str = "zh") -> str:
@@ -322,7 +330,7 @@ def report_view(report: Report, lang: str = "zh") -> dict[str, Any]:
             "tier": TIER_NAMES.get(u.tier, (u.tier, u.tier))[0 if zh else 1], "score": f"{u.score:.1f}",
             "items": len(u.items), "item_list": ", ".join(u.items[:8]) + ("…" if len(u.items) > 8 else ""),
             "hours": f"{u.hours_before_start:.1f}", "people": _names(report, u.people, lang),
-            "anomalies": ", ".join(sorted({a.code for a in u.anomalies})), "gaps": len(u.gaps),
+            "anomalies": anomaly_codes(u.anomalies, ", "), "gaps": len(u.gaps),
             "reasons": [(f"{r.points:.1f}", r.zh if zh else r.en) for r in u.reasons]})
     details = []
     for c in _detailed(report):

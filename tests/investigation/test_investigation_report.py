@@ -94,6 +94,11 @@ def test_the_offline_sites_late_uploads_do_not_put_findings_on_the_county(demo: 
     assert {a.code: a.severity for a in site.anomalies}["late_sync"] == "warning"
     leak = next(u for u in report.ranking if u.unit == LEAK_COUNTY)
     assert [a.severity for a in leak.anomalies if a.code == "out_of_sequence"] == ["warning"]
+    # the ranking row shows the explained alert apart from what counts
+    from printing.report import anomaly_codes
+
+    assert anomaly_codes(county.anomalies) == "(out_of_sequence)"
+    assert anomaly_codes(leak.anomalies).startswith("night_access,out_of_sequence,seal_damaged")
 
 
 def test_scope_of_a_leaked_bundle_before_the_exam(demo: Demo) -> None:
