@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from store import http_delivery
+from store.http_delivery import RETRY_WAITS
 
-#: Seconds to wait before the webhook's second and third attempts.
-RETRY_WAITS: tuple[float, ...] = (2.0, 8.0)
 _WHAT = "the webhook URL"  # how a webhook URL that cannot be read is named
 
 

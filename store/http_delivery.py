@@ -145,6 +145,10 @@ def without_secrets(text: str, url: str) -> str:
     return text
 
 
+#: Seconds to wait before a POST's second and third attempts (the alarm webhook, the witness's hand-back).
+RETRY_WAITS: tuple[float, ...] = (2.0, 8.0)
+
+
 @dataclass(frozen=True)
 class Attempts:
     """What :func:`post_until_taken` got: ``taken`` on a 2xx answer. ``tried``: what each attempt that was

@@ -17,7 +17,15 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from custody.errors import CustodyError
-from store.http_delivery import REASON_BYTES, answer_reason, os_reason, post_until_taken, public_url, scrubbed
+from store.http_delivery import (
+    REASON_BYTES,
+    RETRY_WAITS,
+    answer_reason,
+    os_reason,
+    post_until_taken,
+    public_url,
+    scrubbed,
+)
 
 _WHAT = "the witness's --url"  # how a URL that cannot be read is named
 
@@ -80,8 +88,6 @@ def get_text(base: str, path: str, query: str = "", *, timeout: float = TIMEOUT)
 
 #: Where the witness hands its cosigned checkpoint back (docs/api.md).
 COSIGNATURES = "/api/v1/cosignatures"
-#: Seconds to wait before the second and third attempts to hand a cosignature back.
-RETRY_WAITS: tuple[float, ...] = (2.0, 8.0)
 
 
 @dataclass(frozen=True)
