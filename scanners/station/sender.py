@@ -35,6 +35,9 @@ from scanners.station.errors import ReceiptError
 from scanners.station.faults import pause_point
 from scanners.station.outbox import Backoff, Outbox, OutboxEvent, Settled
 
+#: How a refused event and an id conflict are named in a report's errors (the station window tells them apart).
+REFUSED, CONFLICT = " refused by the server: ", "the log already holds another event with id"
+
 
 @dataclass
 class SendReport:
@@ -98,7 +101,7 @@ def verify_receipt(submission: dict[str, Any], result: dict[str, Any], log_key: 
             return Settled(event_id, "receipted", status, index, digest, receipt)
         if status == "duplicate" and leaf.get("type") == "handover":
             return Settled(event_id, "conflict", status, index, digest, receipt,
-                           error=f"the log already holds another event with id {event_id} (leaf {index}); this "
+                           error=f"{CONFLICT} {event_id} (leaf {index}); this "
                                  "station's sequence was reused (restored from an old backup?)")
         raise ReceiptError(f"the receipt for {event_id} proves a leaf that does not hold our event")
     if status == "refused":
@@ -193,7 +196,7 @@ class Sender:
                 report.duplicate += s.status == "duplicate"
             elif s.state == "refused":
                 report.refused += 1
-                report.errors.append(f"{s.id} refused by the server: {s.error}")
+                report.errors.append(f"{s.id}{REFUSED}{s.error}")
             else:
                 report.conflict += 1
                 report.errors.append(f"{s.id}: {s.error}")

@@ -42,6 +42,7 @@ import numpy as np
 from custody.errors import SourceError
 from scanners.station.messages import status_message
 from scanners.station.render import panel_for, render_frame
+from scanners.station.sender import CONFLICT, REFUSED
 from scanners.station.session import HandoverSession
 from scanners.station.sound import SoundPlayer
 from scanners.station.station import SessionIncomplete, Station, SyncReport
@@ -49,10 +50,6 @@ from scanners.station.station import SessionIncomplete, Station, SyncReport
 MISSING_REASON = "清点短少 count short"
 SEAL_REASON = "封条破损 seal damaged"
 REOPEN_EVERY = 5.0
-
-
-#: How the sender names a refused record and an id conflict in its errors (scanners.station.sender).
-REFUSED, CONFLICT = " refused by the server: ", "the log already holds another event with id"
 
 
 def sync_messages(report: SyncReport) -> list[tuple[str, str, str]]:
