@@ -257,13 +257,16 @@ def users_unlock(ctx: Context, username: str | None, address: str | None) -> Non
 
     if username is None and address is None:
         raise click.UsageError("name an account, or give --address (see `custody users locks`)")
+    keys, named = [], []
     if username is not None:
         _find(ctx, username)  # a mistyped name is an error, not a silent "unlocked"
-    keys = ([user_lock_key(username)] if username is not None else []) + \
-        ([address_lock_key(address.strip())] if address is not None else [])
+        keys.append(user_lock_key(username))
+        named.append(username)
+    if address is not None:
+        keys.append(address_lock_key(address.strip()))
+        named.append(f"address {address.strip()}")
     _throttle(ctx).clear(keys)
-    click.echo(" and ".join(([f"{username}"] if username is not None else [])
-                            + ([f"address {address.strip()}"] if address is not None else [])) + " unlocked")
+    click.echo(" and ".join(named) + " unlocked")
 
 
 @users.command("locks")
