@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from store.alert_hooks import RETRY_WAITS, notify_failure, public_url, undelivered_line
+from tests.verify.http_stub import closed_port, serve_in_background, stop
 
 REPORT = {"ok": False, "summary": "FAILED: 1 problem(s) found.", "finding_counts": {"leaf_hash_mismatch": 1}}
 TINY = (0.01, 0.01)  # three attempts, without the nightly job's 2 s and 8 s
@@ -58,14 +57,13 @@ def webhook() -> Iterator[Callable[[list[int]], _Hook]]:
 
     def start(statuses: list[int]) -> _Hook:
         hook = _Hook(statuses)
-        threading.Thread(target=hook.server.serve_forever, args=(0.01,), daemon=True).start()
+        serve_in_background(hook.server)
         started.append(hook)
         return hook
 
     yield start
     for hook in started:
-        hook.server.shutdown()
-        hook.server.server_close()
+        stop(hook.server)
 
 
 def _post(url: str, waits: tuple[float, ...] = TINY) -> tuple[bool, int, str]:
@@ -112,14 +110,9 @@ def test_a_redirect_is_not_followed_and_not_delivered(webhook) -> None:
     assert "answered 302 (a redirect is not followed" in line
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed on leaving: a connection to it is refused
-
 
 def test_a_closed_port_is_not_delivered_after_every_attempt() -> None:
-    shown = f"http://127.0.0.1:{_closed_port()}"
+    shown = f"http://127.0.0.1:{closed_port()}"
     delivered, attempts, line = _post(shown + "/hook")
     assert not delivered and attempts == 3
     assert line == (f"告警未送达：webhook {shown} 无法连接：Connection refused（共尝试 3 次） / "
@@ -145,7 +138,7 @@ def test_the_token_in_the_webhook_url_is_never_shown(webhook, statuses: list[int
 
 
 def test_the_token_is_not_shown_when_the_connection_fails() -> None:
-    url = f"http://user:pa55word@127.0.0.1:{_closed_port()}/hook?token=s3cr3t"
+    url = f"http://user:pa55word@127.0.0.1:{closed_port()}/hook?token=s3cr3t"
     _, _, line = _post(url, waits=())
     assert "s3cr3t" not in line and "pa55word" not in line and "/hook" not in line
 
@@ -165,7 +158,7 @@ def test_public_url_keeps_scheme_host_and_port_only() -> None:
 
 
 def test_a_token_in_the_path_is_not_shown_when_the_hook_cannot_be_reached() -> None:
-    delivered, attempts, line = _post(f"http://127.0.0.1:{_closed_port()}/services/T000/B000/s3cr3tpath")
+    delivered, attempts, line = _post(f"http://127.0.0.1:{closed_port()}/services/T000/B000/s3cr3tpath")
     assert not delivered and attempts == 3 and "s3cr3tpath" not in line
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import http.server
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from store.witness_http import RETRY_WAITS, HandBack, hand_back
+from tests.verify.http_stub import closed_port, serve_in_background, stop
 
 NOTE = "test.exam/zk2017\n577\nq83vS3mv...=\n\n— test.exam/zk2017 abcd\n— province.witness efgh\n".encode()
 TINY = (0.01, 0.01)  # three attempts, without the cron job's 2 s and 8 s
@@ -76,21 +76,15 @@ def city() -> Iterator[Callable[..., _City]]:
 
     def start(*answers: Answer) -> _City:
         server = _City(list(answers))
-        threading.Thread(target=server.server.serve_forever, args=(0.01,), daemon=True).start()
+        serve_in_background(server.server)
         started.append(server)
         return server
 
     yield start
     for server in started:
         server.released.set()
-        server.server.shutdown()
-        server.server.server_close()
+        stop(server.server)
 
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed on leaving: a connection to it is refused
 
 
 def _hand_back(url: str, waits: tuple[float, ...] = TINY, timeout: float = 5) -> HandBack:
@@ -183,7 +177,7 @@ def test_a_redirect_is_not_followed_and_not_handed_back(city) -> None:
 
 
 def test_a_refused_connection_is_not_handed_back_after_every_attempt() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     handed = _hand_back(url)
     assert not handed.handed_back and handed.attempts == 3 and handed.status is None and handed.may_pass
     assert handed.line() == (
@@ -227,6 +221,6 @@ def test_the_credentials_in_the_url_are_sent_and_never_shown(city, answers: list
 
 
 def test_the_credentials_are_not_shown_when_the_city_cannot_be_reached() -> None:
-    handed = _hand_back(f"http://province:pa55word@127.0.0.1:{_closed_port()}/prefix?token=s3cr3t", waits=())
+    handed = _hand_back(f"http://province:pa55word@127.0.0.1:{closed_port()}/prefix?token=s3cr3t", waits=())
     assert not handed.handed_back and "Connection refused" in handed.message
     assert not any(secret in handed.line() for secret in ("s3cr3t", "pa55word", "prefix"))

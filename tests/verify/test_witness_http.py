@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from cli.verifycmd import register
+from tests.verify.http_stub import closed_port
 
 if "witness" not in cli.commands:  # until cli/main.py registers it
     register(cli)
@@ -147,11 +147,6 @@ def _run_witness(log_key: str, home: Path, url: str, *args: str) -> Result:
                               env={"CUSTODY_PASSPHRASE": "province-passphrase"}, catch_exceptions=False)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed on leaving: a connection to it is refused
-
 
 def test_the_credentials_of_the_url_are_sent_with_each_request(make_city, tmp_path: Path) -> None:
     city = make_city()
@@ -177,7 +172,7 @@ def test_a_checkpoint_not_served_is_named_without_the_credentials(make_city, tmp
 
 def test_a_city_that_cannot_be_reached_is_named_without_the_credentials(make_city, tmp_path: Path) -> None:
     city = make_city()
-    port = _closed_port()
+    port = closed_port()
     result = _witness(city, tmp_path / "w", f"http://province:pa55word@127.0.0.1:{port}/?token=s3cr3t")
     assert result.exit_code == 3
     assert f"cannot reach http://127.0.0.1:{port}/checkpoint: Connection refused" in result.output
@@ -346,7 +341,7 @@ def test_without_once_an_unreachable_city_is_reported_and_the_witness_goes_on(
 
     monkeypatch.setattr(verifycmd.time, "sleep", sleep)
     city = make_city()
-    result = CliRunner().invoke(cli, ["witness", "--url", f"http://127.0.0.1:{_closed_port()}", "--home",
+    result = CliRunner().invoke(cli, ["witness", "--url", f"http://127.0.0.1:{closed_port()}", "--home",
                                       str(tmp_path / "w"), "--log-key", city.log_key, "--interval", "5"],
                                 env={"CUSTODY_PASSPHRASE": "province-passphrase"})
     assert isinstance(result.exception, NextRound)  # waiting for the next round: it did not exit
