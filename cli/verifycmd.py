@@ -3,7 +3,8 @@
 Exit codes: 0 everything holds; 1 anything is wrong (each broken leaf, item or
 checkpoint is named) or the witness refuses a checkpoint; 2 a usage error;
 3 (``custody witness --once``) the checkpoint was verified, cosigned and kept,
-but the city did not take the cosignature (docs/verification.md).
+but the city did not take the cosignature, or the city could not be reached and
+nothing was cosigned (docs/verification.md).
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ def find_station(instance: Instance, code: str, scope: Scope) -> Station:
     return station
 
 
-
 def contains_text(text: str, *columns: QueryableAttribute[str]) -> ColumnElement[bool]:
     """Any of ``columns`` contains ``text``, ignoring ASCII case (as on SQLite, also on PostgreSQL); ``%`` and
     ``_`` in the text are matched as themselves."""

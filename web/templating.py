@@ -87,6 +87,6 @@ def page_number() -> int:
 
 def search_text(name: str = "q", limit: int = 64) -> str:
     """A list's search box (``name`` in the query string), as the pager links carry it: stripped, printable
-    characters only (PostgreSQL refuses a NUL in a query) and at most ``limit`` of them."""
+    characters only and at most ``limit`` of them (a NUL never gets this far: web.create_app answers 400)."""
     text = "".join(ch for ch in request.args.get(name, "") if ch.isprintable())
     return text.strip()[:limit]
