@@ -20,7 +20,7 @@ from web.names import KEY_ROLES, name_of
 from web.names import ROLES as ROLE_NAMES
 from web.scope import unit_tree
 from web.state import state
-from web.templating import local_time, page_number, search_text
+from web.templating import local_time, page_count, page_number, search_text
 
 bp = Blueprint("admin", __name__)
 #: Rows on a page of keys, and of the audit trail.
@@ -52,7 +52,7 @@ def _keys_page(revoke_form: RevokeForm, status: int = 200) -> Any:
         rows = list(s.scalars(listed.order_by(KeyRecord.id).offset((page - 1) * KEYS_PAGE).limit(KEYS_PAGE)))
     return render_template("keys.html", rows=rows, rotate_form=RotateForm(), revoke_form=revoke_form,
                            can_rotate=has_role(), can_revoke=has_role("officer"), now=state().now(), q=q,
-                           total=total, page=page, pages=max(1, -(-total // KEYS_PAGE))), status
+                           total=total, page=page, pages=page_count(total, KEYS_PAGE)), status
 
 
 @bp.route("/keys")
@@ -174,4 +174,4 @@ def audit_log() -> Any:
     rows = entries(instance, limit=AUDIT_PAGE, offset=(page - 1) * AUDIT_PAGE, action=action or None,
                    target=target or None)
     return render_template("audit.html", rows=rows, actions=ACTIONS, action=action, target=target, total=total,
-                           page=page, pages=max(1, -(-total // AUDIT_PAGE)))
+                           page=page, pages=page_count(total, AUDIT_PAGE))

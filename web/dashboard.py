@@ -13,7 +13,7 @@ from web.names import STAGE_ORDER, TIER_ORDER
 from web.overview import build_overview, load_subjects
 from web.scope import unit_tree
 from web.state import state
-from web.templating import page_number, search_text
+from web.templating import page_count, page_number, search_text
 from web.verification import VERIFICATION_ROLES
 
 bp = Blueprint("dashboard", __name__)
@@ -76,5 +76,5 @@ def alerts() -> Any:
     found = st.ledger.alerts(units, limit=ALERTS_PAGE, offset=(page - 1) * ALERTS_PAGE, severity=severity or None,
                              code=code or None)
     return render_template("alerts.html", alerts=found, total=total, severity=severity, code=code,
-                           codes=st.ledger.alert_codes(units), page=page, pages=max(1, -(-total // ALERTS_PAGE)),
+                           codes=st.ledger.alert_codes(units), page=page, pages=page_count(total, ALERTS_PAGE),
                            tree=unit_tree(st.instance))

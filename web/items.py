@@ -18,7 +18,7 @@ from web.lookup import contains_text, find_item
 from web.names import KINDS, name_of
 from web.scope import unit_tree
 from web.state import state
-from web.templating import page_number, search_text
+from web.templating import page_count, page_number, search_text
 from web.timeline import people_names, timeline, verified_label
 
 bp = Blueprint("items", __name__)
@@ -52,7 +52,7 @@ def index() -> Any:
         rows = list(s.scalars(query.order_by(Item.id).offset((page - 1) * PAGE).limit(PAGE)))
         subjects = list(s.scalars(select(Subject).where(Subject.exam == exam).order_by(Subject.starts_at)))
     states = st.item_states(exam) if rows else {}
-    pages = max(1, -(-total // PAGE))
+    pages = page_count(total, PAGE)
     return render_template("items.html", rows=rows, states=states, total=total, page=page, pages=pages,
                            q=q, subject=subject, kind=kind, subjects=subjects, kinds=_listed_kinds(),
                            tree=unit_tree(st.instance))

@@ -22,7 +22,7 @@ from web.lookup import contains_text
 from web.names import UNIT_KINDS
 from web.scope import Scope, UnitTree, unit_tree
 from web.state import state
-from web.templating import page_number, search_text
+from web.templating import page_count, page_number, search_text
 
 bp = Blueprint("registry", __name__)
 #: Rows on a page of stations and of people.
@@ -118,7 +118,7 @@ def stations() -> Any:
         keys = {k.kid: k for k in s.scalars(station_keys.where(KeyRecord.kid.in_(kids)))} if kids else {}
     return render_template("stations.html", rows=rows, keys=keys, form=form, tree=unit_tree(st.instance),
                            can_edit=has_role("officer"), q=q, total=total, page=page,
-                           pages=max(1, -(-total // PAGE))), status
+                           pages=page_count(total, PAGE)), status
 
 
 def _register_station(form: StationForm, raw: bytes, scope: Scope) -> int:
@@ -186,7 +186,7 @@ def people() -> Any:
         rows = list(s.scalars(listed.order_by(Person.unit, Person.staff_id).offset((page - 1) * PAGE).limit(PAGE)))
     return render_template("people.html", rows=rows, form=form, badge_form=PostForm(), tree=unit_tree(st.instance),
                            can_edit=has_role("officer"), can_issue=has_role(), q=q, total=total, page=page,
-                           pages=max(1, -(-total // PAGE))), status
+                           pages=page_count(total, PAGE)), status
 
 
 @bp.route("/people/badges", methods=["POST"])

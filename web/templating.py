@@ -85,6 +85,11 @@ def page_number() -> int:
         return 1
 
 
+def page_count(total: int, size: int) -> int:
+    """How many pages of ``size`` rows ``total`` rows fill (at least one: an empty list is one empty page)."""
+    return max(1, -(-total // size))
+
+
 def search_text(name: str = "q", limit: int = 64) -> str:
     """A list's search box (``name`` in the query string), as the pager links carry it: stripped, printable
     characters only and at most ``limit`` of them (a NUL never gets this far: web.create_app answers 400)."""

@@ -28,7 +28,7 @@ from store.verification_models import VerificationRun
 from web.audit import audit
 from web.auth import current_principal, institute_wide
 from web.state import state
-from web.templating import page_number
+from web.templating import page_count, page_number
 
 bp = Blueprint("verification", __name__)
 #: Who sees verification reports (administrators always do).
@@ -83,7 +83,7 @@ def index() -> Any:
         total = s.scalar(select(func.count()).select_from(VerificationRun)) or 0
         rows = s.execute(select(*_LIST_COLUMNS).order_by(VerificationRun.id.desc())
                          .offset((page - 1) * PAGE).limit(PAGE)).all()
-    return render_template("verification.html", rows=rows, total=total, page=page, pages=max(1, -(-total // PAGE)))
+    return render_template("verification.html", rows=rows, total=total, page=page, pages=page_count(total, PAGE))
 
 
 @bp.route("/verification/<int:run_id>")
