@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from custody.errors import InstanceError
 from custody.keyring import Role
 from keys.manager import KeyManager
-from store.db import Database, database_url
+from store.db import Database, database_url, placeholder
 from store.models import Setting
 
 DEFAULT_HOME = Path("custody-home")
@@ -41,16 +41,24 @@ class Instance:
 
     def setting(self, name: str, default: str | None = None, *, session: Session | None = None) -> str:
         """A setting's value; read in ``session`` if given (a writer's own transaction), else in a new one."""
-        if session is not None:
-            row = session.get(Setting, name)
+        value: str | None
+        if session is not None and not (session.new or session.dirty or session.deleted):
+            # the log writer asks once a batch: the driver's own SQL costs a fifth of the ORM's get (with
+            # nothing pending in the session, there is nothing the get would have flushed first)
+            connection = session.connection()
+            row = connection.exec_driver_sql(
+                f"SELECT value FROM {Setting.__tablename__} WHERE name = {placeholder(connection)}", (name,)).first()
+            value = None if row is None else str(row[0])
+        elif session is not None:
+            value = getattr(session.get(Setting, name), "value", None)
         else:
             with self.db.session() as s:
-                row = s.get(Setting, name)
-        if row is None:
+                value = getattr(s.get(Setting, name), "value", None)
+        if value is None:
             if default is None:
                 raise InstanceError(f"the instance has no setting {name!r}; was it initialised?")
             return default
-        return row.value
+        return value
 
     def set_setting(self, name: str, value: str) -> None:
         with self.db.write_session() as s:

@@ -180,6 +180,7 @@ class Ledger:
         self._end: int | None = None  # the log size after this ledger's last append
         #: The witness copy's version and the tree head last found consistent (or left so by this ledger).
         self._witnessed: tuple[Any, tuple[int, bytes]] | None = None
+        self._signed_note: bytes | None = None  # the checkpoint this ledger signed and committed last
         self._rules_lock = threading.Lock()  # taken inside a write session, never the other way round
 
     # --- keys -----------------------------------------------------------------------
@@ -444,6 +445,7 @@ class Ledger:
         """After an append's commit: remember the log's size, and keep ``note`` (signed for ``head``) as
         the witness copy in the instance folder."""
         self._end = head[0]
+        self._signed_note = note
         write_witness_copy(self.instance.home, note)
         self._witnessed = (witness_stamp(self.instance.home), head)
 
@@ -601,7 +603,8 @@ class Ledger:
                 results.append(builder.handover(event, p.kid, p.sig, key))
             first, integration = store.append(builder.leaves)
             builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
+            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
+                                         signed_before=self._signed_note)
             head = store.head()
             for r in results:
                 key = r.pop("_key", None)
@@ -647,7 +650,8 @@ class Ledger:
             marks = [builder.record(dict(r)) for r in records]
             first, _ = store.append(builder.leaves)
             builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
+            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
+                                         signed_before=self._signed_note)
             head = store.head()
         if any(leaf.type == "backup_order" for leaf in builder.leaves):
             # The tracker learns orders from the log when it is built: rebuild it.
@@ -678,7 +682,8 @@ class Ledger:
                 count += 1
             first, _ = store.append(builder.leaves)
             builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now)
+            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
+                                         signed_before=self._signed_note)
             head = store.head()
         self._committed(note, head)
         return count

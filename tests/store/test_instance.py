@@ -40,6 +40,23 @@ def test_init_creates_encrypted_keys_and_is_idempotent(make_instance, tmp_path: 
         assert s.scalar(select(func.count()).select_from(KeyRecord)) == 3
 
 
+def test_a_setting_read_in_a_writers_session_sees_what_that_session_changed(make_instance) -> None:
+    """Read in the caller's transaction: a value that session changed and has not flushed yet, else the
+    stored one (read in the driver's own SQL), else the default."""
+    from store.models import Setting
+
+    instance = make_instance()
+    instance.set_setting("exam", "zk2017")
+    with instance.db.write_session() as s:
+        assert instance.setting("exam", session=s) == "zk2017"
+        assert instance.setting("no such", "fallback", session=s) == "fallback"
+        s.get(Setting, "exam").value = "zk2018"  # pending, not flushed
+        assert instance.current_exam(s) == "zk2018"
+        s.add(Setting(name="late", value="added"))
+        assert instance.setting("late", session=s) == "added"
+    assert instance.current_exam() == "zk2018" and instance.setting("late") == "added"
+
+
 def test_import_is_all_or_nothing(make_instance, tmp_path: Path) -> None:
     instance = make_instance()
     plan = sample_plan("tiny")

@@ -302,6 +302,30 @@ def test_the_log_refuses_to_sign_against_an_inconsistent_checkpoint(ledger: Ledg
         ledger.submit(desk.receive_events(1, T + timedelta(minutes=3)))
 
 
+def test_a_replaced_latest_checkpoint_is_checked_again_by_the_writer_that_signed_the_one_before(
+        ledger: Ledger, desk: Desk, tiny_exam) -> None:
+    """The writer does not check again the signature of the checkpoint it signed itself last; any other
+    note in its place (here: the same body, signed by a key that is not the log's) is checked, and refused."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from custody.errors import CustodyError
+    from custody.log.note import parse_unverified_note, sign_note
+    from store.models import LogCheckpoint
+
+    ledger.submit(desk.receive_events(2, T))
+    size = ledger.size()
+    genuine = ledger.latest_checkpoint().encode()
+    forged = sign_note(parse_unverified_note(genuine).body, ledger.origin, Ed25519PrivateKey.generate())
+    with tiny_exam.db.write_session() as s:
+        s.get(LogCheckpoint, size).note = forged.decode()
+    with pytest.raises(CustodyError, match="signature|sign"):
+        ledger.submit(desk.receive_events(1, T + timedelta(minutes=3)))
+    assert ledger.size() == size  # nothing appended
+    with tiny_exam.db.write_session() as s:
+        s.get(LogCheckpoint, size).note = genuine.decode()
+    assert ledger.submit(desk.receive_events(1, T + timedelta(minutes=4)))[0]["status"] == "accepted"
+
+
 @pytest.mark.parametrize("logged_by", ["nobody yet", "another writer"])
 def test_a_key_revoked_by_another_process_is_refused_by_a_running_ledger(ledger: Ledger, desk: Desk,
                                                                            tiny_exam, logged_by: str) -> None:
