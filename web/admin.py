@@ -13,7 +13,7 @@ from custody.keyring import Role
 from store.models import KeyRecord, Station
 from web.accounts import ROLES, AccountError, create_account, list_accounts, set_disabled
 from web.audit import ACTIONS, audit, entries, entry_count
-from web.auth import current_principal, current_scope, has_role, login_required, roles_required
+from web.auth import current_principal, current_scope, has_role, login_required, of_the_institute, roles_required
 from web.forms import AccountForm, AccountToggleForm, RevokeForm, RotateForm
 from web.lookup import contains_text
 from web.names import KEY_ROLES, name_of
@@ -168,10 +168,12 @@ def audit_log() -> Any:
         action = ""
     target = search_text("target", 200)
     page = page_number()
+    # An auditor of a county reads what the accounts of its units did (分级负责); the institute's, everything.
+    units = None if of_the_institute() else current_scope().units
     # Counted and paged in the database: it showed the newest 300 and nothing older.
     instance = state().instance
-    total = entry_count(instance, action=action or None, target=target or None)
+    total = entry_count(instance, action=action or None, target=target or None, units=units)
     rows = entries(instance, limit=AUDIT_PAGE, offset=(page - 1) * AUDIT_PAGE, action=action or None,
-                   target=target or None)
+                   target=target or None, units=units)
     return render_template("audit.html", rows=rows, actions=ACTIONS, action=action, target=target, total=total,
-                           page=page, pages=page_count(total, AUDIT_PAGE))
+                           page=page, pages=page_count(total, AUDIT_PAGE), scoped=units is not None)

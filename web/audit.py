@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, func, select
 
-from store.accounts import AuditEntry
+from store.accounts import Account, AuditEntry
 from store.instance import Instance
 from web.accounts import Principal
 
@@ -39,8 +39,11 @@ def audit(user: Principal | str, action: str, target: str, detail: str = "") -> 
     record(st.instance, user, action, target, now=st.now(), detail=detail, address=request.remote_addr or "")
 
 
-def _matching(action: str | None, target: str | None) -> Select[AuditEntry]:
+def _matching(action: str | None, target: str | None, units: frozenset[str] | None) -> Select[AuditEntry]:
     query = select(AuditEntry)
+    if units is not None:
+        # by the accounts of these units: an entry names its account, whose unit is fixed when it is made
+        query = query.where(AuditEntry.username.in_(select(Account.username).where(Account.unit.in_(units))))
     if action:
         query = query.where(AuditEntry.action == action)
     if target:
@@ -49,14 +52,18 @@ def _matching(action: str | None, target: str | None) -> Select[AuditEntry]:
 
 
 def entries(instance: Instance, *, limit: int = 200, offset: int = 0, action: str | None = None,
-            target: str | None = None) -> list[AuditEntry]:
-    """The entries with that action and target (each if given), newest first, ``offset`` of them skipped."""
-    query = _matching(action, target).order_by(AuditEntry.id.desc()).offset(offset).limit(limit)
+            target: str | None = None, units: frozenset[str] | None = None) -> list[AuditEntry]:
+    """The entries with that action and target (each if given), newest first, ``offset`` of them skipped.
+
+    ``units``: only the entries made by accounts bound to one of these units (None: every entry, also
+    failed logins under names that are no account's)."""
+    query = _matching(action, target, units).order_by(AuditEntry.id.desc()).offset(offset).limit(limit)
     with instance.db.session() as s:
         return list(s.scalars(query))
 
 
-def entry_count(instance: Instance, *, action: str | None = None, target: str | None = None) -> int:
+def entry_count(instance: Instance, *, action: str | None = None, target: str | None = None,
+                units: frozenset[str] | None = None) -> int:
     """How many entries :func:`entries` would page through."""
     with instance.db.session() as s:
-        return s.scalar(select(func.count()).select_from(_matching(action, target).subquery())) or 0
+        return s.scalar(select(func.count()).select_from(_matching(action, target, units).subquery())) or 0

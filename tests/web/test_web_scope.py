@@ -116,6 +116,34 @@ def test_item_views_and_label_downloads_are_audited(client_as, exam_day) -> None
     assert '<span class="muted">调查人员</span>' in page and ">view_item<" not in page
 
 
+def test_a_county_auditor_reads_only_what_the_accounts_of_its_county_did(client_as, exam_day) -> None:
+    """Every auditor read the whole institute's trail: which items and investigations the other
+    counties' officers looked at, and failed logins under any name."""
+    from datetime import UTC, datetime
+
+    from tests.web.conftest import CHEAP, PASSWORD
+    from web.accounts import create_account
+    from web.audit import record
+
+    instance = exam_day.instance
+    at = datetime(2017, 6, 20, tzinfo=UTC)
+    create_account(instance, "east-audit", PASSWORD, "auditor", "360102", at, hasher=CHEAP)
+    record(instance, "east", "view_item", EAST_ITEM, now=at)
+    record(instance, "detective", "view_investigation", "leak-YW-east", now=at)
+    record(instance, "west", "view_item", WEST_ITEM, now=at)
+    record(instance, "admin", "rotate_key", "log_signer", now=at)
+    record(instance, "nobody", "login_failed", "nobody", now=at)
+
+    county = client_as("east-audit").get("/audit").text
+    assert EAST_ITEM in county and "leak-YW-east" in county  # the detective is of 东湖区 too
+    assert WEST_ITEM not in county and "log_signer" not in county and "nobody" not in county
+    assert "仅限本单位及下属单位账户的操作" in county
+    assert client_as("east-audit").get(f"/audit?target={WEST_ITEM}").text.count("<tr><td>") == 0
+    city = client_as("auditor").get("/audit").text
+    assert all(t in city for t in (EAST_ITEM, "leak-YW-east", WEST_ITEM, "log_signer", "nobody"))
+    assert "仅限本单位" not in city
+
+
 def test_an_officer_cannot_register_a_station_outside_their_county(client_as, exam_day) -> None:
     from store.models import Station
 
