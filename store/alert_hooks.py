@@ -6,6 +6,11 @@ error, a timeout, or a 5xx or 429 answer (another 4xx, a 3xx or a malformed URL
 will not get better by waiting); the command is run once. Nothing here raises:
 a hook that fails must not hide the verdict it was meant to carry.
 
+A chat robot's webhook (DingTalk, WeCom, Feishu: :data:`ROBOTS`) gets a text
+message in its own format, not the report, and its 2xx counts only with the
+robot's own "ok" code in the answer: these robots answer 200 to a message they
+refuse.
+
 The webhook URL may carry a token (in its query string, its path or its
 user:password part), so it is named only as ``scheme://host[:port]`` and error
 texts are cleaned of it.
@@ -54,7 +59,8 @@ def notify_failure(report_path: Path, report: dict[str, Any], *, command: str | 
         done.append(run_alert_command(command, report_path, timeout=timeout))
     if webhook:
         waits = RETRY_WAITS if retry_waits is None else tuple(retry_waits)
-        done.append(post_webhook(webhook, report, timeout=timeout, retry_waits=waits, sleep=sleep))
+        done.append(post_webhook(webhook, report, timeout=timeout, retry_waits=waits, sleep=sleep,
+                                 report_path=report_path))
     return done
 
 
@@ -124,15 +130,88 @@ def public_url(url: str) -> str:
     return http_delivery.public_url(url, what=_WHAT)
 
 
+#: Chat robots by host: they take only a message of their own format, and answer 200 with an error code in
+#: the body when they refuse one (a wrong token, a missing keyword, a signature required, a rate limit).
+ROBOTS = {"oapi.dingtalk.com": "dingtalk", "qyapi.weixin.qq.com": "wecom",
+          "open.feishu.cn": "feishu", "open.larksuite.com": "feishu"}
+#: The most a robot's text may hold, in UTF-8 bytes (WeCom's limit for a text message is 2,048).
+ROBOT_TEXT_BYTES = 2000
+
+
+def robot_of(url: str) -> str | None:
+    """``dingtalk``, ``wecom`` or ``feishu`` for a chat robot's webhook URL; None for any other."""
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return ROBOTS.get(host or "")
+
+
+def alarm_text(report: dict[str, Any], report_path: Path) -> str:
+    """The alarm as a chat message, Chinese first: the verdict, the findings by code, the first findings,
+    and where the report is. At most :data:`ROBOT_TEXT_BYTES` bytes (cut at a line, else at a character)."""
+    counts = report.get("finding_counts") or {}
+    lines = [f"【custody】日志核验失败 / log verification FAILED: {report.get('origin', '')}",
+             f"{report.get('summary_zh', '')} {report.get('summary', '')}".strip(),
+             "问题 / findings: " + ", ".join(f"{code} ×{n}" for code, n in list(counts.items())[:10])]
+    for finding in (report.get("findings") or [])[:5]:
+        lines.append(f"✗ {finding.get('code')} @ {finding.get('where')}: "
+                     f"{finding.get('message_zh') or finding.get('message')}")
+    lines.append(f"报告 / report: {report_path}")
+    text = ""
+    for line in lines:
+        if len(f"{text}{line}\n".encode()) > ROBOT_TEXT_BYTES:
+            break
+        text += f"{line}\n"
+    return text.rstrip("\n") or lines[0].encode()[:ROBOT_TEXT_BYTES].decode("utf-8", "ignore")
+
+
+def robot_message(robot: str, text: str) -> dict[str, Any]:
+    """The text message in ``robot``'s own format."""
+    if robot == "feishu":
+        return {"msg_type": "text", "content": {"text": text}}
+    return {"msgtype": "text", "text": {"content": text}}  # DingTalk and WeCom
+
+
+def robot_refusal(robot: str, body: bytes) -> str | None:
+    """Why ``robot``'s 2xx answer ``body`` refuses the message; None when it took it. An answer that is not
+    the robot's JSON, or lacks its result code, is a refusal too: only the robot's "ok" is delivery."""
+    import json
+
+    try:
+        answer = json.loads(body[:http_delivery.REASON_BYTES])
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return "its answer is not the robot's JSON"
+    if robot == "feishu":  # {"code": 0, "msg": "success"}; older robots {"StatusCode": 0, ...}
+        code, said = answer.get("code", answer.get("StatusCode")), answer.get("msg", answer.get("StatusMessage"))
+    else:  # {"errcode": 0, "errmsg": "ok"}
+        code, said = answer.get("errcode"), answer.get("errmsg")
+    if code == 0 and not isinstance(code, bool):
+        return None
+    return f"error code {code}" + (f" ({said})" if isinstance(said, str) and said else "")
+
+
 def post_webhook(url: str, report: dict[str, Any], *, timeout: float, retry_waits: Sequence[float],
-                 sleep: Callable[[float], None]) -> AlarmDelivery:
+                 sleep: Callable[[float], None], report_path: Path = Path("report.json")) -> AlarmDelivery:
     """POST the report until it is answered 2xx (:func:`store.http_delivery.post_until_taken`). Redirects are
     not followed: requests would turn the POST into a GET on a 302, and the 2xx that GET earns would not
-    mean the report arrived."""
+    mean the report arrived. A chat robot (:data:`ROBOTS`) gets the alarm as a text message in its own
+    format instead of the report, and has delivered it only when its answer's result code says so."""
     import requests
 
+    robot = robot_of(url)
+    payload = report if robot is None else robot_message(robot, alarm_text(report, report_path))
+
     def send() -> tuple[int, str]:
-        with requests.post(url, json=report, timeout=timeout, allow_redirects=False) as response:
+        with requests.post(url, json=payload, timeout=timeout, allow_redirects=False) as response:
+            if robot is not None and 200 <= response.status_code < 300:
+                refusal = robot_refusal(robot, response.content)
+                if refusal is not None:
+                    raise http_delivery.RefusedInBody(response.status_code, refusal)
             return response.status_code, ""
 
     name = public_url(url)

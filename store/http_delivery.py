@@ -177,12 +177,24 @@ class Attempts:
         return self.final or (f"after {n} attempt{'s' if n > 1 else ''}", f"共尝试 {n} 次")
 
 
+class RefusedInBody(Exception):
+    """A 2xx answer whose body says the request was not taken (a chat robot's ``errcode``): raised by a
+    ``send`` of :func:`post_until_taken`. Not tried again: a wrong token, keyword or signature stays
+    wrong, and a robot's rate limit lasts longer than the waits (DingTalk's: 10 minutes)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
 def post_until_taken(send: Callable[[], tuple[int, str]], url: str, *, timeout: float, retry_waits: Sequence[float],
                      sleep: Callable[[float], None], what: str, redirect: tuple[str, str]) -> Attempts:
     """Call ``send`` (one POST to ``url``, redirects not followed: its status and the reason its answer
     gives, if any) until it answers 2xx, waiting ``retry_waits[i]`` before attempt ``i + 2`` after a
     connection error, a timeout or a 5xx/429 answer. Another 4xx will not change by itself and a
-    redirect is not followed (``redirect``: what to do instead): neither is tried again. Never raises."""
+    redirect is not followed (``redirect``: what to do instead): neither is tried again. A 2xx that
+    ``send`` finds refused in its body (:class:`RefusedInBody`) is not taken either, nor tried again.
+    Never raises."""
     import requests
 
     tried: list[tuple[str, str]] = []
@@ -196,6 +208,12 @@ def post_until_taken(send: Callable[[], tuple[int, str]], url: str, *, timeout: 
             status, reason = send()
         except requests.Timeout:
             tried.append((f"gave no answer within {timeout:g} s", f"{timeout:g} 秒内无应答"))
+            continue
+        except RefusedInBody as refused:
+            status = refused.status
+            why = _printable(without_secrets(refused.reason, url))[:REASON_CHARS]
+            tried.append((f"answered {status} but refused the message: {why}", f"返回 {status}，但拒收消息：{why}"))
+            final = ("not retried: the refusal will not change by waiting", "未重试：等待不会改变该拒收")
             continue
         except requests.ConnectionError as exc:
             why = os_reason(exc) or scrubbed(str(exc), url, what=what)

@@ -21,8 +21,9 @@ TINY = (0.01, 0.01)  # three attempts, without the nightly job's 2 s and 8 s
 class _Hook:
     """An HTTP server answering POSTs with the given statuses in turn (the last one repeats)."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], body: bytes = b"") -> None:
         self.statuses = statuses
+        self.body = body  # what each answer carries (a chat robot's JSON)
         self.requests: list[tuple[str, dict[str, object]]] = []  # (path with query, JSON body)
         hook = self
 
@@ -34,8 +35,9 @@ class _Hook:
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", "/elsewhere")
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(hook.body)))
                 self.end_headers()
+                self.wfile.write(hook.body)
 
             def do_GET(self) -> None:  # noqa: N802 - where a followed redirect would land
                 hook.requests.append((self.path, {}))
@@ -55,8 +57,8 @@ class _Hook:
 def webhook() -> Iterator[Callable[[list[int]], _Hook]]:
     started: list[_Hook] = []
 
-    def start(statuses: list[int]) -> _Hook:
-        hook = _Hook(statuses)
+    def start(statuses: list[int], body: bytes = b"") -> _Hook:
+        hook = _Hook(statuses, body)
         serve_in_background(hook.server)
         started.append(hook)
         return hook
@@ -160,6 +162,97 @@ def test_public_url_keeps_scheme_host_and_port_only() -> None:
 def test_a_token_in_the_path_is_not_shown_when_the_hook_cannot_be_reached() -> None:
     delivered, attempts, line = _post(f"http://127.0.0.1:{closed_port()}/services/T000/B000/s3cr3tpath")
     assert not delivered and attempts == 3 and "s3cr3tpath" not in line
+
+
+# --- chat robots: DingTalk, WeCom, Feishu ----------------------------------------------------
+
+FAILED = {**REPORT, "origin": "nc.exam/zk2017", "summary_zh": "核验失败：发现 1 处问题。",
+          "findings": [{"code": "leaf_hash_mismatch", "where": "leaf 123", "message": "leaf 123 was rewritten",
+                        "message_zh": "第 123 片叶子被改写"}]}
+
+
+def _robot(monkeypatch, robot: str) -> None:
+    from store import alert_hooks
+
+    monkeypatch.setitem(alert_hooks.ROBOTS, "127.0.0.1", robot)  # the stub stands in for the robot's host
+
+
+@pytest.mark.parametrize(("robot", "answer"), [
+    ("dingtalk", {"errcode": 310000, "errmsg": "keywords not in content"}),
+    ("wecom", {"errcode": 93000, "errmsg": "invalid webhook url"}),
+    ("feishu", {"code": 19021, "msg": "sign match fail or timestamp is not within one hour"}),
+])
+def test_a_chat_robot_answering_200_with_an_error_code_has_not_delivered_the_alarm(
+        webhook, monkeypatch, robot: str, answer: dict[str, object]) -> None:
+    # These robots answer 200 whether or not they took the message: a 200 alone was called delivered.
+    _robot(monkeypatch, robot)
+    hook = webhook([200], json.dumps(answer).encode())
+    (delivery,) = notify_failure(Path("/var/custody/r.json"), FAILED, webhook=hook.url + "?access_token=s3cr3t",
+                                 timeout=5, retry_waits=TINY)
+    code, said = list(answer.values())
+    assert not delivery.delivered and delivery.attempts == 1 and len(hook.requests) == 1
+    assert delivery.line() == (
+        f"告警未送达：webhook {hook.shown} 返回 200，但拒收消息：error code {code} ({said})"
+        "（未重试：等待不会改变该拒收） / "
+        f"alarm NOT delivered: webhook {hook.shown} answered 200 but refused the message: error code {code} ({said}) "
+        "(not retried: the refusal will not change by waiting)")
+    assert "s3cr3t" not in delivery.line()
+
+
+@pytest.mark.parametrize(("robot", "answer", "message"), [
+    ("dingtalk", {"errcode": 0, "errmsg": "ok"}, lambda text: {"msgtype": "text", "text": {"content": text}}),
+    ("wecom", {"errcode": 0, "errmsg": "ok"}, lambda text: {"msgtype": "text", "text": {"content": text}}),
+    ("feishu", {"code": 0, "msg": "success", "data": {}}, lambda text: {"msg_type": "text", "content": {"text": text}}),
+    ("feishu", {"StatusCode": 0, "StatusMessage": "success"},
+     lambda text: {"msg_type": "text", "content": {"text": text}}),
+])
+def test_a_chat_robot_gets_a_text_message_in_its_own_format_and_its_ok_is_delivery(
+        webhook, monkeypatch, robot: str, answer: dict[str, object], message: Callable[[str], object]) -> None:
+    _robot(monkeypatch, robot)
+    hook = webhook([200], json.dumps(answer).encode())
+    (delivery,) = notify_failure(Path("/var/custody/r.json"), FAILED, webhook=hook.url, timeout=5, retry_waits=TINY)
+    assert delivery.delivered and delivery.attempts == 1
+    text = ("【custody】日志核验失败 / log verification FAILED: nc.exam/zk2017\n"
+            "核验失败：发现 1 处问题。 FAILED: 1 problem(s) found.\n"
+            "问题 / findings: leaf_hash_mismatch ×1\n"
+            "✗ leaf_hash_mismatch @ leaf 123: 第 123 片叶子被改写\n"
+            "报告 / report: /var/custody/r.json")
+    assert hook.requests == [("/hook", message(text))]
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>ok</html>", b'{"errmsg": "ok"}', b'{"errcode": "0"}', b"[0]"])
+def test_a_chat_robot_answer_without_its_ok_code_is_not_delivery(webhook, monkeypatch, body: bytes) -> None:
+    _robot(monkeypatch, "dingtalk")
+    hook = webhook([200], body)
+    delivered, attempts, line = _post(hook.url)
+    assert not delivered and attempts == 1 and "refused the message" in line
+
+
+def test_a_chat_robots_5xx_is_still_retried(webhook, monkeypatch) -> None:
+    _robot(monkeypatch, "wecom")
+    hook = webhook([502, 200], b'{"errcode": 0, "errmsg": "ok"}')
+    assert _post(hook.url)[:2] == (True, 2)
+
+
+def test_the_robots_message_keeps_within_wecoms_2048_bytes() -> None:
+    from store.alert_hooks import ROBOT_TEXT_BYTES, alarm_text
+
+    many = {**FAILED, "finding_counts": {f"code_{n}": n for n in range(40)},
+            "findings": [{"code": "x", "where": f"leaf {n}", "message_zh": "很长的说明" * 60} for n in range(5)]}
+    text = alarm_text(many, Path("/r.json"))
+    assert len(text.encode()) <= ROBOT_TEXT_BYTES and text.startswith("【custody】日志核验失败")
+    assert ROBOT_TEXT_BYTES <= 2048
+
+
+def test_only_the_robots_hosts_are_robots() -> None:
+    from store.alert_hooks import robot_of
+
+    assert robot_of("https://oapi.dingtalk.com/robot/send?access_token=t") == "dingtalk"
+    assert robot_of("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k") == "wecom"
+    assert robot_of("https://open.feishu.cn/open-apis/bot/v2/hook/abc") == "feishu"
+    assert robot_of("https://alerts.example.org/oapi.dingtalk.com") is None
+    assert robot_of("https://oapi.dingtalk.com.evil.example/robot/send") is None
+    assert robot_of("http://[::1") is None
 
 
 def _script(tmp_path: Path, body: str) -> str:
