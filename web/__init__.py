@@ -78,6 +78,7 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
 
     from web import admin, api, auth, dashboard, investigations, items, labels, registry, verification
     from web.errors import register_error_handlers
+    from web.lookup import holds_nul
 
     for blueprint in (auth.bp, dashboard.bp, items.bp, registry.bp, admin.bp, labels.bp, verification.bp,
                       investigations.bp):
@@ -95,12 +96,11 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
         # A NUL in the path, the query string or a form is never meant, and PostgreSQL refuses it in a query or
         # a row (a 500 wherever a page passed it on: /items/YW%00, /labels/pdf?subject=%00, a person's name):
         # 400 here. Only a urlencoded form is read (the CSRF check reads it anyway): a multipart upload is
-        # parsed by its view, after it sets the limit the upload may have.
+        # parsed by its view, after it sets the limit the upload may have, and checked there (holds_nul).
         fields = [request.args]
         if request.mimetype == "application/x-www-form-urlencoded":
             fields.append(request.form)
-        if "\x00" in request.path or any("\x00" in key or "\x00" in value
-                                          for values in fields for key, value in values.items(multi=True)):
+        if "\x00" in request.path or holds_nul(*fields):
             abort(400)
 
     @app.before_request

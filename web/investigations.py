@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -39,6 +39,7 @@ from web.audit import audit
 from web.auth import current_principal, institute_wide
 from web.errors import error_response
 from web.forms import InvestigationForm
+from web.lookup import holds_nul
 from web.settings import FORM_ALLOWANCE, MiB
 from web.state import state
 
@@ -269,6 +270,8 @@ def run() -> Any:
         request.files  # noqa: B018 - parse the body here, where a refusal can still say why
     except RequestEntityTooLarge:
         return error_response(413, _too_large().message)
+    if holds_nul(request.form):  # as create_app refuses one in any other form (the photo is not text)
+        abort(400)
     form = _form()
     if not form.validate():
         return _render_form(form, status=400, error=_("Correct the marked fields."))

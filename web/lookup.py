@@ -5,10 +5,17 @@ from __future__ import annotations
 from flask import abort
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import QueryableAttribute
+from werkzeug.datastructures import MultiDict
 
 from store.instance import Instance
 from store.models import Item, Station
 from web.scope import Scope
+
+
+def holds_nul(*fields: MultiDict[str, str]) -> bool:
+    """Whether a key or value of these request fields (the query string, a form) holds a NUL: never meant,
+    and PostgreSQL refuses it in a query or a row (a 500 wherever a page passes it on)."""
+    return any("\x00" in key or "\x00" in value for values in fields for key, value in values.items(multi=True))
 
 
 def find_item(instance: Instance, exam: str, item_id: str, scope: Scope) -> Item:

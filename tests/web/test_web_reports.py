@@ -285,6 +285,19 @@ def test_an_investigation_in_chinese_shows_the_report_in_the_page(investigator: 
     assert row.detail == "page subject=YW leak_time=2017-06-19T15:30:00Z" + pinned(response.text)
 
 
+@pytest.mark.parametrize("fields", [{"subject": "YW\x00"}, {"subject": "YW", "item": "YW-P-K001-01\x00"},
+                                    {"subject": "YW", "unit": "K0\x0001"}, {"subject": "YW", "leak_time": "2017\x00"},
+                                    {"subject": "YW", "note\x00": "x"}])
+def test_a_nul_in_the_investigation_form_is_a_400_and_nothing_is_audited(investigator: Any, exam_day: Any,
+                                                                           fields: dict[str, str]) -> None:
+    # The form is multipart (it may carry a photo), which the application-wide NUL check leaves to the view:
+    # a NUL in the subject was a 500 on PostgreSQL.
+    before = last_audit_id(exam_day.instance)
+    response = investigate(investigator, **fields)
+    assert response.status_code == 400, response.text[:300]
+    assert audit_rows(exam_day.instance, "view_investigation", before) == []
+
+
 def test_the_downloads_are_the_report_shown_whatever_was_logged_since(investigator: Any, exam_day: Any) -> None:
     from store.models import LogCheckpoint
 
