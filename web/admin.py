@@ -20,7 +20,7 @@ from web.names import KEY_ROLES, name_of
 from web.names import ROLES as ROLE_NAMES
 from web.scope import unit_tree
 from web.state import state
-from web.templating import local_time, page_count, page_number, search_text
+from web.templating import local_time, page_count, page_number, page_within, search_text
 
 bp = Blueprint("admin", __name__)
 #: Rows on a page of keys, and of the audit trail.
@@ -49,6 +49,7 @@ def _keys_page(revoke_form: RevokeForm, status: int = 200) -> Any:
     # Counted and paged in the database: the city has a station key for every room.
     with state().instance.db.session() as s:
         total = s.scalar(select(func.count()).select_from(listed.subquery())) or 0
+        page = page_within(page, total, KEYS_PAGE)
         rows = list(s.scalars(listed.order_by(KeyRecord.id).offset((page - 1) * KEYS_PAGE).limit(KEYS_PAGE)))
     return render_template("keys.html", rows=rows, rotate_form=RotateForm(), revoke_form=revoke_form,
                            can_rotate=has_role(), can_revoke=has_role("officer"), now=state().now(), q=q,
@@ -173,6 +174,7 @@ def audit_log() -> Any:
     # Counted and paged in the database: it showed the newest 300 and nothing older.
     instance = state().instance
     total = entry_count(instance, action=action or None, target=target or None, units=units)
+    page = page_within(page, total, AUDIT_PAGE)
     rows = entries(instance, limit=AUDIT_PAGE, offset=(page - 1) * AUDIT_PAGE, action=action or None,
                    target=target or None, units=units)
     return render_template("audit.html", rows=rows, actions=ACTIONS, action=action, target=target, total=total,

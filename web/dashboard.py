@@ -13,7 +13,7 @@ from web.names import STAGE_ORDER, TIER_ORDER
 from web.overview import build_overview, load_subjects
 from web.scope import unit_tree
 from web.state import state
-from web.templating import page_count, page_number, search_text
+from web.templating import page_count, page_number, page_within, search_text
 from web.verification import VERIFICATION_ROLES
 
 bp = Blueprint("dashboard", __name__)
@@ -73,6 +73,7 @@ def alerts() -> Any:
     page = page_number()
     # Filtered, counted and paged in the database: an exam morning logs thousands of late syncs.
     total = st.ledger.alert_count(units, severity=severity or None, code=code or None)
+    page = page_within(page, total, ALERTS_PAGE)
     found = st.ledger.alerts(units, limit=ALERTS_PAGE, offset=(page - 1) * ALERTS_PAGE, severity=severity or None,
                              code=code or None)
     return render_template("alerts.html", alerts=found, total=total, severity=severity, code=code,

@@ -18,7 +18,7 @@ from web.lookup import contains_text, find_item
 from web.names import KINDS, name_of
 from web.scope import unit_tree
 from web.state import state
-from web.templating import page_count, page_number, search_text
+from web.templating import page_count, page_number, page_within, search_text
 from web.timeline import people_names, timeline, verified_label
 
 bp = Blueprint("items", __name__)
@@ -49,6 +49,7 @@ def index() -> Any:
         query = query.where(Item.destination.in_(sorted(scope.units or ())))
     with st.instance.db.session() as s:
         total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+        page = page_within(page, total, PAGE)
         rows = list(s.scalars(query.order_by(Item.id).offset((page - 1) * PAGE).limit(PAGE)))
         subjects = list(s.scalars(select(Subject).where(Subject.exam == exam).order_by(Subject.starts_at)))
     states = st.item_states(exam) if rows else {}

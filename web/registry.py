@@ -22,7 +22,7 @@ from web.lookup import contains_text
 from web.names import UNIT_KINDS
 from web.scope import Scope, UnitTree, unit_tree
 from web.state import state
-from web.templating import page_count, page_number, search_text
+from web.templating import page_count, page_number, page_within, search_text
 
 bp = Blueprint("registry", __name__)
 #: Rows on a page of stations and of people.
@@ -113,6 +113,7 @@ def stations() -> Any:
     # Counted and paged in the database: the city has a station for every room.
     with st.instance.db.session() as s:
         total = s.scalar(select(func.count()).select_from(listed.subquery())) or 0
+        page = page_within(page, total, PAGE)
         rows = list(s.scalars(listed.order_by(Station.code).offset((page - 1) * PAGE).limit(PAGE)))
         kids = sorted({r.kid for r in rows if r.kid})
         keys = {k.kid: k for k in s.scalars(station_keys.where(KeyRecord.kid.in_(kids)))} if kids else {}
@@ -183,6 +184,7 @@ def people() -> Any:
     # Counted and paged in the database: the city has ~4,000 people.
     with st.instance.db.session() as s:
         total = s.scalar(select(func.count()).select_from(listed.subquery())) or 0
+        page = page_within(page, total, PAGE)
         rows = list(s.scalars(listed.order_by(Person.unit, Person.staff_id).offset((page - 1) * PAGE).limit(PAGE)))
     return render_template("people.html", rows=rows, form=form, badge_form=PostForm(), tree=unit_tree(st.instance),
                            can_edit=has_role("officer"), can_issue=has_role(), q=q, total=total, page=page,

@@ -90,6 +90,12 @@ def page_count(total: int, size: int) -> int:
     return max(1, -(-total // size))
 
 
+def page_within(page: int, total: int, size: int) -> int:
+    """``page``, or the last page if the list is shorter now (a link kept from a longer list, a page number
+    typed): the list's last rows, not an empty table."""
+    return min(page, page_count(total, size))
+
+
 def search_text(name: str = "q", limit: int = 64) -> str:
     """A list's search box (``name`` in the query string), as the pager links carry it: stripped, printable
     characters only and at most ``limit`` of them (a NUL never gets this far: web.create_app answers 400)."""

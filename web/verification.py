@@ -28,7 +28,7 @@ from store.verification_models import VerificationRun
 from web.audit import audit
 from web.auth import current_principal, institute_wide
 from web.state import state
-from web.templating import page_count, page_number
+from web.templating import page_count, page_number, page_within
 
 bp = Blueprint("verification", __name__)
 #: Who sees verification reports (administrators always do).
@@ -81,6 +81,7 @@ def index() -> Any:
     page = page_number()
     with state().instance.db.session() as s:
         total = s.scalar(select(func.count()).select_from(VerificationRun)) or 0
+        page = page_within(page, total, PAGE)
         rows = s.execute(select(*_LIST_COLUMNS).order_by(VerificationRun.id.desc())
                          .offset((page - 1) * PAGE).limit(PAGE)).all()
     return render_template("verification.html", rows=rows, total=total, page=page, pages=page_count(total, PAGE))
