@@ -206,13 +206,13 @@ def post_webhook(url: str, report: dict[str, Any], *, timeout: float, retry_wait
     robot = robot_of(url)
     payload = report if robot is None else robot_message(robot, alarm_text(report, report_path))
 
-    def send() -> tuple[int, str]:
+    def send() -> tuple[int, str, float | None]:
         with requests.post(url, json=payload, timeout=timeout, allow_redirects=False) as response:
             if robot is not None and 200 <= response.status_code < 300:
                 refusal = robot_refusal(robot, response.content)
                 if refusal is not None:
                     raise http_delivery.RefusedInBody(response.status_code, refusal)
-            return response.status_code, ""
+            return response.status_code, "", http_delivery.retry_after(response.headers.get("Retry-After"))
 
     name = public_url(url)
     got = http_delivery.post_until_taken(send, url, timeout=timeout, retry_waits=retry_waits, sleep=sleep,

@@ -14,6 +14,7 @@ import base64
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote_plus, urlsplit
 
 
@@ -187,11 +188,17 @@ class RefusedInBody(Exception):
         self.status, self.reason = status, reason
 
 
-def post_until_taken(send: Callable[[], tuple[int, str]], url: str, *, timeout: float, retry_waits: Sequence[float],
+#: What one POST got: its status, the reason its answer gives ('' if none), the seconds its Retry-After asks.
+Answer = tuple[int, str, float | None]
+
+
+def post_until_taken(send: Callable[[], Answer], url: str, *, timeout: float, retry_waits: Sequence[float],
                      sleep: Callable[[float], None], what: str, redirect: tuple[str, str]) -> Attempts:
-    """Call ``send`` (one POST to ``url``, redirects not followed: its status and the reason its answer
-    gives, if any) until it answers 2xx, waiting ``retry_waits[i]`` before attempt ``i + 2`` after a
-    connection error, a timeout or a 5xx/429 answer. Another 4xx will not change by itself and a
+    """Call ``send`` (one POST to ``url``, redirects not followed: its status, the reason its answer
+    gives, if any, and the seconds its ``Retry-After`` asks for, if any: :func:`retry_after`) until it
+    answers 2xx, waiting ``retry_waits[i]`` before attempt ``i + 2`` after a connection error, a
+    timeout or a 5xx/429 answer, or longer if that answer asked for it (at most
+    :data:`MAX_RETRY_AFTER`: an answer asking for more is not tried again). Another 4xx will not change by itself and a
     redirect is not followed (``redirect``: what to do instead): neither is tried again. A 2xx that
     ``send`` finds refused in its body (:class:`RefusedInBody`) is not taken either, nor tried again.
     Never raises."""
@@ -200,12 +207,13 @@ def post_until_taken(send: Callable[[], tuple[int, str]], url: str, *, timeout: 
     tried: list[tuple[str, str]] = []
     final: tuple[str, str] | None = None
     status: int | None = None
+    asked: float | None = None  # the wait the last answer asked for (Retry-After)
     while final is None and len(tried) < len(retry_waits) + 1:
         if tried:
-            sleep(retry_waits[len(tried) - 1])
-        status = None
+            sleep(max(retry_waits[len(tried) - 1], asked or 0.0))
+        status, asked = None, None
         try:
-            status, reason = send()
+            status, reason, asked = send()
         except requests.Timeout:
             tried.append((f"gave no answer within {timeout:g} s", f"{timeout:g} 秒内无应答"))
             continue
@@ -232,4 +240,32 @@ def post_until_taken(send: Callable[[], tuple[int, str]], url: str, *, timeout: 
             final = redirect
         elif status < 500 and status != 429:
             final = ("not retried: a 4xx answer will not change by itself", "未重试：4xx 应答不会自行改变")
+        elif asked is not None and asked > MAX_RETRY_AFTER and len(tried) <= len(retry_waits):
+            final = (f"not retried: it asked to be tried again in {asked:.0f} s (Retry-After), more than "
+                     f"{MAX_RETRY_AFTER:.0f} s", f"未重试：对方要求 {asked:.0f} 秒后再试（Retry-After），超过 "
+                     f"{MAX_RETRY_AFTER:.0f} 秒")
     return Attempts(False, status, tried, final)
+
+
+#: The longest wait an answer's Retry-After is granted before the next attempt; one asking for longer
+#: is not tried again (a nightly job, a witness's round, must not hang on a server's say-so).
+MAX_RETRY_AFTER = 60.0
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait (RFC 9110 §10.2.3: a number of seconds, or an
+    HTTP date), at least 0; None when there is none or it cannot be read."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as HTTP dates always are
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -24,6 +24,7 @@ from store.http_delivery import (
     os_reason,
     post_until_taken,
     public_url,
+    retry_after,
     scrubbed,
 )
 
@@ -125,12 +126,13 @@ def hand_back(base: str, note: bytes, *, timeout: float = TIMEOUT, retry_waits: 
     url = city_url(base, COSIGNATURES)
     shown = f"POST {city_name(base, COSIGNATURES)}"
 
-    def send() -> tuple[int, str]:
+    def send() -> tuple[int, str, float | None]:
         with requests.post(url, data=note, timeout=timeout, allow_redirects=False, stream=True,
                            headers={"Content-Type": "text/plain; charset=utf-8",
                                     "Accept": "application/json, text/plain;q=0.9"}) as response:
             status = response.status_code
-            return status, "" if 200 <= status < 300 else answer_reason(_start_of(response), base)
+            return (status, "" if 200 <= status < 300 else answer_reason(_start_of(response), base),
+                    retry_after(response.headers.get("Retry-After")))
 
     got = post_until_taken(send, url, timeout=timeout, retry_waits=waits, sleep=sleep, what=_WHAT,
                            redirect=("a redirect is not followed: give --url the address it points to",
@@ -141,7 +143,9 @@ def hand_back(base: str, note: bytes, *, timeout: float = TIMEOUT, retry_waits: 
                         f"cosignature handed back: {shown} answered {got.status}{before}",
                         f"见证签名已交回：{shown} 返回 {got.status}{before_zh}")
     (last, last_zh), (why, why_zh) = got.tried[-1], got.why_not()
-    return HandBack(False, got.count, got.status, got.final is None,
+    # a 5xx or 429 ends the round early only when it asked for a longer wait than one round grants
+    busy = got.status is not None and (got.status >= 500 or got.status == 429)
+    return HandBack(False, got.count, got.status, got.final is None or busy,
                     f"cosignature NOT handed back: {shown} {last}; {why}",
                     f"见证签名未交回：{shown} {last_zh}；{why_zh}")
 

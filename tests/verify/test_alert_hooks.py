@@ -21,9 +21,10 @@ TINY = (0.01, 0.01)  # three attempts, without the nightly job's 2 s and 8 s
 class _Hook:
     """An HTTP server answering POSTs with the given statuses in turn (the last one repeats)."""
 
-    def __init__(self, statuses: list[int], body: bytes = b"") -> None:
+    def __init__(self, statuses: list[int], body: bytes = b"", retry_after: str | None = None) -> None:
         self.statuses = statuses
         self.body = body  # what each answer carries (a chat robot's JSON)
+        self.retry_after = retry_after  # each answer's Retry-After header, if any
         self.requests: list[tuple[str, dict[str, object]]] = []  # (path with query, JSON body)
         hook = self
 
@@ -35,6 +36,8 @@ class _Hook:
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", "/elsewhere")
+                if hook.retry_after is not None:
+                    self.send_header("Retry-After", hook.retry_after)
                 self.send_header("Content-Length", str(len(hook.body)))
                 self.end_headers()
                 self.wfile.write(hook.body)
@@ -57,8 +60,8 @@ class _Hook:
 def webhook() -> Iterator[Callable[[list[int]], _Hook]]:
     started: list[_Hook] = []
 
-    def start(statuses: list[int], body: bytes = b"") -> _Hook:
-        hook = _Hook(statuses, body)
+    def start(statuses: list[int], body: bytes = b"", retry_after: str | None = None) -> _Hook:
+        hook = _Hook(statuses, body, retry_after)
         serve_in_background(hook.server)
         started.append(hook)
         return hook
@@ -126,6 +129,41 @@ def test_the_waits_between_attempts_are_2_then_8_seconds_by_default(webhook) -> 
     waited: list[float] = []
     (delivery,) = notify_failure(Path("r.json"), REPORT, webhook=hook.url, timeout=5, sleep=waited.append)
     assert waited == [2.0, 8.0] == list(RETRY_WAITS) and delivery.attempts == 3 and not delivery.delivered
+
+
+def test_a_retry_after_is_waited_for_up_to_a_minute(webhook) -> None:
+    # a rate-limited webhook said when to come back; the retries 2 s and 8 s later came too early for it
+    hook = webhook([429, 429, 200], retry_after="30")
+    waited: list[float] = []
+    (delivery,) = notify_failure(Path("r.json"), REPORT, webhook=hook.url, timeout=5, sleep=waited.append)
+    assert delivery.delivered and delivery.attempts == 3 and waited == [30.0, 30.0]
+
+
+def test_a_retry_after_longer_than_a_minute_is_not_waited_for(webhook) -> None:
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"  # an HTTP date already gone: no wait beyond the usual
+    hook = webhook([503, 200], retry_after=past)
+    waited: list[float] = []
+    (delivery,) = notify_failure(Path("r.json"), REPORT, webhook=hook.url, timeout=5, sleep=waited.append)
+    assert delivery.delivered and waited == [2.0]
+    hook = webhook([503], retry_after="86400")
+    (delivery,) = notify_failure(Path("r.json"), REPORT, webhook=hook.url, timeout=5, sleep=waited.append)
+    assert not delivery.delivered and delivery.attempts == 1 and waited == [2.0]
+    assert delivery.line().endswith(f"alarm NOT delivered: webhook {hook.shown} answered 503 (not retried: it asked "
+                                    "to be tried again in 86400 s (Retry-After), more than 60 s)")
+    assert "未重试：对方要求 86400 秒后再试（Retry-After），超过 60 秒" in delivery.line()
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from datetime import UTC, datetime
+
+    from store.http_delivery import retry_after
+
+    now = datetime(2026, 12, 1, 8, 0, 0, tzinfo=UTC)
+    assert retry_after("120", now) == 120.0 and retry_after(" 0 ", now) == 0.0
+    assert retry_after("Tue, 01 Dec 2026 08:00:45 GMT", now) == 45.0
+    assert retry_after("Tue, 01 Dec 2026 07:00:00 GMT", now) == 0.0  # already past
+    for junk in (None, "", "-5", "1.5", "soon", "٣"):  # "٣": a digit, but not ASCII
+        assert retry_after(junk, now) is None, junk
 
 
 @pytest.mark.parametrize("statuses", [[500], [404], [500, 200]])

@@ -26,6 +26,7 @@ class Answer:
     body: bytes = b""
     content_type: str = "application/json"
     delay: float = 0.0
+    retry_after: str | None = None  # the Retry-After header, if any
 
 
 class _City:
@@ -47,6 +48,8 @@ class _City:
                     if 300 <= answer.status < 400:
                         self.send_header("Location", "/elsewhere")
                     self.send_header("Content-Type", answer.content_type)
+                    if answer.retry_after is not None:
+                        self.send_header("Retry-After", answer.retry_after)
                     self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
                     self.wfile.write(answer.body)
@@ -118,6 +121,19 @@ def test_429_and_503_are_retried(city) -> None:
     handed = _hand_back(server.url)
     assert (handed.handed_back, handed.attempts) == (True, 3)
     assert "(before: answered 429; answered 503)" in handed.message
+
+
+def test_a_retry_after_within_a_minute_is_waited_for_and_a_longer_one_ends_the_round(city) -> None:
+    server = city(Answer(503, retry_after="20"), Answer(429, retry_after="1"), Answer(200))
+    waited: list[float] = []
+    handed = hand_back(server.url, NOTE, timeout=5, retry_waits=(2.0, 8.0), sleep=waited.append)
+    assert handed.handed_back and handed.attempts == 3 and waited == [20.0, 8.0]  # never less than its own wait
+    server = city(Answer(503, retry_after="3600"), Answer(200))
+    handed = hand_back(server.url, NOTE, timeout=5, retry_waits=(2.0, 8.0), sleep=waited.append)
+    assert not handed.handed_back and handed.attempts == 1 and len(server.requests) == 1 and waited == [20.0, 8.0]
+    assert handed.message.endswith("answered 503; not retried: it asked to be tried again in 3600 s (Retry-After), "
+                                   "more than 60 s")
+    assert handed.may_pass  # the city is busy, not refusing this witness: the loop goes on
 
 
 def test_a_403_is_one_request_and_its_reason_is_shown(city) -> None:
