@@ -55,6 +55,9 @@ class PublicKey:
     valid_until: datetime | None = None
     revoked_at: datetime | None = None
     revocation_reason: str | None = None
+    #: The log's revocation leaves of this key, as a verifier of the log knows them: (revoked from, leaf
+    #: index) each. What the key signed was accepted knowing a revocation only if it was logged after one.
+    revocation_leaves: tuple[tuple[datetime, int], ...] = ()
 
     @property
     def kid(self) -> bytes:

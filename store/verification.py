@@ -197,6 +197,7 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
     by_raw = {r.public_raw: r for r in registry}
     logged: dict[bytes, dict[str, Any]] = {}
     revoked: dict[bytes, tuple[datetime, int, dict[str, Any]]] = {}  # each key's revocation leaf that holds
+    every_revocation: dict[bytes, list[tuple[datetime, int]]] = {}  # each key's readable revocation leaves
     unreadable: list[tuple[int, dict[str, Any], bytes]] = []
     for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.type.in_(("key", "revocation")))
                                .order_by(LogLeaf.idx)):
@@ -222,7 +223,9 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
             at = parse_utc(leaf.get("revoked_at"))
             if at is None:
                 unreadable.append((idx, leaf, raw))  # no registry time is written like it: reported below
-            elif raw not in revoked or at < revoked[raw][0]:
+                continue
+            every_revocation.setdefault(raw, []).append((at, idx))
+            if raw not in revoked or at < revoked[raw][0]:
                 revoked[raw] = (at, idx, leaf)
     compared = [(idx, leaf, raw) for raw, (_, idx, leaf) in revoked.items()] + unreadable
     for idx, leaf, raw in sorted(compared, key=lambda found: found[0]):
@@ -248,8 +251,56 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
         at, reason = (held[0], held[2].get("reason")) if held is not None else (None, None)
         if row is not None and row.revoked_at is not None and (at is None or row.revoked_at < at):
             at, reason = row.revoked_at, row.revocation_reason
-        ring.add(PublicKey(raw, role, str(leaf.get("owner")), valid_from, valid_until, at, reason))
+        ring.add(PublicKey(raw, role, str(leaf.get("owner")), valid_from, valid_until, at, reason,
+                           tuple(every_revocation.get(raw, ()))))
     return ring, findings
+
+
+def _reported_until(s: Session, log_keys: Sequence[NoteVerifier]) -> int:
+    """How far the last full verification that can be trusted went (its signed report's ``verified_to``; 0
+    if none): a key revoked in a leaf below that was known to it, and what the key had signed from its
+    revocation time on was reported then (a finding, the alarm)."""
+    rows = s.execute(select(VerificationRun.report).where(VerificationRun.verified_from == 0)
+                     .order_by(VerificationRun.verified_to.desc()).limit(5)).scalars()
+    for text in rows:
+        try:
+            report = json.loads(text)
+            if not isinstance(report, dict):
+                continue
+            verify_report(report, log_keys)
+        except (ValueError, TypeError, ReportSignatureError):
+            continue  # a damaged or unsigned report vouches for nothing
+        if report.get("mode") == "full" and report.get("verified_from") == 0 and isinstance(
+                report.get("verified_to"), int):
+            return int(report["verified_to"])
+    return 0
+
+
+def _reported_before(finding: Finding, reported_until: int) -> bool:
+    """Whether ``finding`` (a ``revoked_key_signature``) only repeats what an earlier full verification
+    reported: the key was revoked after the server had accepted the event (no revocation leaf covering its
+    signing time precedes its leaf: nothing the server knew was broken), and one such revocation leaf lies
+    below ``reported_until``. A revocation known only to the registry is news until it is logged."""
+    leaves = finding.details.get("revocation_leaves") or []
+    indexes = [idx for idx, _ in leaves if isinstance(idx, int)]
+    if not indexes or finding.index is None or any(idx < finding.index for idx in indexes):
+        return False
+    return any(idx < reported_until for idx in indexes)
+
+
+def _revoked_afterwards_detail(notices: Sequence[Finding]) -> str:
+    """The check row for handovers signed by keys revoked afterwards: per key, how many and which leaves."""
+    by_key: dict[str, list[int]] = {}
+    stations: dict[str, str] = {}
+    for f in notices:
+        kid = str(f.details.get("kid"))
+        by_key.setdefault(kid, []).append(f.index or 0)
+        stations[kid] = str(f.details.get("station"))
+    keys = "; ".join(f"key {kid} ({stations[kid]}): {len(found)} handover(s), leaves {min(found)}..{max(found)}"
+                     for kid, found in sorted(by_key.items()))
+    return (f"{keys}. Signed from the time the key was revoked from, accepted before the revocation was logged, "
+            "and reported by an earlier full verification: the log holds; as evidence they prove nothing "
+            "(the investigation flags them revoked_key)")
 
 
 def witness_verifiers(registry: list[KeyRecord]) -> list[NoteVerifier]:
@@ -375,6 +426,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
         snapshot, state_findings, mode_detail = _load_state(s, log_keys)
         last_run = s.execute(select(VerificationRun.digest, VerificationRun.ok)
                              .order_by(VerificationRun.id.desc()).limit(1)).first()
+        reported_until = _reported_until(s, log_keys)
     previous = last_run.digest if last_run is not None else None
     findings.extend(key_findings)
     findings.extend(state_findings)
@@ -547,6 +599,15 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
         pipeline.abort()
         raise
     leaf_findings = [f for r in results for f in r["findings"]]
+    # A key revoked back to before what it had signed (stolen, noticed late): the first full run that
+    # sees the revocation names each such handover; later runs say so in a check, not as failures
+    # (the log holds, and every run failing on it would make the alarm meaningless).
+    notices = [f for f in leaf_findings if f.code == "revoked_key_signature" and _reported_before(f, reported_until)]
+    if notices:
+        leaf_findings = [f for f in leaf_findings if not (f.code == "revoked_key_signature"
+                                                          and _reported_before(f, reported_until))]
+        check("handovers signed by keys revoked afterwards", "事后吊销的密钥所签交接", True,
+              _revoked_afterwards_detail(sorted(notices, key=lambda f: f.index or 0)))
     findings.extend(sorted(leaf_findings, key=lambda f: (f.index or 0, f.code)))
     replayed = None
     if setup is not None:

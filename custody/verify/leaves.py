@@ -124,9 +124,15 @@ def check_handover(index: int, leaf: dict[str, Any], data: bytes, keys: KeyRing)
     try:
         key = keys.verify(kid, signature, message, roles=[Role.STATION], signed_at=when, what=what)
     except KeyRevoked as exc:
+        # The log's revocation leaves that cover the signing time (the caller tells a revocation the server
+        # knew when it accepted the event from one logged afterwards: see store.verification).
+        covering = sorted({(idx, at.isoformat()) for key in keys.find(kid) if key.role is Role.STATION
+                           and key.verifies(signature, message) for at, idx in key.revocation_leaves if at <= when})
         return [_finding("revoked_key_signature", index, item, str(exc),
                          f"事件由已吊销的交接台密钥 {kid_hex} 签名（签名时间 {event.get('station_time')}）",
-                         expected=f"a key valid at {event.get('station_time')}", found=f"key {kid_hex} revoked")]
+                         expected=f"a key valid at {event.get('station_time')}", found=f"key {kid_hex} revoked",
+                         details={"kid": kid_hex, "station": station,
+                                  "revocation_leaves": [[idx, at] for idx, at in covering]})]
     except KeyNotValid as exc:
         return [_finding("key_not_valid", index, item, str(exc), f"签名时间不在密钥 {kid_hex} 的有效期内",
                          found=f"key {kid_hex}")]

@@ -211,6 +211,54 @@ def test_a_key_revoked_again_from_earlier_is_logged_again_and_verifies(simulated
     assert "key_registry_mismatch" in codes(simulated.verify(full=True))
 
 
+def test_a_retroactive_revocation_fails_the_first_full_run_only_then_is_a_check(simulated) -> None:
+    """A station laptop stolen and noticed late: its key is revoked back to the theft, after the server had
+    accepted what it signed. Every nightly run failed on it from then on (and ran in full, since the last
+    failed), so the alarm said nothing new and would hide the next real failure. The first full run that
+    sees the revocation names each handover; later runs list them in a check and pass."""
+    from store.verification_models import VerificationRun
+
+    k = _middle_handover(simulated)
+    leaf = leaf_json(simulated.instance, k)
+    signed = datetime.fromisoformat(leaf["event"]["station_time"].replace("Z", "+00:00"))
+    assert simulated.verify(full=True).ok
+    simulated.instance.keys.revoke(leaf["kid"], signed - timedelta(minutes=1), "station laptop stolen")
+    # a forged row claiming a full run beyond the revocation vouches for nothing: its report is not signed
+    with simulated.instance.db.write_session() as s:
+        s.add(VerificationRun(started_at=datetime.now(UTC), finished_at=datetime.now(UTC), mode="full", ok=True,
+                              log_size=10**9, verified_from=0, verified_to=10**9, finding_count=0, digest="f" * 64,
+                              report=json.dumps({"mode": "full", "verified_from": 0, "verified_to": 10**9,
+                                                 "signature": {"alg": "Ed25519", "sig": "AAAA"}})))
+    registry_only = simulated.verify(full=True)  # the registry knows, the log not yet: news
+    assert not registry_only.ok and k in {f["index"] for f in named(registry_only, "revoked_key_signature")}
+    _log_registry_facts(simulated)
+    first = simulated.verify(full=True)  # the first full run that sees the revocation leaf: the alarm
+    assert not first.ok and k in {f["index"] for f in named(first, "revoked_key_signature")}
+    named_first = {f["index"] for f in named(first, "revoked_key_signature")}
+    second = simulated.verify(full=True)
+    assert second.ok, second.report["findings"][:3]
+    assert "revoked_key_signature" not in codes(second)
+    (row,) = [c for c in second.report["checks"] if c["name"] == "handovers signed by keys revoked afterwards"]
+    assert row["ok"] and row["name_zh"] == "事后吊销的密钥所签交接"
+    assert f"key {leaf['kid']} ({leaf['event']['station']}): {len(named_first)} handover(s), leaves " \
+           f"{min(named_first)}..{max(named_first)}" in row["detail"]
+    assert simulated.verify().ok  # and the nightly runs go back to incremental
+
+
+def test_which_revoked_key_signatures_an_earlier_full_run_reported() -> None:
+    from custody.verify.findings import Finding
+    from store.verification import _reported_before
+
+    def finding(index: int, *leaves: int) -> Finding:
+        return Finding("revoked_key_signature", "m", index=index,
+                       details={"revocation_leaves": [[idx, "2017-06-12T01:00:00+00:00"] for idx in leaves]})
+
+    assert _reported_before(finding(10, 20), reported_until=30)
+    assert not _reported_before(finding(10, 20), reported_until=20)  # that run did not have the leaf yet
+    assert not _reported_before(finding(10, 5, 20), reported_until=30)  # accepted after a logged revocation
+    assert not _reported_before(finding(10), reported_until=30)  # revoked in the registry only
+
+
 def test_restored_old_backup(make_simulated, tmp_path) -> None:
     sim = make_simulated(limit=240)
     saved = tampering.backup(sim.instance, tmp_path / "backup.db")
