@@ -107,6 +107,11 @@ def create_app(config: Mapping[str, Any]) -> APIFlask:
     def _load_principal() -> None:
         auth.load_session_principal()
 
+    # First of all: a request refused before any view (a form whose CSRF token has expired, a NUL) is still
+    # answered inside the signed-in page, with its navigation, not a page that looks signed out.
+    first = app.before_request_funcs[None]
+    first.insert(0, first.pop(first.index(_load_principal)))
+
     @app.after_request
     def _security_headers(response: Response) -> Response:
         headers = response.headers

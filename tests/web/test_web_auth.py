@@ -203,3 +203,17 @@ def test_a_username_with_a_trailing_newline_is_refused(exam_day) -> None:
     # "admin\n" would be a second account that reads as "admin" ($ in a pattern matches before a final newline)
     with pytest.raises(AccountError, match="username"):
         create_account(exam_day.instance, "admin2\n", PASSWORD, "admin", None, datetime.now(UTC), hasher=CHEAP)
+
+
+@pytest.mark.parametrize("path", ["/stations", "/people"])
+def test_a_form_refused_for_its_csrf_token_is_answered_in_the_signed_in_page(client_as, path: str) -> None:
+    # The CSRF check ran before the account was read: the refusal looked signed out (no navigation, a login
+    # link), although the session was good and the next click went on as before.
+    east = client_as("east")
+    refused = east.post(path, data={"code": "ST-X", "unit": "K001", "name": "x"})
+    assert refused.status_code == 400
+    assert "表单已过期或并非来自本站。请刷新页面后重试。" in refused.text
+    assert 'class="who">东湖区 张伟' in refused.text and 'action="/logout"' in refused.text
+    assert east.get("/dashboard").status_code == 200
+    nul = east.get("/items?q=%00")
+    assert nul.status_code == 400 and 'class="who">东湖区 张伟' in nul.text
