@@ -262,12 +262,16 @@ def build_plan(
     if not name.strip() or len(name) > MAX_EXAM_NAME:
         problems.append(("plan", None, f"the exam name must be 1-{MAX_EXAM_NAME} characters, "
                                        f"found {len(name)}"))
-    if all(_is_blank(row) for row in subject_rows):
-        problems.append(("subjects", None, "the table is empty"))
-    if all(_is_blank(row) for row in unit_rows):
-        problems.append(("units", None, "the table is empty"))
-    scols = _columns("subjects", subject_rows, SUBJECT_COLUMNS, SUBJECT_OPTIONAL, problems)
-    ucols = _columns("units", unit_rows, UNIT_COLUMNS, UNIT_OPTIONAL, problems)
+    # A table with no rows is named as such, and its columns are not judged: a header alone (no rows to
+    # read the columns from) was also said to lack every column it has.
+    no_subjects = all(_is_blank(row) for row in subject_rows)
+    no_units = all(_is_blank(row) for row in unit_rows)
+    if no_subjects:
+        problems.append(("subjects", None, "the table has no rows (no subjects)"))
+    if no_units:
+        problems.append(("units", None, "the table has no rows (no units)"))
+    scols = {} if no_subjects else _columns("subjects", subject_rows, SUBJECT_COLUMNS, SUBJECT_OPTIONAL, problems)
+    ucols = {} if no_units else _columns("units", unit_rows, UNIT_COLUMNS, UNIT_OPTIONAL, problems)
     if problems:
         raise PlanError(problems)
 

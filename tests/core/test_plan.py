@@ -82,6 +82,14 @@ def test_a_missing_column_is_named() -> None:
     assert _problems(subjects, units) == [("units", None, "missing column 'parent' (also accepted: 上级, 上级单位)")]
 
 
+def test_a_table_with_no_rows_is_named_as_such_not_as_lacking_its_columns() -> None:
+    # A units.csv of its header alone was also said to lack every column that header has.
+    subjects, units = _tables()
+    assert _problems(subjects, []) == [("units", None, "the table has no rows (no units)")]
+    assert _problems([], [{k: "" for k in units[0]}]) == [("subjects", None, "the table has no rows (no subjects)"),
+                                                          ("units", None, "the table has no rows (no units)")]
+
+
 def test_an_unknown_column_is_refused_and_remarks_are_not_read() -> None:
     # 考生人数 for 考生数: before, the column was dropped without a word and every room had no candidates
     subjects, units = _tables()
