@@ -217,7 +217,11 @@ def keys_revoke(ctx: Context, kid: str, reason: str, at_text: str | None) -> Non
                                  param_hint="--at") from None
     if at.tzinfo is None:
         raise click.BadParameter("give a time zone, e.g. 2017-06-20T08:00:00+08:00", param_hint="--at")
-    revoked = ctx.instance().keys.revoke(kid, at, reason)
+    from custody.errors import CustodyError
+    from store.ledger import Ledger
+
+    instance = ctx.instance()
+    revoked = instance.keys.revoke(kid, at, reason)
     for key in revoked:
         # a key revoked before stays revoked from the earlier of the two times, with that revocation's reason
         assert key.revoked_at is not None
@@ -225,6 +229,17 @@ def keys_revoke(ctx: Context, kid: str, reason: str, at_text: str | None) -> Non
         click.echo(f"{said} {key.kid_hex} ({key.role.value}, {key.owner}) from "
                    f"{key.revoked_at.astimezone(UTC).isoformat()}: "
                    f"{key.revocation_reason}")
+    # Into the log now, not with the server's next batch (after an exam there may be none for weeks, and the
+    # nightly verification names what the key signed from then on until the log holds the revocation).
+    try:
+        logged = Ledger(instance).log_registry()
+    except CustodyError as exc:
+        raise click.ClickException(
+            f"the revocation is in the key registry (stations signing with the key are refused from now on) but "
+            f"NOT yet in the custody log: {exc}. It enters the log with the next batch the server appends, or "
+            "run this command again with the passphrase.") from None
+    click.echo(f"entered in the custody log ({logged} leaf{'s' if logged > 1 else ''})" if logged
+               else "the custody log already holds it")
 
 
 # --- stations ---------------------------------------------------------------------

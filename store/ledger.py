@@ -659,6 +659,23 @@ class Ledger:
         self._committed(note, head)
         return [first + m for m in marks]
 
+    def log_registry(self) -> int:
+        """Append now the key registry's facts the log lacks (a key registered or revoked, e.g. by ``custody keys
+        revoke``), which would otherwise wait for the next batch; returns how many leaves that took."""
+        now = self.clock()
+        with self.db.write_session() as s:
+            store = LogStore(s)
+            builder, signing = self._open_batch(s, store, now)
+            if not builder.leaves:
+                return 0
+            first, _ = store.append(builder.leaves)
+            builder.finish(first, self._judge)
+            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
+                                         signed_before=self._signed_note)
+            head = store.head()
+        self._committed(note, head)
+        return len(builder.leaves)
+
     def record_labels(self, exam: str) -> int:
         """Append a ``label`` leaf for every issued label not yet in the log; returns how many."""
         now = self.clock()

@@ -98,15 +98,24 @@ def test_labels_png_of_an_unknown_item_is_a_usage_error_and_writes_nothing(exam,
     assert not out.exists()
 
 
-def test_keys_revoke_says_what_holds_and_refuses_a_bad_time(exam) -> None:
+def test_keys_revoke_says_what_holds_and_refuses_a_bad_time(exam, tmp_path: Path) -> None:
     kid = json.loads(exam("keys", "list", "--json").output)[0]["kid"]
     first = exam("keys", "revoke", kid, "--reason", "laptop stolen", "--at", "2026-06-20T08:00:00+08:00").output
     assert first.startswith(f"revoked {kid}") and "from 2026-06-20T00:00:00+00:00: laptop stolen" in first
+    # into the log at once, not with the server's next batch (after the exam there may be none for weeks)
+    assert first.endswith("entered in the custody log (1 leaf)\n")
     later = exam("keys", "revoke", kid, "--reason", "again", "--at", "2026-06-21T08:00:00+08:00").output
     assert later.startswith(f"already revoked {kid}") and "from 2026-06-20T00:00:00+00:00: laptop stolen" in later
+    assert later.endswith("the custody log already holds it\n")
     earlier = exam("keys", "revoke", kid, "--reason", "stolen the day before", "--at",
                    "2026-06-19T08:00:00+08:00").output
     assert earlier.startswith(f"revoked {kid}") and "from 2026-06-19T00:00:00+00:00: stolen the day before" in earlier
+    assert earlier.endswith("entered in the custody log (1 leaf)\n")
+    exam("export", str(tmp_path / "bundle"))
+    leaves = [json.loads(base64.b64decode(json.loads(line)["leaf"]))
+              for line in (tmp_path / "bundle" / "leaves.jsonl").read_text().splitlines()]
+    assert [(leaf["kid"], leaf["revoked_at"]) for leaf in leaves if leaf["type"] == "revocation"] == [
+        (kid, "2026-06-20T00:00:00Z"), (kid, "2026-06-19T00:00:00Z")]
     for at in ("yesterday", "2026-06-19T08:00:00"):
         refused = exam("keys", "revoke", kid, "--reason", "x", "--at", at, ok=False)
         assert refused.exit_code == 2 and "--at" in refused.output, refused.output
