@@ -641,6 +641,16 @@ class Ledger:
             self._custody = judge(session, self.instance.current_exam(session), first, end, accepted, self._custody,
                                   labels=labels)
 
+    def _store_batch(self, store: LogStore, builder: _BatchBuilder, signing: _LogSigning,
+                     now: datetime) -> tuple[int, bytes, tuple[int, bytes]]:
+        """In the write session: the batch's leaves and the rows that go with them stored, the checkpoint
+        signed. Returns the first leaf's index, the checkpoint and the head (for :meth:`_committed`)."""
+        first, _ = store.append(builder.leaves)
+        builder.finish(first, self._judge)
+        note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
+                                     signed_before=self._signed_note)
+        return first, note, store.head()
+
     def append_records(self, records: Iterable[dict[str, Any]]) -> list[int]:
         """Append institute records (a backup order, a verification result) as leaves; returns indexes."""
         now = self.clock()
@@ -648,11 +658,7 @@ class Ledger:
             store = LogStore(s)
             builder, signing = self._open_batch(s, store, now)
             marks = [builder.record(dict(r)) for r in records]
-            first, _ = store.append(builder.leaves)
-            builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
-                                         signed_before=self._signed_note)
-            head = store.head()
+            first, note, head = self._store_batch(store, builder, signing, now)
         if any(leaf.type == "backup_order" for leaf in builder.leaves):
             # The tracker learns orders from the log when it is built: rebuild it.
             self._custody = None
@@ -668,11 +674,7 @@ class Ledger:
             builder, signing = self._open_batch(s, store, now)
             if not builder.leaves:
                 return 0
-            first, _ = store.append(builder.leaves)
-            builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
-                                         signed_before=self._signed_note)
-            head = store.head()
+            _, note, head = self._store_batch(store, builder, signing, now)
         self._committed(note, head)
         return len(builder.leaves)
 
@@ -697,11 +699,7 @@ class Ledger:
                     continue
                 builder.label(item_id, text, digest, issued_at)
                 count += 1
-            first, _ = store.append(builder.leaves)
-            builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
-                                         signed_before=self._signed_note)
-            head = store.head()
+            _, note, head = self._store_batch(store, builder, signing, now)
         self._committed(note, head)
         return count
 
