@@ -151,21 +151,25 @@ def robot_of(url: str) -> str | None:
 
 def alarm_text(report: dict[str, Any], report_path: Path) -> str:
     """The alarm as a chat message, Chinese first: the verdict, the findings by code, the first findings,
-    and where the report is. At most :data:`ROBOT_TEXT_BYTES` bytes (cut at a line, else at a character)."""
+    and where the report is. At most :data:`ROBOT_TEXT_BYTES` bytes: lines that do not fit are left out
+    (the findings first; the report's path is kept), and a line too long alone is cut."""
     counts = report.get("finding_counts") or {}
     lines = [f"【custody】日志核验失败 / log verification FAILED: {report.get('origin', '')}",
              f"{report.get('summary_zh', '')} {report.get('summary', '')}".strip(),
              "问题 / findings: " + ", ".join(f"{code} ×{n}" for code, n in list(counts.items())[:10])]
-    for finding in (report.get("findings") or [])[:5]:
-        lines.append(f"✗ {finding.get('code')} @ {finding.get('where')}: "
-                     f"{finding.get('message_zh') or finding.get('message')}")
-    lines.append(f"报告 / report: {report_path}")
-    text = ""
-    for line in lines:
-        if len(f"{text}{line}\n".encode()) > ROBOT_TEXT_BYTES:
-            break
-        text += f"{line}\n"
-    return text.rstrip("\n") or lines[0].encode()[:ROBOT_TEXT_BYTES].decode("utf-8", "ignore")
+    findings = [f"✗ {f.get('code')} @ {f.get('where')}: {f.get('message_zh') or f.get('message')}"
+                for f in (report.get("findings") or [])[:5]]
+    where = f"报告 / report: {report_path}"
+
+    def size(text_lines: list[str]) -> int:
+        return len("\n".join(text_lines).encode())
+
+    kept = list(lines) if size([*lines, where]) <= ROBOT_TEXT_BYTES else lines[:1]
+    for line in findings:
+        if size([*kept, line, where]) <= ROBOT_TEXT_BYTES:
+            kept.append(line)
+    text = "\n".join([*kept, where])
+    return text.encode()[:ROBOT_TEXT_BYTES].decode("utf-8", "ignore")
 
 
 def robot_message(robot: str, text: str) -> dict[str, Any]:

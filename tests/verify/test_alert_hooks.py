@@ -279,6 +279,7 @@ def test_the_robots_message_keeps_within_wecoms_2048_bytes() -> None:
             "findings": [{"code": "x", "where": f"leaf {n}", "message_zh": "很长的说明" * 60} for n in range(5)]}
     text = alarm_text(many, Path("/r.json"))
     assert len(text.encode()) <= ROBOT_TEXT_BYTES and text.startswith("【custody】日志核验失败")
+    assert text.endswith("\n报告 / report: /r.json") and text.count("✗ x @ leaf") == 1  # one long finding fits
     assert ROBOT_TEXT_BYTES <= 2048
 
 
