@@ -602,10 +602,12 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
     # A key revoked back to before what it had signed (stolen, noticed late): the first full run that
     # sees the revocation names each such handover; later runs say so in a check, not as failures
     # (the log holds, and every run failing on it would make the alarm meaningless).
-    notices = [f for f in leaf_findings if f.code == "revoked_key_signature" and _reported_before(f, reported_until)]
+    notices: list[Finding] = []
+    failures: list[Finding] = []
+    for f in leaf_findings:
+        (notices if f.code == "revoked_key_signature" and _reported_before(f, reported_until) else failures).append(f)
+    leaf_findings = failures
     if notices:
-        leaf_findings = [f for f in leaf_findings if not (f.code == "revoked_key_signature"
-                                                          and _reported_before(f, reported_until))]
         check("handovers signed by keys revoked afterwards", "事后吊销的密钥所签交接", True,
               _revoked_afterwards_detail(sorted(notices, key=lambda f: f.index or 0)))
     findings.extend(sorted(leaf_findings, key=lambda f: (f.index or 0, f.code)))
