@@ -210,7 +210,7 @@ def post_webhook(url: str, report: dict[str, Any], *, timeout: float, retry_wait
     robot = robot_of(url)
     payload = report if robot is None else robot_message(robot, alarm_text(report, report_path))
 
-    def send() -> tuple[int, str, float | None]:
+    def send() -> http_delivery.Answer:
         with requests.post(url, json=payload, timeout=timeout, allow_redirects=False) as response:
             if robot is not None and 200 <= response.status_code < 300:
                 refusal = robot_refusal(robot, response.content)

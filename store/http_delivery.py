@@ -194,14 +194,13 @@ Answer = tuple[int, str, float | None]
 
 def post_until_taken(send: Callable[[], Answer], url: str, *, timeout: float, retry_waits: Sequence[float],
                      sleep: Callable[[float], None], what: str, redirect: tuple[str, str]) -> Attempts:
-    """Call ``send`` (one POST to ``url``, redirects not followed: its status, the reason its answer
-    gives, if any, and the seconds its ``Retry-After`` asks for, if any: :func:`retry_after`) until it
-    answers 2xx, waiting ``retry_waits[i]`` before attempt ``i + 2`` after a connection error, a
-    timeout or a 5xx/429 answer, or longer if that answer asked for it (at most
-    :data:`MAX_RETRY_AFTER`: an answer asking for more is not tried again). Another 4xx will not change by itself and a
-    redirect is not followed (``redirect``: what to do instead): neither is tried again. A 2xx that
-    ``send`` finds refused in its body (:class:`RefusedInBody`) is not taken either, nor tried again.
-    Never raises."""
+    """Call ``send`` (one POST to ``url``, redirects not followed: its :data:`Answer`) until it answers
+    2xx, waiting ``retry_waits[i]`` before attempt ``i + 2`` after a connection error, a timeout or a
+    5xx/429 answer, or longer if that answer's ``Retry-After`` asked for it (at most
+    :data:`MAX_RETRY_AFTER`: an answer asking for more is not tried again). Another 4xx will not change
+    by itself and a redirect is not followed (``redirect``: what to do instead): neither is tried again.
+    A 2xx that ``send`` finds refused in its body (:class:`RefusedInBody`) is not taken either, nor tried
+    again. Never raises."""
     import requests
 
     tried: list[tuple[str, str]] = []

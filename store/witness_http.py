@@ -20,6 +20,7 @@ from custody.errors import CustodyError
 from store.http_delivery import (
     REASON_BYTES,
     RETRY_WAITS,
+    Answer,
     answer_reason,
     os_reason,
     post_until_taken,
@@ -126,7 +127,7 @@ def hand_back(base: str, note: bytes, *, timeout: float = TIMEOUT, retry_waits: 
     url = city_url(base, COSIGNATURES)
     shown = f"POST {city_name(base, COSIGNATURES)}"
 
-    def send() -> tuple[int, str, float | None]:
+    def send() -> Answer:
         with requests.post(url, data=note, timeout=timeout, allow_redirects=False, stream=True,
                            headers={"Content-Type": "text/plain; charset=utf-8",
                                     "Accept": "application/json, text/plain;q=0.9"}) as response:
