@@ -424,6 +424,8 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
         stored_cps = [(r.size, r.note) for r in s.scalars(select(LogCheckpoint).order_by(LogCheckpoint.size))]
         keyring, key_findings = _keys_from_log(s, registry)
         snapshot, state_findings, mode_detail = _load_state(s, log_keys)
+        revoked_since = s.scalar(select(func.count()).select_from(LogLeaf).where(
+            LogLeaf.type == "revocation", LogLeaf.idx >= snapshot["size"])) if snapshot is not None else 0
         last_run = s.execute(select(VerificationRun.digest, VerificationRun.ok)
                              .order_by(VerificationRun.id.desc()).limit(1)).first()
         reported_until = _reported_until(s, log_keys)
@@ -457,6 +459,12 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
         # Rows were deleted or added below the head: only a full pass can name them.
         snapshot, mode_detail = None, (f"full: the log holds {leaf_count} leaves up to index {max_idx}, "
                                        f"its head says {head_size}")
+    elif snapshot is not None and revoked_since:
+        # A key revoked since may have been revoked back to before it (a station laptop stolen and noticed
+        # late): what it signed below the saved state is then evidence no more, and only a full pass
+        # checks those handovers again. Revocations are rare; the weekly full run is too late for one.
+        snapshot, mode_detail = None, (f"full: {revoked_since} key revocation(s) logged since the last run; "
+                                       "what those keys signed before is checked again")
     start = snapshot["size"] if snapshot else 0
     mode = "incremental" if snapshot else "full"
 

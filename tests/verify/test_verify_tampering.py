@@ -245,6 +245,24 @@ def test_a_retroactive_revocation_fails_the_first_full_run_only_then_is_a_check(
     assert simulated.verify().ok  # and the nightly runs go back to incremental
 
 
+def test_the_nightly_run_after_a_logged_revocation_goes_full_and_names_what_the_key_signed(simulated) -> None:
+    """The nightly (incremental) run checked only leaves appended since the last run, so a key revoked back
+    to before handovers it had already verified (a laptop stolen, noticed the next morning) was named only
+    by the weekly full run. A revocation logged since the last run makes the night's run full."""
+    k = _middle_handover(simulated)
+    leaf = leaf_json(simulated.instance, k)
+    signed = datetime.fromisoformat(leaf["event"]["station_time"].replace("Z", "+00:00"))
+    assert simulated.verify(full=True).ok
+    assert simulated.verify().report["mode"] == "incremental"
+    simulated.instance.keys.revoke(leaf["kid"], signed - timedelta(minutes=1), "station laptop stolen")
+    _log_registry_facts(simulated)  # as custody keys revoke does
+    night = simulated.verify()
+    assert night.report["mode"] == "full" and "revocation" in night.report["stats"]["mode_detail"], night.report["mode"]
+    assert not night.ok and k in {f["index"] for f in named(night, "revoked_key_signature")}
+    assert simulated.verify().ok  # reported once: a check from then on (full after the failed run)
+    assert simulated.verify().report["mode"] == "incremental"
+
+
 def test_which_revoked_key_signatures_an_earlier_full_run_reported() -> None:
     from custody.verify.findings import Finding
     from store.verification import _reported_before
