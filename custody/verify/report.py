@@ -84,11 +84,26 @@ def build_report(*, origin: str, mode: str, started_at: str, finished_at: str, l
     }
 
 
+def _mode_detail(report: dict[str, Any]) -> str:
+    """`` (why the run was full or where it started)``, if the report says."""
+    detail, mode = report.get("stats", {}).get("mode_detail"), report.get("mode")
+    if not isinstance(detail, str) or not detail:
+        return ""
+    if detail.startswith(f"{mode} (") and detail.endswith(")"):  # "full (state untrusted)"
+        detail = detail[len(f"{mode} ("):-1]
+    elif detail.startswith(f"{mode}: "):  # "full: the last run found problems"
+        detail = detail[len(f"{mode}: "):]
+    elif detail.startswith(f"{mode} "):  # "incremental from size 240"
+        detail = detail[len(f"{mode} "):]
+    return f" ({detail})"
+
+
 def render_text(report: dict[str, Any], limit: int = 50) -> str:
     """A short plain-text summary for the terminal."""
     lines = [f"{report['summary_zh']}  {report['summary']}",
-             f"mode {report['mode']}; leaves {report['verified_from']}..{report['verified_to']} of "
-             f"{report['log_size']}; {report['stats'].get('events_per_second', 0):,.0f} leaves/s"]
+             f"mode {report['mode']}{_mode_detail(report)}; leaves {report['verified_from']}.."
+             f"{report['verified_to']} of {report['log_size']}; "
+             f"{report['stats'].get('events_per_second', 0):,.0f} leaves/s"]
     for check in report["checks"]:
         lines.append(f"  [{'ok' if check['ok'] else 'FAIL'}] {check['name_zh']} / {check['name']}: {check['detail']}")
     for f in report["findings"][:limit]:
@@ -133,7 +148,8 @@ code{{word-break:break-all}}</style></head><body>
 <p class="verdict">{e(report['summary_zh'])}<br><small style="color:#fff">{e(report['summary'])}</small></p>
 <table>
 <tr><th>日志 Log</th><td>{e(report['origin'])}</td></tr>
-<tr><th>方式 Mode</th><td>{'全量核验 full' if report['mode'] == 'full' else '增量核验 incremental'}</td></tr>
+<tr><th>方式 Mode</th><td>{'全量核验 full' if report['mode'] == 'full' else '增量核验 incremental'}\
+<small>{e(_mode_detail(report))}</small></td></tr>
 <tr><th>时间 Time</th><td>{e(report['started_at'])} — {e(report['finished_at'])}</td></tr>
 <tr><th>核验范围 Leaves checked</th><td>{report['verified_from']} … {report['verified_to']}
  / {report['log_size']}</td></tr>

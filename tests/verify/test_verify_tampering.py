@@ -331,3 +331,12 @@ def test_a_broken_report_behind_the_saved_state_is_named_not_a_crash(simulated, 
     assert not outcome.ok and outcome.report["mode"] == "full"
     [found] = named(outcome, "state_untrusted")
     assert "not a JSON object" in found["message"]
+    # every other check holds: a row names what failed, and the summary says why the run went full
+    (other,) = [c for c in outcome.report["checks"] if c["name"] == "other findings"]
+    assert not other["ok"] and "state_untrusted ×1" in other["detail"] and other["name_zh"] == "其他问题"
+    assert [c["name"] for c in outcome.report["checks"] if not c["ok"]] == ["other findings"]
+    from custody.verify.report import render_html, render_text
+
+    assert "mode full (state untrusted);" in render_text(outcome.report)
+    assert "[FAIL] 其他问题 / other findings: state_untrusted ×1" in render_text(outcome.report)
+    assert "(state untrusted)</small>" in render_html(outcome.report)
