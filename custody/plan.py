@@ -175,6 +175,12 @@ UNIT_OPTIONAL = {"candidates": ("candidates", "考生数", "人数"), "subjects"
 
 #: The longest texts and the largest count a plan may hold (the database's columns are this wide).
 MAX_EXAM_CODE, MAX_UNIT_CODE, MAX_SUBJECT_CODE = 32, 32, 8
+#: Subject and unit codes make the item ids (``YW-P-K001-01``), which every handover event names and
+#: the server takes only as ``custody.events.ID`` allows: ASCII letters and digits (and, in unit codes,
+#: ``. _ : -``), as the web's unit form asks too. A plan with 语文 or 东湖区 as a code imported, and
+#: every scan of its items was then refused as malformed.
+SUBJECT_CODE = re.compile(rf"[A-Za-z0-9]{{1,{MAX_SUBJECT_CODE}}}\Z")
+UNIT_CODE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_UNIT_CODE - 1}}}\Z")
 MAX_EXAM_NAME = MAX_UNIT_NAME = MAX_ROOM_SUBJECTS = 200
 MAX_SUBJECT_NAME = 100
 MAX_CANDIDATES = 9999
@@ -280,9 +286,9 @@ def build_plan(
         if _is_blank(row):
             continue
         code, sname = _cell(row, scols, "code"), _cell(row, scols, "name")
-        if not code or not code.isalnum() or len(code) > MAX_SUBJECT_CODE:
-            problems.append(("subjects", n, f"subject code must be 1-{MAX_SUBJECT_CODE} letters or digits, "
-                                            f"found {code!r}"))
+        if not SUBJECT_CODE.match(code):
+            problems.append(("subjects", n, f"subject code must be 1-{MAX_SUBJECT_CODE} ASCII letters or digits "
+                                            f"(it is part of every item id), found {code!r}"))
             continue
         if any(s.code == code for s in subjects):
             problems.append(("subjects", n, f"duplicate subject {code!r}"))
@@ -316,9 +322,9 @@ def build_plan(
             continue
         code = _cell(row, ucols, "code")
         kind_text = _cell(row, ucols, "kind")
-        if not code or len(code) > MAX_UNIT_CODE or not code.isprintable() or any(c.isspace() for c in code):
-            problems.append(("units", n, f"unit code must be 1-{MAX_UNIT_CODE} characters without spaces, "
-                                         f"found {code!r}"))
+        if not UNIT_CODE.match(code):
+            problems.append(("units", n, f"unit code must be 1-{MAX_UNIT_CODE} ASCII letters, digits and . _ : - "
+                                         f"starting with a letter or digit (it is part of item ids), found {code!r}"))
             continue
         if code in rows_of:
             problems.append(("units", n, f"duplicate unit {code!r} (first on row {rows_of[code]})"))

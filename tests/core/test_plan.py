@@ -165,7 +165,8 @@ def test_values_too_long_or_large_to_store_are_refused_with_their_rows() -> None
                                 "found '3000000000'"),
         ("units", rooms[2] + 2, f"candidates of {units[rooms[2]]['code']} must be a whole number from 0 to 9999, "
                                 "found '①'"),
-        ("units", rooms[3] + 2, "unit code must be 1-32 characters without spaces, found 'K002\\x0002'"),
+        ("units", rooms[3] + 2, "unit code must be 1-32 ASCII letters, digits and . _ : - starting with a letter or "
+                                "digit (it is part of item ids), found 'K002\\x0002'"),
     ]
     subjects, units = _tables()
     with pytest.raises(PlanError) as caught:
@@ -174,6 +175,31 @@ def test_values_too_long_or_large_to_store_are_refused_with_their_rows() -> None
         ("plan", None, f"the exam code must be 1-32 characters without spaces, found {'E' * 33!r}"),
         ("plan", None, "the exam name must be 1-200 characters, found 201"),
     ]
+
+
+def test_codes_that_cannot_be_part_of_an_item_id_are_refused() -> None:
+    """语文 or 东湖区 as a code imported, and made item ids (语文-P-东湖区…) that no handover event may name:
+    every scan of those items would have been refused as malformed, on exam morning."""
+    from custody.events import ID
+
+    subjects, units = _tables()
+    subjects[0]["code"] = "语文"
+    rooms = [i for i, r in enumerate(units) if r["kind"] == "room"]
+    units[rooms[0]]["code"] = "第1考场"
+    units[rooms[1]]["code"] = "K001/02"
+    units[rooms[2]]["code"] = "-K003"
+    problems = _problems(subjects, units)
+    assert ("subjects", 2, "subject code must be 1-8 ASCII letters or digits (it is part of every item id), "
+                           "found '语文'") in problems
+    for i, code in ((rooms[0], "第1考场"), (rooms[1], "K001/02"), (rooms[2], "-K003")):
+        assert ("units", i + 2, "unit code must be 1-32 ASCII letters, digits and . _ : - starting with a letter "
+                                f"or digit (it is part of item ids), found {code!r}") in problems
+    # what is accepted makes item ids the server takes; lower case stays allowed
+    subjects, units = _tables()
+    subjects[0]["code"] = "yw"
+    units[rooms[0]]["code"] = "K9.a_b:c-" + "x" * 23  # 32 characters (a room: no unit names it as parent)
+    plan = build_plan("zk2017", "test", subjects, units)
+    assert all(ID.match(item.item_id) for item in plan_items(plan))
 
 
 def test_full_width_codes_times_and_counts_read_as_ascii_and_names_stay_as_typed() -> None:
