@@ -9,6 +9,8 @@ label, item, leaf index or row they concern.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CustodyError(Exception):
     """Base of every error custody raises on purpose."""
@@ -42,7 +44,13 @@ class BadSignature(LabelError):
 
 
 class KeyNotValid(LabelError):
-    """The key was not valid for this purpose when the label says it was signed."""
+    """The key was not valid for this purpose when the label says it was signed.
+
+    ``key``: the key that made the signature (a ``custody.keyring.PublicKey``), when
+    ``KeyRing.verify`` raised it: a caller that needs its revocations need not verify again.
+    """
+
+    key: Any = None
 
 
 class KeyRevoked(KeyNotValid):

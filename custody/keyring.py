@@ -156,12 +156,15 @@ class KeyRing:
                 f"{what}: the signature does not verify under key {kid.hex()} "
                 f"({len(candidates)} candidate key(s) tried); the content was altered or forged"
             )
-        problems: list[KeyNotValid] = []
+        problems: list[tuple[KeyNotValid, PublicKey]] = []
         for key in verifying:
             try:
                 key.check_valid_at(signed_at)
             except KeyNotValid as problem:
-                problems.append(problem)
+                problems.append((problem, key))
                 continue
             return key
-        raise type(problems[0])(f"{what}: {problems[0]}")
+        first, signer = problems[0]
+        error = type(first)(f"{what}: {first}")
+        error.key = signer
+        raise error

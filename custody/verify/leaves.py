@@ -126,8 +126,7 @@ def check_handover(index: int, leaf: dict[str, Any], data: bytes, keys: KeyRing)
     except KeyRevoked as exc:
         # The log's revocation leaves that cover the signing time (the caller tells a revocation the server
         # knew when it accepted the event from one logged afterwards: see store.verification).
-        covering = sorted({(idx, at.isoformat()) for key in keys.find(kid) if key.role is Role.STATION
-                           and key.verifies(signature, message) for at, idx in key.revocation_leaves if at <= when})
+        covering = sorted({(idx, at.isoformat()) for at, idx in exc.key.revocation_leaves if at <= when})
         return [_finding("revoked_key_signature", index, item, str(exc),
                          f"事件由已吊销的交接台密钥 {kid_hex} 签名（签名时间 {event.get('station_time')}）",
                          expected=f"a key valid at {event.get('station_time')}", found=f"key {kid_hex} revoked",

@@ -125,8 +125,11 @@ def test_revocation_voids_what_was_signed_after_it_not_before(key_factory: KeyFa
     before = issue_label(make_payload(issued_at=revoked_at - timedelta(seconds=1)), signer)
     after = issue_label(make_payload(issued_at=revoked_at), signer)
     assert verify_label(before, key_factory.ring)
-    with pytest.raises(KeyRevoked, match="revoked"):
+    with pytest.raises(KeyRevoked, match="revoked") as caught:
         verify_label(after, key_factory.ring)
+    # the key that signed, for a caller that needs its revocations (the nightly verification did not
+    # verify again to find it)
+    assert caught.value.key is not None and caught.value.key.revoked_at == revoked_at
 
 
 def test_rotation_keeps_old_labels_valid_and_bounds_the_old_key(key_factory: KeyFactory) -> None:
