@@ -6,7 +6,8 @@ Prints, on SQLite and on PostgreSQL:
     signed per batch, receipts (tlog-proofs) produced, in group-committed batches;
   * inclusion-proof time at 1,000,000 leaves (median and p99 over random leaves);
   * the CPU an event takes while appending, in the writer, the signature workers and this process
-    (the machine's speed drifts from run to run; these show where the time goes);
+    (the machine's speed drifts from run to run; these show where the time goes), and the most events/s
+    that CPU allows: the busiest interpreter lock, and all processes on the machine's cores;
   * the same batches appended by the writer alone, their signatures checked beforehand: the writer's
     own rate and CPU, with nothing beside it on the cores (the most the writer could give);
   * single-core Ed25519 verification speed on this machine (the limit: libsodium, which the server checks
@@ -131,6 +132,22 @@ class CpuMeter:
         return {"writer_cpu": writer, "workers_cpu": workers, "process_cpu": process, "workers": len(self.workers)}
 
 
+def cpu_bounds(r: dict[str, float], per: float) -> str:
+    """The most events/s the CPU an event took allows: the busiest interpreter (its lock runs one thread's
+    Python at a time: the writer's with the submission path, unless the writer has a process of its own), and
+    every process together on this machine's cores. Upper bounds: a process's CPU includes C code that runs
+    outside its lock (SQLite, the fsyncs)."""
+    own = r["process_cpu"] * per
+    writer_apart = r["writer_cpu"] * per if r.get("writer_process") else 0.0
+    lock = max(own, writer_apart)
+    total = own + writer_apart + r["workers_cpu"] * per
+    cores = os.cpu_count() or 1
+    which = "the writer process" if writer_apart > own else "this process"
+    return (f"bounds from that CPU: one interpreter lock ({which}, {lock:,.0f} µs an event) at most "
+            f"{1e6 / lock:,.0f} events/s; all processes ({total:,.0f} µs an event on {cores} cores) at most "
+            f"{cores * 1e6 / total:,.0f} events/s")
+
+
 def make_database(kind: str, folder: Path) -> tuple[str, object]:
     if kind == "sqlite":
         return f"sqlite:///{folder / 'custody.db'}", None
@@ -237,7 +254,7 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: in
         elapsed = time.perf_counter() - start
         cpu = meter.stop()
     return {"events": total, "seconds": elapsed, "rate": total / elapsed, "batches": len(signed),
-            "accepted": statuses.get("accepted", 0), **cpu}
+            "accepted": statuses.get("accepted", 0), "writer_process": float(writer_process), **cpu}
 
 
 def bench_writer_alone(kind: str, events: int, batch: int) -> dict[str, float]:
@@ -342,6 +359,7 @@ def main() -> None:
                   f"{r['writer_cpu'] / r['seconds']:.0%} of the time), signature workers "
                   f"{r['workers_cpu'] * per:,.0f} µs ({r['workers']} processes), this process in all "
                   f"{r['process_cpu'] * per:,.0f} µs ({writer}, the submitting thread, the bench)")
+            print(f"[{kind}] {cpu_bounds(r, per)}")
         if args.repeat > 1:
             met = sum(rate >= targets[kind] for rate in rates)
             print(f"[{kind}] ingest over {args.repeat} runs: median {statistics.median(rates):,.0f}, lowest "
