@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import Select, func, or_, select
 
-from custody.errors import NotFound
+from custody.errors import CustodyError, NotFound
 from custody.keyring import Role
 from store.models import KeyRecord, Station
 from web.accounts import ROLES, AccountError, create_account, list_accounts, set_disabled
@@ -23,6 +24,7 @@ from web.state import state
 from web.templating import local_time, page_count, page_number, page_within, search_text
 
 bp = Blueprint("admin", __name__)
+log = logging.getLogger(__name__)
 #: Rows on a page of keys, and of the audit trail.
 KEYS_PAGE = AUDIT_PAGE = 100
 
@@ -99,6 +101,14 @@ def revoke() -> Any:
         abort(404)
     st.keys_changed()
     audit(current_principal(), "revoke_key", kid, form.reason.data or "")  # type: ignore[arg-type]
+    # Into the custody log now, through the writer (an empty batch logs the registry's new facts), as
+    # `custody keys revoke` does: after an exam there may be no batch for weeks.
+    try:
+        st.ledger.submit([])
+    except CustodyError as exc:
+        log.warning("key %s revoked in the registry; not yet in the custody log: %s", kid, exc)
+        flash(_("The revocation is in the key registry (the key is refused from now on) but not yet in the "
+                "custody log: %(error)s. It enters the log with the next batch.", error=str(exc)), "warning")
     before = min((k.revoked_at for k in revoked if k.revoked_at is not None and k.revoked_at < at), default=None)
     if before is not None:  # revoked before: the earlier revocation and its reason stand
         flash(_("Key %(kid)s was already revoked at %(time)s; that revocation stands.", kid=kid,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
+from datetime import UTC
 
 import pytest
 from sqlalchemy import select
 
 from store.accounts import Account
-from store.models import KeyRecord, Person, Station, Unit
+from store.models import KeyRecord, LogLeaf, Person, Station, Unit
 from tests.web.conftest import csrf_token
 
 INJECTIONS = ["<script>alert('x')</script>", "'; DROP TABLE people; --", "\" onmouseover=\"alert(1)",
@@ -167,6 +169,10 @@ def test_an_administrator_registers_a_station_and_revokes_its_key(client_as, exa
         key = s.scalars(select(KeyRecord).where(KeyRecord.kid == kid)).one()
         assert key.revoked_at is not None and key.revocation_reason == "交接台电脑遗失"
         first = key.revoked_at
+        # in the custody log at once, not with the next station batch (after an exam, weeks away)
+        logged = [json.loads(d) for d in s.scalars(select(LogLeaf.data).where(LogLeaf.type == "revocation"))]
+        assert [leaf["revoked_at"] for leaf in logged if leaf["kid"] == kid] == [
+            first.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
     again = client.post("/keys/revoke", data={"csrf_token": csrf_token(page.text), "kid": kid, "reason": "再次吊销"},
                         follow_redirects=True)
     assert "该次吊销继续有效" in again.text  # the earlier revocation stands, and the page says so
@@ -176,6 +182,36 @@ def test_an_administrator_registers_a_station_and_revokes_its_key(client_as, exa
     duplicate = client.post("/stations", data={"csrf_token": csrf_token(page.text), "code": code + "X",
                                                "unit": "K001", "name": "x", "public_key": raw.hex()})
     assert duplicate.status_code == 400 and "此公钥已登记" in duplicate.text
+
+
+def test_a_revocation_the_log_cannot_take_now_is_kept_and_the_page_says_so(app, client_as, exam_day,
+                                                                              monkeypatch) -> None:
+    """No log key at hand, a closed ledger: the key is revoked in the registry all the same, and the page
+    says that the log takes it with the next batch."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from store.ledger import LedgerClosed
+
+    client = client_as("admin")
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    code = f"ST-NEW-{uuid.uuid4().hex[:6]}"
+    page = client.get("/stations")
+    assert client.post("/stations", data={"csrf_token": csrf_token(page.text), "code": code, "unit": "K001",
+                                          "name": "备用交接台", "public_key": raw.hex()}).status_code == 303
+    with exam_day.instance.db.session() as s:
+        kid = s.get(Station, code).kid
+
+    def closed(*_args, **_kwargs):
+        raise LedgerClosed("the log is closing")
+
+    monkeypatch.setattr(app.extensions["custody"].ledger, "submit", closed)
+    page = client.get("/keys")
+    done = client.post("/keys/revoke", data={"csrf_token": csrf_token(page.text), "kid": kid, "reason": "丢失"},
+                       follow_redirects=True)
+    assert done.status_code == 200 and "但尚未写入保管日志：the log is closing" in done.text
+    with exam_day.instance.db.session() as s:
+        assert s.scalars(select(KeyRecord).where(KeyRecord.kid == kid)).one().revoked_at is not None
 
 
 def test_an_officer_may_not_revoke_institute_keys(client_as, exam_day) -> None:
