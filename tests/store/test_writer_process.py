@@ -85,6 +85,21 @@ def test_the_writer_process_appends_receipts_refusals_and_replays_as_the_thread_
     _verifies(remote)
 
 
+def test_an_empty_batch_logs_a_revocation_made_since(remote: Ledger, desk: Desk, tiny_exam: Any) -> None:
+    """The web's key page revokes a key, then submits an empty batch: the writer process enters the
+    revocation in the log at once, without waiting for a station's next batch."""
+    remote.submit(desk.receive_events(1, T))  # the desk's key is in the log
+    kid = desk.signers[desk.code].kid.hex()
+    tiny_exam.keys.revoke(kid, T + timedelta(hours=1), "desk stolen")
+    remote.keyring(refresh=True)  # as the web does after a change to the registry
+    assert remote.submit([]) == []
+    with tiny_exam.db.session() as s:
+        logged = [json.loads(d) for d in s.scalars(select(LogLeaf.data).where(LogLeaf.type == "revocation"))]
+    assert [leaf["kid"] for leaf in logged] == [kid]
+    assert remote.submit([]) == []  # nothing new: no leaf, no error (the checkpoint at that size stands)
+    _verifies(remote)
+
+
 def test_an_error_in_the_writer_process_reaches_the_caller_and_nothing_is_stored(remote: Ledger, desk: Desk,
                                                                                  tiny_exam: Any) -> None:
     from store.models import LogCheckpoint, LogHead
