@@ -601,11 +601,7 @@ class Ledger:
                     continue
                 keys_seen[key] = len(builder.leaves)
                 results.append(builder.handover(event, p.kid, p.sig, key))
-            first, integration = store.append(builder.leaves)
-            builder.finish(first, self._judge)
-            note = store.sign_checkpoint(self.origin, signing.private, signing.verifiers, now,
-                                         signed_before=self._signed_note)
-            head = store.head()
+            first, note, head = self._store_batch(store, builder, signing, now)
             for r in results:
                 key = r.pop("_key", None)
                 if r["status"] == "duplicate":
@@ -613,7 +609,7 @@ class Ledger:
                     r["index"] = existing if existing is not None else first + keys_seen[key or ""]
                 else:
                     r["index"] += first
-            paths = store.proofs([r["index"] for r in results], integration.new_size)
+            paths = store.proofs([r["index"] for r in results], head[0])
             leaves = []
             for r in results:
                 relative = r["index"] - first
