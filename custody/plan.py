@@ -19,6 +19,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from functools import cached_property
 
 from custody.errors import PlanError
+from custody.events import ID
 from custody.labels import ItemKind
 
 #: Exam times in the plan are local times of the institute (Asia/Shanghai, no DST).
@@ -176,11 +177,10 @@ UNIT_OPTIONAL = {"candidates": ("candidates", "考生数", "人数"), "subjects"
 #: The longest texts and the largest count a plan may hold (the database's columns are this wide).
 MAX_EXAM_CODE, MAX_UNIT_CODE, MAX_SUBJECT_CODE = 32, 32, 8
 #: Subject and unit codes make the item ids (``YW-P-K001-01``), which every handover event names and
-#: the server takes only as ``custody.events.ID`` allows: ASCII letters and digits (and, in unit codes,
-#: ``. _ : -``), as the web's unit form asks too. A plan with 语文 or 东湖区 as a code imported, and
-#: every scan of its items was then refused as malformed.
+#: the server takes only as ``custody.events.ID`` allows: a unit code is such an id (as the web's unit
+#: form asks too), a subject code ASCII letters and digits. A plan with 语文 or 东湖区 as a code
+#: imported, and every scan of its items was then refused as malformed.
 SUBJECT_CODE = re.compile(rf"[A-Za-z0-9]{{1,{MAX_SUBJECT_CODE}}}\Z")
-UNIT_CODE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_UNIT_CODE - 1}}}\Z")
 MAX_EXAM_NAME = MAX_UNIT_NAME = MAX_ROOM_SUBJECTS = 200
 MAX_SUBJECT_NAME = 100
 MAX_CANDIDATES = 9999
@@ -322,7 +322,7 @@ def build_plan(
             continue
         code = _cell(row, ucols, "code")
         kind_text = _cell(row, ucols, "kind")
-        if not UNIT_CODE.match(code):
+        if not (ID.match(code) and len(code) <= MAX_UNIT_CODE):
             problems.append(("units", n, f"unit code must be 1-{MAX_UNIT_CODE} ASCII letters, digits and . _ : - "
                                          f"starting with a letter or digit (it is part of item ids), found {code!r}"))
             continue
