@@ -132,13 +132,13 @@ class CpuMeter:
         return {"writer_cpu": writer, "workers_cpu": workers, "process_cpu": process, "workers": len(self.workers)}
 
 
-def cpu_bounds(r: dict[str, float], per: float) -> str:
+def cpu_bounds(r: dict[str, float], per: float, writer_process: bool) -> str:
     """The most events/s the CPU an event took allows: the busiest interpreter (its lock runs one thread's
     Python at a time: the writer's with the submission path, unless the writer has a process of its own), and
     every process together on this machine's cores. Upper bounds: a process's CPU includes C code that runs
     outside its lock (SQLite, the fsyncs)."""
     own = r["process_cpu"] * per
-    writer_apart = r["writer_cpu"] * per if r.get("writer_process") else 0.0
+    writer_apart = r["writer_cpu"] * per if writer_process else 0.0
     lock = max(own, writer_apart)
     total = own + writer_apart + r["workers_cpu"] * per
     cores = os.cpu_count() or 1
@@ -254,7 +254,7 @@ def bench_ingest(kind: str, events: int, batch: int, workers: int, in_flight: in
         elapsed = time.perf_counter() - start
         cpu = meter.stop()
     return {"events": total, "seconds": elapsed, "rate": total / elapsed, "batches": len(signed),
-            "accepted": statuses.get("accepted", 0), "writer_process": float(writer_process), **cpu}
+            "accepted": statuses.get("accepted", 0), **cpu}
 
 
 def bench_writer_alone(kind: str, events: int, batch: int) -> dict[str, float]:
@@ -359,7 +359,7 @@ def main() -> None:
                   f"{r['writer_cpu'] / r['seconds']:.0%} of the time), signature workers "
                   f"{r['workers_cpu'] * per:,.0f} µs ({r['workers']} processes), this process in all "
                   f"{r['process_cpu'] * per:,.0f} µs ({writer}, the submitting thread, the bench)")
-            print(f"[{kind}] {cpu_bounds(r, per)}")
+            print(f"[{kind}] {cpu_bounds(r, per, args.writer_process)}")
         if args.repeat > 1:
             met = sum(rate >= targets[kind] for rate in rates)
             print(f"[{kind}] ingest over {args.repeat} runs: median {statistics.median(rates):,.0f}, lowest "
