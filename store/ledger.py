@@ -376,6 +376,8 @@ class Ledger:
         the group-commit writer. Results: ``accepted`` (with index, leaf hash and
         a receipt), ``duplicate`` (already in the log: same index and receipt) or
         ``refused`` (with the reason; the refusal itself is a leaf, as evidence).
+        An empty list is a batch all the same: the writer (thread or process) logs the key registry's facts
+        the log lacks, as every batch does first; the web's key page relies on it for a revocation.
         """
         return self.submit_nowait(submissions, station=station).result()
 
