@@ -64,6 +64,19 @@ def keys() -> Any:
     return _keys_page(RevokeForm())
 
 
+def _log_registry_now(st: Any, what: str) -> str | None:
+    """Log the registry's new facts (a key registered or revoked here) now, through the writer: an empty
+    batch does that, as `custody keys revoke` does; after an exam there may be no batch for weeks.
+    Returns why the log cannot take them now (closing, no log key), None once they are in it; the
+    next batch logs what it could not."""
+    try:
+        st.ledger.submit([])
+    except CustodyError as exc:
+        log.warning("%s in the registry; not yet in the custody log: %s", what, exc)
+        return str(exc)
+    return None
+
+
 @bp.route("/keys/rotate", methods=["POST"])
 @roles_required()
 def rotate() -> Any:
@@ -74,6 +87,10 @@ def rotate() -> Any:
     key = st.instance.keys.rotate(Role(form.role.data), st.instance.institute, st.now())
     st.keys_changed()
     audit(current_principal(), "rotate_key", form.role.data or "", key.kid_hex)  # type: ignore[arg-type]
+    error = _log_registry_now(st, f"new {form.role.data} key {key.kid_hex}")
+    if error is not None:
+        flash(_("The new key is in the key registry but not yet in the custody log: %(error)s. It enters the "
+                "log with the next batch.", error=error), "warning")
     flash(_("New %(role)s key %(kid)s; the old key no longer signs.", role=name_of(KEY_ROLES, form.role.data),
             kid=key.kid_hex), "info")
     return redirect(url_for("admin.keys"), 303)
@@ -101,14 +118,10 @@ def revoke() -> Any:
         abort(404)
     st.keys_changed()
     audit(current_principal(), "revoke_key", kid, form.reason.data or "")  # type: ignore[arg-type]
-    # Into the custody log now, through the writer (an empty batch logs the registry's new facts), as
-    # `custody keys revoke` does: after an exam there may be no batch for weeks.
-    try:
-        st.ledger.submit([])
-    except CustodyError as exc:
-        log.warning("key %s revoked in the registry; not yet in the custody log: %s", kid, exc)
+    error = _log_registry_now(st, f"key {kid} revoked")
+    if error is not None:
         flash(_("The revocation is in the key registry (the key is refused from now on) but not yet in the "
-                "custody log: %(error)s. It enters the log with the next batch.", error=str(exc)), "warning")
+                "custody log: %(error)s. It enters the log with the next batch.", error=error), "warning")
     before = min((k.revoked_at for k in revoked if k.revoked_at is not None and k.revoked_at < at), default=None)
     if before is not None:  # revoked before: the earlier revocation and its reason stand
         flash(_("Key %(kid)s was already revoked at %(time)s; that revocation stands.", kid=kid,

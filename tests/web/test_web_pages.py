@@ -214,6 +214,44 @@ def test_a_revocation_the_log_cannot_take_now_is_kept_and_the_page_says_so(app, 
         assert s.scalars(select(KeyRecord).where(KeyRecord.kid == kid)).one().revoked_at is not None
 
 
+def test_a_key_rotated_on_the_web_enters_the_custody_log_at_once(tiny_exam, monkeypatch) -> None:
+    """A new log key signs the very next checkpoint, and the key is in the log, without waiting for a
+    station's batch (after an exam, weeks away). A log that cannot take it now: the page says so."""
+    from datetime import datetime
+
+    from custody.log.note import open_note, parse_verifier_key, verifier_key
+    from store.ledger import Ledger, LedgerClosed
+    from tests.web.conftest import CHEAP, PASSWORD, login, make_app, new_address
+    from web.accounts import create_account
+
+    create_account(tiny_exam, "admin", PASSWORD, "admin", None, datetime.now(UTC), hasher=CHEAP)
+    ledger = Ledger(tiny_exam)
+    client = make_app(tiny_exam, LEDGER=ledger).test_client()
+    client.environ_base["REMOTE_ADDR"] = new_address()
+    assert login(client, "admin").status_code == 302
+    token = csrf_token(client.get("/keys").text)
+    for role in ("log_signer", "label_issuer"):
+        assert client.post("/keys/rotate", data={"csrf_token": token, "role": role}).status_code == 303
+        with tiny_exam.db.session() as s:
+            new = s.scalars(select(KeyRecord).where(KeyRecord.role == role).order_by(KeyRecord.id.desc())).first()
+            logged = [json.loads(d)["kid"] for d in s.scalars(select(LogLeaf.data).where(LogLeaf.type == "key"))]
+        assert new.kid in logged, role
+    with tiny_exam.db.session() as s:
+        log_key = s.scalars(select(KeyRecord).where(KeyRecord.role == "log_signer")
+                            .order_by(KeyRecord.id.desc())).first()
+    # the newest checkpoint is signed by the new log key (open_note raises unless a given key signed it)
+    assert open_note(ledger.latest_checkpoint().encode(),
+                     [parse_verifier_key(verifier_key(tiny_exam.origin, log_key.public_raw))]).signatures
+
+    def closed(*_args, **_kwargs):
+        raise LedgerClosed("the log is closing")
+
+    monkeypatch.setattr(ledger, "submit", closed)
+    done = client.post("/keys/rotate", data={"csrf_token": token, "role": "badge_issuer"}, follow_redirects=True)
+    assert done.status_code == 200 and "新密钥已写入密钥登记表，但尚未写入保管日志：the log is closing" in done.text
+    ledger.close()
+
+
 def test_an_officer_may_not_revoke_institute_keys(client_as, exam_day) -> None:
     with exam_day.instance.db.session() as s:
         institute = s.scalars(select(KeyRecord).where(KeyRecord.role == "label_issuer")).first()
