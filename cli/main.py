@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.context import Context, emit_json, emit_json_lines, now, pass_ctx, table
 from custody.errors import CustodyError
+
+if TYPE_CHECKING:
+    from store.instance import Instance
 
 
 class CustodyGroup(click.Group):
@@ -199,6 +203,24 @@ def keys_rotate(ctx: Context, role: str, owner: str | None) -> None:
     instance = ctx.instance()
     key = instance.keys.rotate(Role(role), owner or instance.institute, now())
     click.echo(f"new {role} key {key.kid_hex}, valid from {key.valid_from.isoformat()}")
+    # the new key, and the old key's end (a retirement leaf), into the log now
+    logged = _log_registry_now(instance, "the new key and the old key's end are", "")  # "are in the key registry"
+    click.echo(f"entered in the custody log ({logged} leaf{'s' if logged > 1 else ''})")
+
+
+def _log_registry_now(instance: Instance, what: str, retry: str) -> int:
+    """Append the registry's new facts to the custody log now, not with the server's next batch (after an
+    exam there may be none for weeks, and the nightly verification trusts the log's key facts, not the
+    registry's); returns how many leaves that took."""
+    from custody.errors import CustodyError
+    from store.ledger import Ledger
+
+    try:
+        return Ledger(instance).log_registry()
+    except CustodyError as exc:
+        raise click.ClickException(
+            f"{what} in the key registry but NOT yet in the custody log: {exc}. It enters the log with the next "
+            f"batch the server appends{retry}.") from None
 
 
 @keys.command("revoke")
@@ -217,9 +239,6 @@ def keys_revoke(ctx: Context, kid: str, reason: str, at_text: str | None) -> Non
                                  param_hint="--at") from None
     if at.tzinfo is None:
         raise click.BadParameter("give a time zone, e.g. 2017-06-20T08:00:00+08:00", param_hint="--at")
-    from custody.errors import CustodyError
-    from store.ledger import Ledger
-
     instance = ctx.instance()
     revoked = instance.keys.revoke(kid, at, reason)
     for key in revoked:
@@ -229,15 +248,10 @@ def keys_revoke(ctx: Context, kid: str, reason: str, at_text: str | None) -> Non
         click.echo(f"{said} {key.kid_hex} ({key.role.value}, {key.owner}) from "
                    f"{key.revoked_at.astimezone(UTC).isoformat()}: "
                    f"{key.revocation_reason}")
-    # Into the log now, not with the server's next batch (after an exam there may be none for weeks, and the
-    # nightly verification names what the key signed from then on until the log holds the revocation).
-    try:
-        logged = Ledger(instance).log_registry()
-    except CustodyError as exc:
-        raise click.ClickException(
-            f"the revocation is in the key registry (stations signing with the key are refused from now on) but "
-            f"NOT yet in the custody log: {exc}. It enters the log with the next batch the server appends, or "
-            "run this command again with the passphrase.") from None
+    # Into the log now (the nightly verification names what the key signed from then on until the log holds
+    # the revocation).
+    what = "the revocation is in the key registry (stations signing with the key are refused from now on) but"
+    logged = _log_registry_now(instance, what, ", or run this command again with the passphrase")
     click.echo(f"entered in the custody log ({logged} leaf{'s' if logged > 1 else ''})" if logged
                else "the custody log already holds it")
 

@@ -47,7 +47,7 @@ from custody.labels import ItemKind
 from custody.rules import ItemInfo, ItemState, Tracker
 from custody.verify.shares import judged_at
 from store.db import placeholder
-from store.models import AlertRecord, IssuedLabel, Item, ItemHead, LogLeaf, Setting
+from store.models import KEY_LEAF_TYPES, AlertRecord, IssuedLabel, Item, ItemHead, LogLeaf, Setting
 from store.plans import load_plan
 
 #: The setting that names the log size the stored states are current at.
@@ -158,7 +158,7 @@ def load_tracker(session: Session, exam: str, size: int) -> CachedTracker:
 
 #: Leaves a tracker can catch up on: those it replays and those that leave its memory as it was
 #: (a backup order changes more: the tracker learns the orders when it is built).
-_CATCHABLE = ("handover", "label", "refusal", "scan_refusal", "key", "revocation")
+_CATCHABLE = ("handover", "label", "refusal", "scan_refusal", *KEY_LEAF_TYPES)
 
 
 def catch_up(session: Session, cached: CachedTracker, exam: str, size: int, *, past_snapshots: bool = False) -> bool:

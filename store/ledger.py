@@ -52,7 +52,17 @@ from store.logstore import (
     witness_stamp,
     write_witness_copy,
 )
-from store.models import AlertRecord, IssuedLabel, Item, ItemHead, KeyRecord, LogCheckpoint, LoggedKey, LogLeaf
+from store.models import (
+    KEY_LEAF_TYPES,
+    AlertRecord,
+    IssuedLabel,
+    Item,
+    ItemHead,
+    KeyRecord,
+    LogCheckpoint,
+    LoggedKey,
+    LogLeaf,
+)
 from store.verifier_pool import MIN_BATCH, Verdict, VerifierPool, _to_wire, check
 
 log = logging.getLogger(__name__)
@@ -463,14 +473,15 @@ class Ledger:
         return pending, generation
 
     def _keys_logged_by_others(self, session: Session, store: LogStore) -> bool:
-        """Whether another writer logged a key or revocation since this ledger's last append."""
+        """Whether another writer logged a registry fact (a key, its end, its revocation) since this ledger's
+        last append."""
         size = store.head()[0]
         if self._end is None:
             return True
         if size == self._end:
             return False
         return session.scalar(select(LogLeaf.idx).where(LogLeaf.idx >= self._end, LogLeaf.idx < size,
-                                                        LogLeaf.type.in_(("key", "revocation"))).limit(1)) is not None
+                                                        LogLeaf.type.in_(KEY_LEAF_TYPES)).limit(1)) is not None
 
     def _write_loop(self) -> None:
         """Append queued submissions, several queued batches to a group, until :meth:`close` queues None."""
@@ -870,26 +881,29 @@ class _BatchBuilder:
         return self._add(leaf, item if isinstance(item, str) else None)
 
     def add_key_facts(self) -> None:
-        """Log registry facts not yet in the log: new keys and revocations.
+        """Log registry facts not yet in the log: new keys, ends of validity (a rotation) and revocations.
 
-        Usually there are none, which four counts show (every logged key is a registered one: a
-        foreign key; every logged revocation a revoked key: revocations are never undone); only
+        Usually there are none, which six counts show (every logged key is a registered one: a
+        foreign key; every logged end or revocation a key that has one: neither is ever undone); only
         otherwise are the facts looked up. The counts cost a tenth of the lookup, once per batch.
         """
         keys, logged = KeyRecord.__tablename__, LoggedKey.__tablename__
         counts = self.session.connection().exec_driver_sql(
             f"SELECT (SELECT count(*) FROM {keys}), (SELECT count(*) FROM {logged}), "
             f"(SELECT count(*) FROM {keys} WHERE revoked_at IS NOT NULL), "
-            f"(SELECT count(*) FROM {logged} WHERE revoked_idx IS NOT NULL)").one()
-        if counts[0] == counts[1] and counts[2] == counts[3]:
+            f"(SELECT count(*) FROM {logged} WHERE revoked_idx IS NOT NULL), "
+            f"(SELECT count(*) FROM {keys} WHERE valid_until IS NOT NULL), "
+            f"(SELECT count(*) FROM {logged} WHERE retired_idx IS NOT NULL)").one()
+        if counts[0] == counts[1] and counts[2] == counts[3] and counts[4] == counts[5]:
             return
         rows = self.session.execute(
-            select(KeyRecord, LoggedKey.revoked_idx, LoggedKey.key_id)
+            select(KeyRecord, LoggedKey.revoked_idx, LoggedKey.key_id, LoggedKey.retired_idx)
             .outerjoin(LoggedKey, LoggedKey.key_id == KeyRecord.id)
             .where(or_(LoggedKey.key_id.is_(None),
-                       and_(KeyRecord.revoked_at.is_not(None), LoggedKey.revoked_idx.is_(None))))
+                       and_(KeyRecord.revoked_at.is_not(None), LoggedKey.revoked_idx.is_(None)),
+                       and_(KeyRecord.valid_until.is_not(None), LoggedKey.retired_idx.is_(None))))
             .order_by(KeyRecord.id)).all()
-        for key, revoked_idx, logged_id in rows:
+        for key, revoked_idx, logged_id, retired_idx in rows:
             if logged_id is None:
                 mark = self._add({"type": "key", "kid": key.kid, "role": key.role, "owner": key.owner,
                                   "public_key": _b64(key.public_raw),
@@ -897,6 +911,12 @@ class _BatchBuilder:
                                   "valid_until": format_time(key.valid_until) if key.valid_until else None,
                                   "received_at": self.received}, None)
                 self.key_marks.append((key.id, "registered", mark))
+                if key.valid_until is not None:  # its key leaf holds its end
+                    self.key_marks.append((key.id, "retired", mark))
+            elif key.valid_until is not None and retired_idx is None:  # rotated: the registry ended it
+                mark = self._add({"type": "retirement", "kid": key.kid, "public_key": _b64(key.public_raw),
+                                  "valid_until": format_time(key.valid_until), "received_at": self.received}, None)
+                self.key_marks.append((key.id, "retired", mark))
             if key.revoked_at is not None and revoked_idx is None:
                 mark = self._add({"type": "revocation", "kid": key.kid, "public_key": _b64(key.public_raw),
                                   "revoked_at": format_time(key.revoked_at), "reason": key.revocation_reason,
@@ -928,10 +948,13 @@ class _BatchBuilder:
         if registered:
             s.execute(insert(LoggedKey), registered)
         for key_id, what, mark in self.key_marks:
-            if what == "revoked":
+            if what in ("revoked", "retired"):
                 row = s.get(LoggedKey, key_id)
                 assert row is not None  # logged as registered before, or just above
-                row.revoked_idx = first + mark
+                if what == "revoked":
+                    row.revoked_idx = first + mark
+                else:
+                    row.retired_idx = first + mark
         s.flush()
         judge(s, first, first + len(self.leaves), [(first + mark, event, self.now) for mark, event in self.handovers],
               [(first + mark, item, digest) for digest, item, mark in self.labels])

@@ -257,10 +257,17 @@ class AlertRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+#: The leaves that log the key registry's facts: a key registered, its end of validity, its revocation.
+KEY_LEAF_TYPES = ("key", "retirement", "revocation")
+
+
 class LoggedKey(Base):
-    """Which registry facts (a key, its revocation) are already in the log."""
+    """Which registry facts (a key, its end of validity, its revocation) are already in the log."""
 
     __tablename__ = "logged_keys"
     key_id: Mapped[int] = mapped_column(ForeignKey("keys.id"), primary_key=True)
     registered_idx: Mapped[int] = mapped_column(BigInteger)
     revoked_idx: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: The leaf that logged the key's ``valid_until``: a ``retirement`` leaf (a rotation), or its key leaf
+    #: when it was registered with one.
+    retired_idx: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -62,7 +62,17 @@ from custody.verify.tree import LeafMismatch, TreeAudit, classify_leaf_mismatche
 from keys.durable import write_atomically
 from store.instance import Instance
 from store.logstore import LogStore, log_verifiers, read_witness_copy
-from store.models import AlertRecord, Item, ItemHead, KeyRecord, LogCheckpoint, LogHead, LogLeaf, LogNode
+from store.models import (
+    KEY_LEAF_TYPES,
+    AlertRecord,
+    Item,
+    ItemHead,
+    KeyRecord,
+    LogCheckpoint,
+    LogHead,
+    LogLeaf,
+    LogNode,
+)
 from store.verification_models import VerificationRun, VerificationState
 
 CHUNK = 4096
@@ -188,10 +198,13 @@ _NO_OFFSET = UTC.utcoffset(None)
 
 
 def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list[Finding]]:
-    """The key ring the log itself establishes (key and revocation leaves), cross-checked with the registry.
+    """The key ring the log itself establishes (key, retirement and revocation leaves), cross-checked with
+    the registry.
 
     A revocation counts from the earliest time either source gives: a revocation
-    the registry lost still voids what the key signed afterwards.
+    the registry lost still voids what the key signed afterwards. So does a key's end
+    of validity (a rotation): a registry that extends a retired key is a finding, and
+    what the key signed after the logged end is not valid.
     """
     findings: list[Finding] = []
     by_raw = {r.public_raw: r for r in registry}
@@ -199,7 +212,8 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
     revoked: dict[bytes, tuple[datetime, int, dict[str, Any]]] = {}  # each key's revocation leaf that holds
     every_revocation: dict[bytes, list[tuple[datetime, int]]] = {}  # each key's readable revocation leaves
     unreadable: list[tuple[int, dict[str, Any], bytes]] = []
-    for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.type.in_(("key", "revocation")))
+    ended: dict[bytes, tuple[datetime, int, dict[str, Any]]] = {}  # each key's logged end that holds (the earliest)
+    for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.type.in_(KEY_LEAF_TYPES))
                                .order_by(LogLeaf.idx)):
         try:
             leaf = json.loads(data)
@@ -207,6 +221,17 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
         except (ValueError, KeyError, TypeError):
             continue  # the leaf checks name a malformed leaf
         row = by_raw.get(raw)
+        if leaf.get("type") in ("key", "retirement") and leaf.get("valid_until") is not None:
+            end = parse_utc(leaf.get("valid_until"))
+            if end is None:
+                findings.append(Finding(
+                    "key_registry_mismatch", f"leaf {idx} ends key {leaf.get('kid')} at an unreadable time "
+                    f"{leaf.get('valid_until')!r}", f"第 {idx} 条日志中密钥 {leaf.get('kid')} 的失效时间无法识别",
+                    index=idx, expected="a UTC time", found=str(leaf.get("valid_until"))))
+            elif raw not in ended or end < ended[raw][0]:
+                ended[raw] = (end, idx, leaf)
+        if leaf.get("type") == "retirement":
+            continue
         if leaf.get("type") == "key":
             logged[raw] = leaf
             if row is None or (row.role, row.owner, _fmt(row.valid_from)) != (leaf.get("role"), leaf.get("owner"),
@@ -238,6 +263,16 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
                 f"the registry says {found}",
                 f"第 {idx} 条日志吊销了密钥 {leaf.get('kid')}，密钥登记表却记为 {found}", index=idx,
                 expected=str(leaf.get("revoked_at")), found=found))
+    for raw, (_, idx, leaf) in sorted(ended.items(), key=lambda found: found[1][1]):
+        row = by_raw.get(raw)
+        if row is not None and _fmt(row.valid_until) != leaf.get("valid_until"):
+            found = _fmt(row.valid_until) if row.valid_until else "valid with no end"
+            findings.append(Finding(
+                "key_registry_mismatch",
+                f"leaf {idx} ends key {leaf.get('kid')} at {leaf.get('valid_until')}; the registry says {found}",
+                f"第 {idx} 条日志记录密钥 {leaf.get('kid')} 于 {leaf.get('valid_until')} 失效，"
+                f"密钥登记表却记为 {found}",
+                index=idx, expected=str(leaf.get("valid_until")), found=found))
     ring = KeyRing()
     for raw, leaf in logged.items():
         row = by_raw.get(raw)
@@ -246,7 +281,10 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
         except (ValueError, KeyError):
             continue
         valid_from = parse_utc(leaf.get("valid_from")) or datetime.min.replace(tzinfo=UTC)
-        valid_until = row.valid_until if row is not None else parse_utc(leaf.get("valid_until"))
+        # the earlier end of the two: an end the log does not hold yet (rotated since the last batch) counts
+        ends = [when for when in (row.valid_until if row is not None else None,
+                                  ended[raw][0] if raw in ended else None) if when is not None]
+        valid_until = min(ends) if ends else None
         held = revoked.get(raw)
         at, reason = (held[0], held[2].get("reason")) if held is not None else (None, None)
         if row is not None and row.revoked_at is not None and (at is None or row.revoked_at < at):

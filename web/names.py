@@ -64,7 +64,8 @@ AUDIT_ACTIONS = {
 }
 
 LEAF_TYPES = {"handover": _l("handover"), "label": _l("label issued"), "refusal": _l("refused submission"),
-              "key": _l("key registered"), "revocation": _l("key revoked"), "backup_order": _l("backup paper order")}
+              "key": _l("key registered"), "retirement": _l("key retired"), "revocation": _l("key revoked"),
+              "backup_order": _l("backup paper order")}
 
 
 def name_of(table: dict[str, object], code: str | None) -> str:

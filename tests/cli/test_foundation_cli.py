@@ -123,6 +123,20 @@ def test_keys_revoke_says_what_holds_and_refuses_a_bad_time(exam, tmp_path: Path
     assert row["kid"] == kid and row["revoked_at"].startswith("2026-06-19T00:00:00")
 
 
+def test_keys_rotate_logs_the_new_key_and_the_old_key_s_end_at_once(exam, tmp_path: Path) -> None:
+    old = [k for k in json.loads(exam("keys", "list", "--json").output) if k["role"] == "label_issuer"]
+    out = exam("keys", "rotate", "--role", "label_issuer").output
+    assert out.startswith("new label_issuer key ") and "entered in the custody log (" in out, out
+    new = out.split()[3].rstrip(",")
+    exam("export", str(tmp_path / "bundle"))
+    leaves = [json.loads(base64.b64decode(json.loads(line)["leaf"]))
+              for line in (tmp_path / "bundle" / "leaves.jsonl").read_text().splitlines()]
+    row = {k["kid"]: k for k in json.loads(exam("keys", "list", "--json").output)}[old[0]["kid"]]
+    [retired] = [leaf for leaf in leaves if leaf["type"] == "retirement"]
+    assert retired["kid"] == old[0]["kid"] and retired["valid_until"][:19] == row["valid_until"][:19]
+    assert new in {leaf["kid"] for leaf in leaves if leaf["type"] == "key"}
+
+
 def test_a_refused_label_exits_non_zero_with_its_reason(exam) -> None:
     text = exam("labels", "text", "YW-P-K001-01").output.strip()
     changed = text[:-10] + ("1" if text[-10] != "1" else "2") + text[-9:]

@@ -368,6 +368,26 @@ def test_a_log_key_rotated_by_another_process_signs_the_next_checkpoint(ledger: 
         verify_tlog_proof(result["receipt"], bytes.fromhex(result["leaf_hash"]), parse_verifier_key(old_key))
 
 
+def test_a_rotated_key_s_end_enters_the_log_once(ledger: Ledger, desk: Desk, tiny_exam) -> None:
+    """A rotation ends the old key in the registry; the next batch logs that end (a ``retirement`` leaf) with
+    the new key, so the nightly verification need not trust the registry for it. Logged once."""
+    from custody.keyring import Role
+
+    ledger.clock_state["now"] = T + timedelta(minutes=10)
+    old = tiny_exam.keys.current(Role.LABEL_ISSUER, "3601", T + timedelta(minutes=10))
+    new = tiny_exam.keys.rotate(Role.LABEL_ISSUER, "3601", T + timedelta(minutes=11))
+    ledger.clock_state["now"] = T + timedelta(minutes=12)
+    assert ledger.submit(desk.receive_events(1, T))[0]["status"] == "accepted"
+    assert ledger.submit(desk.receive_events(1, T + timedelta(minutes=1)))[0]["status"] == "accepted"
+    with ledger.db.session() as s:
+        leaves = [json.loads(d) for (d,) in s.execute(select(LogLeaf.data).order_by(LogLeaf.idx))]
+    [retired] = [leaf for leaf in leaves if leaf["type"] == "retirement"]
+    assert retired["kid"] == old.kid and retired["valid_until"] == "2017-06-12T02:11:00Z"
+    assert [leaf["kid"] for leaf in leaves if leaf["type"] == "key"][-1] == new.kid_hex
+    types = [leaf["type"] for leaf in leaves]
+    assert types.index("retirement") < types.index("handover")  # the registry's facts open the batch
+
+
 def test_a_serving_process_freezes_its_start_up_objects_out_of_the_collector() -> None:
     # process-wide settings: checked in a fresh interpreter, not in the test run's own
     import subprocess

@@ -211,6 +211,40 @@ def test_a_key_revoked_again_from_earlier_is_logged_again_and_verifies(simulated
     assert "key_registry_mismatch" in codes(simulated.verify(full=True))
 
 
+def test_a_retired_key_extended_in_the_registry_is_named_and_what_it_signed_after_its_end_too(simulated) -> None:
+    """A rotation's end of the old key is in the log (a ``retirement`` leaf), not only in the registry, which the
+    verification trusted: an administrator who extended a retired key there (NULL ``valid_until``) made
+    what it signed after its end verify. Here the label key is retired as it issued the labels."""
+    from sqlalchemy import select, update
+
+    from custody.keyring import Role
+    from store.models import KeyRecord, LogLeaf
+
+    assert simulated.verify(full=True).ok
+    with simulated.instance.db.session() as s:
+        labels = {i: json.loads(d) for i, d in s.execute(select(LogLeaf.idx, LogLeaf.data)
+                                                          .where(LogLeaf.type == "label"))}
+    label_leaves, [issued] = set(labels), {leaf["issued_at"] for leaf in labels.values()}
+    issued_at = datetime.fromisoformat(issued.replace("Z", "+00:00"))
+    old = simulated.instance.keys.current(Role.LABEL_ISSUER, "3601", issued_at)
+    simulated.instance.keys.rotate(Role.LABEL_ISSUER, "3601", issued_at)  # ended as it signed them
+    _log_registry_facts(simulated)
+    with simulated.instance.db.session() as s:
+        [retirement] = [(i, json.loads(d)) for i, d in s.execute(select(LogLeaf.idx, LogLeaf.data)
+                                                                   .where(LogLeaf.type == "retirement"))]
+    assert retirement[1]["kid"] == old.kid
+    signed_after = simulated.verify(full=True)
+    assert not signed_after.ok
+    named_labels = {f["index"] for f in signed_after.report["findings"] if f["index"] in label_leaves}
+    assert named_labels == label_leaves
+    assert "key_registry_mismatch" not in codes(signed_after)
+    with simulated.instance.db.write_session() as s:  # the registry edited: the old key never ended
+        s.execute(update(KeyRecord).where(KeyRecord.kid == old.kid).values(valid_until=None))
+    extended = simulated.verify(full=True)
+    assert [f["index"] for f in named(extended, "key_registry_mismatch")] == [retirement[0]]
+    assert {f["index"] for f in extended.report["findings"] if f["index"] in label_leaves} == label_leaves
+
+
 def test_a_retroactive_revocation_fails_the_first_full_run_only_then_is_a_check(simulated) -> None:
     """A station laptop stolen and noticed late: its key is revoked back to the theft, after the server had
     accepted what it signed. Every nightly run failed on it from then on (and ran in full, since the last
