@@ -205,7 +205,11 @@ def keys_rotate(ctx: Context, role: str, owner: str | None) -> None:
     click.echo(f"new {role} key {key.kid_hex}, valid from {key.valid_from.isoformat()}")
     # the new key, and the old key's end (a retirement leaf), into the log now
     logged = _log_registry_now(instance, "the new key and the old key's end are", "")  # "are in the key registry"
-    click.echo(f"entered in the custody log ({logged} leaf{'s' if logged > 1 else ''})")
+    click.echo(f"entered in the custody log ({_leaves(logged)})")
+
+
+def _leaves(count: int) -> str:
+    return f"{count} leaf" if count == 1 else f"{count} leaves"
 
 
 def _log_registry_now(instance: Instance, what: str, retry: str) -> int:
@@ -252,7 +256,7 @@ def keys_revoke(ctx: Context, kid: str, reason: str, at_text: str | None) -> Non
     # the revocation).
     what = "the revocation is in the key registry (stations signing with the key are refused from now on) but"
     logged = _log_registry_now(instance, what, ", or run this command again with the passphrase")
-    click.echo(f"entered in the custody log ({logged} leaf{'s' if logged > 1 else ''})" if logged
+    click.echo(f"entered in the custody log ({_leaves(logged)})" if logged
                else "the custody log already holds it")
 
 
