@@ -34,9 +34,6 @@ _DECODER = json.JSONDecoder()
 _EVENT_PREFIX = '{"event":'
 _NON_BMP = re.compile(rb"[\xf0-\xff]")
 
-#: Leaf types the log writes; an institute record may add its own (``backup_order``, ...).
-CORE_TYPES = frozenset({"handover", "label", "key", "revocation", "refusal"})
-
 
 class _NotFast(Exception):
     pass
