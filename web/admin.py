@@ -20,7 +20,7 @@ from web.lookup import contains_text
 from web.names import KEY_ROLES, name_of
 from web.names import ROLES as ROLE_NAMES
 from web.scope import unit_tree
-from web.state import state
+from web.state import WebState, state
 from web.templating import local_time, page_count, page_number, page_within, search_text
 
 bp = Blueprint("admin", __name__)
@@ -64,8 +64,8 @@ def keys() -> Any:
     return _keys_page(RevokeForm())
 
 
-def _log_registry_now(st: Any, what: str) -> str | None:
-    """Log the registry's new facts (a key registered or revoked here) now, through the writer: an empty
+def _log_registry_now(st: WebState, what: str) -> str | None:
+    """Log the registry's new facts (a key rotated or revoked here) now, through the writer: an empty
     batch does that, as `custody keys revoke` does; after an exam there may be no batch for weeks.
     Returns why the log cannot take them now (closing, no log key), None once they are in it; the
     next batch logs what it could not."""
