@@ -11,6 +11,7 @@ from sqlalchemy import Select, func, or_, select
 
 from custody.errors import CustodyError, NotFound
 from custody.keyring import Role
+from custody.plan import UnitKind
 from store.models import KeyRecord, Station
 from web.accounts import ROLES, AccountError, create_account, list_accounts, set_disabled
 from web.audit import ACTIONS, audit, entries, entry_count
@@ -140,7 +141,10 @@ def accounts() -> Any:
     form = AccountForm()
     form.role.choices = [(r, str(ROLE_NAMES[r])) for r in ROLES]
     tree = unit_tree(st.instance)
-    form.unit.choices = [("", "—")] + [(c, f"{u.name} ({c})") for c, u in sorted(tree.units.items())]
+    # an account's unit is an office (city, county, site, secure room, ...), never an exam room: the city's
+    # ~1,900 rooms made the page 109 KiB
+    form.unit.choices = [("", "—")] + [(c, f"{u.name} ({c})") for c, u in sorted(tree.units.items())
+                                       if u.kind != UnitKind.ROOM.value]
     status = 200
     if form.is_submitted():
         if form.validate():

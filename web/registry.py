@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
@@ -27,9 +27,11 @@ from web.templating import page_count, page_number, page_within, search_text
 bp = Blueprint("registry", __name__)
 #: Rows on a page of stations and of people.
 PAGE = 100
+#: The kinds a unit may sit under (the parent form offers only these: not the city's ~1,900 rooms).
+PARENT_KINDS = frozenset(kind.value for kinds in ALLOWED_PARENTS.values() for kind in kinds)
 
 
-def _unit_choices(scope: Scope, kinds: set[str] | None = None) -> list[tuple[str, str]]:
+def _unit_choices(scope: Scope, kinds: Collection[str] | None = None) -> list[tuple[str, str]]:
     tree = unit_tree(state().instance)
     return [(code, f"{u.name} ({code})") for code, u in sorted(tree.units.items())
             if scope.allows(code) and (kinds is None or u.kind in kinds)]
@@ -45,7 +47,7 @@ def units() -> Any:
     tree = unit_tree(st.instance)
     form = UnitForm()
     form.kind.choices = [(k.value, str(UNIT_KINDS[k.value])) for k in UnitKind]
-    form.parent.choices = [("", "—")] + _unit_choices(scope)
+    form.parent.choices = [("", "—")] + _unit_choices(scope, PARENT_KINDS)
     if form.is_submitted():
         if not has_role():
             abort(403)

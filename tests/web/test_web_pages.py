@@ -252,6 +252,24 @@ def test_a_key_rotated_on_the_web_enters_the_custody_log_at_once(tiny_exam, monk
     ledger.close()
 
 
+def test_the_account_and_parent_unit_lists_leave_out_exam_rooms(client_as, exam_day) -> None:
+    """An account belongs to an office and no unit sits under an exam room: the city's ~1,900 rooms made the
+    accounts page 109 KiB and the units page 266 KiB. A room is still refused if posted."""
+    with exam_day.instance.db.session() as s:
+        rooms = set(s.scalars(select(Unit.code).where(Unit.kind == "room")))
+        sites = set(s.scalars(select(Unit.code).where(Unit.kind == "site")))
+    client = client_as("admin")
+    accounts, units = client.get("/accounts").text, client.get("/units").text
+    account_units = set(re.findall(r'<option value="([^"]*)"', accounts.split('name="unit"')[1].split("</select>")[0]))
+    parents = set(re.findall(r'<option value="([^"]*)"', units.split('name="parent"')[1].split("</select>")[0]))
+    assert rooms and not account_units & rooms and not parents & rooms
+    assert sites <= account_units and sites <= parents and "K001" in account_units
+    refused = client.post("/accounts", data={"csrf_token": csrf_token(accounts), "username": f"u{uuid.uuid4().hex[:6]}",
+                                             "display_name": "", "role": "officer", "unit": sorted(rooms)[0],
+                                             "password": "long-enough-password"})
+    assert refused.status_code == 400
+
+
 def test_an_officer_may_not_revoke_institute_keys(client_as, exam_day) -> None:
     with exam_day.instance.db.session() as s:
         institute = s.scalars(select(KeyRecord).where(KeyRecord.role == "label_issuer")).first()
