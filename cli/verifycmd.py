@@ -301,18 +301,28 @@ class _Source:
                         "见证签名已交回：已存入本地实例")
 
 
-def _witness_config(home: Path, log_key: str | None, name: str | None) -> dict[str, Any]:
+def _witness_config(home: Path, log_key: str | None, name: str | None, *, rotated: bool = False) -> dict[str, Any]:
+    """``witness.json``: the log key trusted now, those trusted before (``previous_log_keys``, which
+    open only checkpoints held from before a rotation) and the witness's name."""
     from custody.log.note import parse_verifier_key
 
     path = home / "witness.json"
     config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if rotated and not log_key:
+        raise click.UsageError("--log-key-rotated needs --log-key: the city's new log key, confirmed with the city")
     if log_key:
         if log_key.startswith("@"):
             log_key = Path(log_key[1:]).read_text(encoding="utf-8").strip()
         parse_verifier_key(log_key)
-        if config.get("log_key") and config["log_key"] != log_key:
-            raise click.UsageError(f"{path} already trusts the log key {config['log_key']}; refusing to replace it "
-                                   "(edit the file on purpose if the city rotated its log key)")
+        trusted = config.get("log_key")
+        if trusted and trusted != log_key:
+            if not rotated:
+                raise click.UsageError(
+                    f"{path} already trusts the log key {trusted}; refusing to replace it. If the city rotated "
+                    "its log key (`custody keys rotate --role log_signer`), confirm the new key with the city and "
+                    "run once with --log-key NEW --log-key-rotated: later checkpoints must be signed by the new "
+                    "key and still extend the one held")
+            config["previous_log_keys"] = [*config.get("previous_log_keys", []), trusted]
         config["log_key"] = log_key
     if not config.get("log_key"):
         raise click.UsageError("the first run needs --log-key (the city's `custody log-key` output, or @FILE)")
@@ -340,7 +350,8 @@ def _witness_key(home: Path, name: str, secret: bytes | None = None) -> Any:
 
 
 def witness_once(home: Path, source: _Source, *, log_key: str | None = None, name: str | None = None,
-                 post: bool = True, now: datetime | None = None, secret: bytes | None = None) -> dict[str, Any]:
+                 post: bool = True, now: datetime | None = None, secret: bytes | None = None,
+                 rotated: bool = False) -> dict[str, Any]:
     """One round: fetch, verify against the held checkpoint, cosign, keep, hand back. Raises WitnessRefusal.
 
     The cosigned checkpoint is written to ``home`` (``checkpoint``, ``checkpoints/<size>``) before it is
@@ -348,18 +359,18 @@ def witness_once(home: Path, source: _Source, *, log_key: str | None = None, nam
     ``handed_back`` (None with ``post=False``), ``posted`` / ``posted_zh``, and when it was not handed
     back, ``next_step`` / ``next_step_zh`` for the operator.
     """
-    from custody.log.checkpoint import open_checkpoint
     from custody.log.note import parse_verifier_key
-    from custody.verify.witness import witness_checkpoint
+    from custody.verify.witness import open_held, witness_checkpoint
     from keys.files import public_raw
 
-    config = _witness_config(home, log_key, name)
+    config = _witness_config(home, log_key, name, rotated=rotated)
     verifier = parse_verifier_key(config["log_key"])
+    previous_keys = [parse_verifier_key(k) for k in config.get("previous_log_keys", [])]
     key = _witness_key(home, config["name"], secret)
     held_path = home / "checkpoint"
     held = held_path.read_bytes() if held_path.exists() else None
     new_note = source.checkpoint()
-    old_size = open_checkpoint(held, verifier).checkpoint.size if held else 0
+    old_size = open_held(held, [verifier, *previous_keys]).size if held else 0
     from custody.errors import LogError
     from custody.log.checkpoint import parse_checkpoint
     from custody.log.note import parse_unverified_note
@@ -371,7 +382,8 @@ def witness_once(home: Path, source: _Source, *, log_key: str | None = None, nam
     proof = source.consistency(old_size, new_size) if held and new_size > old_size else []
     when = now or datetime.now(UTC)
     result = witness_checkpoint(new_note, held, proof, verifier, name=config["name"], signer=key,
-                                timestamp=int(when.timestamp()), public_raw=public_raw(key))
+                                timestamp=int(when.timestamp()), public_raw=public_raw(key),
+                                previous_keys=previous_keys)
     size = result.checkpoint.size
     # each whole or not at all, on disk before the hand-back: a half-written held checkpoint after a crash
     # or a power cut would stop every later round (it could not be read)
@@ -424,14 +436,17 @@ def _after_a_failed_hand_back(home: Path, size: int, handed: HandBack) -> tuple[
 @click.option("--home", "witness_home", required=True, type=click.Path(file_okay=False, path_type=Path),
               envvar="CUSTODY_WITNESS_HOME", help="The witness's own folder: key, trusted log key, held checkpoints.")
 @click.option("--log-key", help="The city's log verifier key (or @FILE); needed on the first run only.")
+@click.option("--log-key-rotated", "rotated", is_flag=True,
+              help="With --log-key: the city rotated its log key; trust the new one from now on (the held checkpoint, "
+                   "signed by the old key, must still be extended).")
 @click.option("--name", help="The witness's key name (first run; default 'witness').")
 @click.option("--once", is_flag=True, help="One round, then exit (for cron).")
 @click.option("--interval", type=click.IntRange(min=5), default=300, show_default=True,
               help="Seconds between rounds without --once.")
 @click.option("--no-post", is_flag=True, help="Do not hand the cosignature back to the city.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per round.")
-def witness(url: str | None, local: Path | None, witness_home: Path, log_key: str | None, name: str | None,
-            once: bool, interval: int, no_post: bool, as_json: bool) -> None:
+def witness(url: str | None, local: Path | None, witness_home: Path, log_key: str | None, rotated: bool,
+            name: str | None, once: bool, interval: int, no_post: bool, as_json: bool) -> None:
     """Witness the city's log: verify each new checkpoint extends the one held, cosign it, keep it, hand it back.
 
     Refuses (exit 1, loudly) a checkpoint that is forged, smaller than the one
@@ -450,7 +465,8 @@ def witness(url: str | None, local: Path | None, witness_home: Path, log_key: st
     source = _Source(url, local)
     while True:
         try:
-            result = witness_once(witness_home, source, log_key=log_key, name=name, post=not no_post)
+            result = witness_once(witness_home, source, log_key=log_key, name=name, post=not no_post,
+                                  rotated=rotated)
         except CityUnreachable as exc:  # a network or server outage, not a finding: the loop goes on
             again, again_zh = ("the next run", "下次运行") if once else ("the next round", "下一轮")
             click.echo(f"见证本轮未完成：无法从城市获取检查点或一致性证明，本轮未副署；{again_zh}将重试 / "
@@ -482,7 +498,7 @@ def witness(url: str | None, local: Path | None, witness_home: Path, log_key: st
                 raise SystemExit(EXIT_NOT_HANDED_BACK)
         if once:
             return
-        log_key = None
+        log_key, rotated = None, False
         time.sleep(interval)
 
 

@@ -40,23 +40,42 @@ class Cosigned:
     previous_size: int | None
 
 
+def open_held(note: bytes, log_keys: Sequence[NoteVerifier]) -> Checkpoint:
+    """The checkpoint the witness holds, signed by one of the log keys it has trusted (the current one first:
+    the held checkpoint may predate a rotation of the city's log key). Raises ``LogError`` if none opens it."""
+    error: LogError | None = None
+    for key in log_keys:
+        try:
+            return open_checkpoint(note, key).checkpoint
+        except LogError as exc:
+            error = error or exc
+    raise error or LogError("no log key to open the held checkpoint with")
+
+
 def witness_checkpoint(new_note: bytes, held_note: bytes | None, proof: Sequence[bytes], log_key: NoteVerifier, *,
-                       name: str, signer: Signer, timestamp: int, public_raw: bytes | None = None) -> Cosigned:
+                       name: str, signer: Signer, timestamp: int, public_raw: bytes | None = None,
+                       previous_keys: Sequence[NoteVerifier] = ()) -> Cosigned:
     """Verify ``new_note`` against ``held_note`` with the consistency ``proof``; cosign it at ``timestamp``.
 
     Raises :class:`WitnessRefusal` naming both sizes and roots. ``held_note``
     None is the first checkpoint the witness sees (trusted on first use, with
-    the log key the witness was configured with).
+    the log key the witness was configured with). The new checkpoint must be
+    signed by ``log_key``; the held one may be signed by a log key the witness
+    trusted before (``previous_keys``: the city rotated its log key), and the new
+    one must still extend it.
     """
     try:
         new = open_checkpoint(new_note, log_key).checkpoint
     except LogError as exc:
         key = f"{log_key.name}+{log_key.key_id:08x}"
-        raise WitnessRefusal("forged", f"the log served a checkpoint that is not signed by its key {key}: {exc}",
-                             f"日志提供的检查点不是由其日志密钥 {key} 签名的（伪造或密钥被更换）：{exc}") from None
+        raise WitnessRefusal("forged", f"the log served a checkpoint that is not signed by its key {key}: {exc} "
+                             "(forged, or the city rotated its log key: confirm the new key with the city, then "
+                             "run once with --log-key NEW --log-key-rotated)",
+                             f"日志提供的检查点不是由其日志密钥 {key} 签名的（伪造，或城市更换了日志密钥："
+                             f"向城市核实新密钥后，以 --log-key 新密钥 --log-key-rotated 运行一次）：{exc}") from None
     previous: int | None = None
     if held_note is not None:
-        old = open_checkpoint(held_note, log_key).checkpoint
+        old = open_held(held_note, [log_key, *previous_keys])
         previous = old.size
         if new.size < old.size:
             raise WitnessRefusal(

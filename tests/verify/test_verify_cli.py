@@ -152,6 +152,47 @@ def test_witness_cosigns_and_raises_the_alarm_on_a_rewritten_log(make_simulated,
     assert alarm["alarm"] == "fork" and alarm["message_zh"].startswith("日志分叉") and "FORK" in alarm["message"]
 
 
+def test_a_witness_follows_a_log_key_rotation_only_on_purpose_and_still_holds_the_log_to_its_past(
+        make_simulated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The city rotates its log key: the witness raises the alarm (it cannot tell a rotation from a forgery)
+    and says how to go on; told the new key on purpose, it opens the checkpoint it holds with the old key
+    and cosigns only a new checkpoint that extends it. Before, witness.json had to be edited by hand, and
+    then the held checkpoint no longer opened: every round failed."""
+    from store.ledger import Ledger
+
+    sim = make_simulated()
+    old_key = Ledger(sim.instance).log_key()
+    monkeypatch.setenv("CUSTODY_PASSPHRASE", "province-passphrase")
+    monkeypatch.setenv("CUSTODY_DATABASE_URL", sim.instance.db.url)
+    province = tmp_path / "province"
+
+    def witness(*args: str):
+        return CliRunner().invoke(cli, ["witness", "--local", str(sim.instance.home), "--home", str(province),
+                                        "--once", "--json", "--no-post", *args])
+
+    first = witness("--log-key", old_key, "--name", "province.witness")
+    assert first.exit_code == 0, first.output
+    held = json.loads(first.stdout.strip().splitlines()[-1])["size"]
+    rotated = _run(sim, "keys", "rotate", "--role", "log_signer")  # the new key signs a checkpoint at once
+    assert rotated.exit_code == 0 and "entered in the custody log" in rotated.output, rotated.output
+    new_key = Ledger(sim.instance).log_key()
+    assert new_key != old_key
+
+    alarm = witness()
+    assert alarm.exit_code == 1 and "WITNESS ALARM" in alarm.stderr and "--log-key-rotated" in alarm.stderr
+    assert json.loads(alarm.stdout.strip().splitlines()[-1])["alarm"] == "forged"
+    not_on_purpose = witness("--log-key", new_key)
+    assert not_on_purpose.exit_code == 2 and "--log-key-rotated" in not_on_purpose.output
+    assert json.loads((province / "witness.json").read_text())["log_key"] == old_key
+    followed = witness("--log-key", new_key, "--log-key-rotated")
+    assert followed.exit_code == 0, followed.output
+    line = json.loads(followed.stdout.strip().splitlines()[-1])
+    assert line["previous_size"] == held and line["size"] > held
+    config = json.loads((province / "witness.json").read_text())
+    assert config["log_key"] == new_key and config["previous_log_keys"] == [old_key]
+    assert witness().exit_code == 0  # later rounds: the new key, nothing more to say
+
+
 def test_no_passphrase_to_sign_the_report_is_a_usage_error(simulated) -> None:
     result = CliRunner().invoke(cli, ["--home", str(simulated.instance.home), "verify", "--workers", "0"],
                                 env={"CUSTODY_DATABASE_URL": simulated.instance.db.url, "CUSTODY_PASSPHRASE": None})

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from custody.errors import LeafError
+from custody.errors import LeafError, LogError
 from custody.log.checkpoint import Checkpoint, open_checkpoint
 from custody.log.jcs import canonical_json, loads_leaf
 from custody.log.merkle import consistency_proof, integrate, leaf_hash, root_from_leaf_hashes
@@ -156,6 +156,29 @@ def test_the_witness_cosigns_extensions_and_refuses_forks_rollbacks_and_forgerie
         witness_checkpoint(forger.note(20), second.note, [], log_key, name="province", signer=witness, timestamp=now)
     assert refused.value.kind == "forged" and "签名" in refused.value.message_zh
     assert isinstance(cosigner, NoteVerifier) and base64
+
+
+def test_after_a_log_key_rotation_the_witness_opens_the_held_checkpoint_with_the_old_key_and_refuses_a_fork() -> None:
+    old, new, witness = (Ed25519PrivateKey.generate() for _ in range(3))
+    old_key, new_key = (parse_verifier_key(verifier_key(ORIGIN, k.public_key().public_bytes_raw())) for k in (old, new))
+    leaves = [b"leaf %d" % i for i in range(20)]
+    now = int(datetime(2017, 6, 20, tzinfo=UTC).timestamp())
+    held = witness_checkpoint(_Log(old, leaves).note(8), None, [], old_key, name="province", signer=witness,
+                              timestamp=now).note
+    rotated = _Log(new, leaves)
+    with pytest.raises(LogError):  # the held checkpoint is not the new key's
+        witness_checkpoint(rotated.note(20), held, rotated.proof(8, 20), new_key, name="province", signer=witness,
+                           timestamp=now)
+    cosigned = witness_checkpoint(rotated.note(20), held, rotated.proof(8, 20), new_key, name="province",
+                                  signer=witness, timestamp=now, previous_keys=[old_key])
+    assert cosigned.previous_size == 8 and cosigned.checkpoint.size == 20
+    rewritten = _Log(new, [b"leaf %d" % i for i in range(5)] + [b"rewritten"] + leaves[6:])
+    with pytest.raises(WitnessRefusal, match="FORK"):  # a new key does not buy a new past
+        witness_checkpoint(rewritten.note(20), held, rewritten.proof(8, 20), new_key, name="province",
+                           signer=witness, timestamp=now, previous_keys=[old_key])
+    with pytest.raises(WitnessRefusal, match="not signed"):  # the old key signs no new checkpoint
+        witness_checkpoint(_Log(old, leaves).note(20), held, rotated.proof(8, 20), new_key, name="province",
+                           signer=witness, timestamp=now, previous_keys=[old_key])
 
 
 def test_box_groups_share_one_tracker_and_a_cross_group_pack_is_a_conflict() -> None:
