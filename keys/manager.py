@@ -20,7 +20,7 @@ from custody.keyring import KeyRing, PublicKey, Role, key_id
 from custody.labels import Signer
 from keys.files import check_new_passphrase, public_raw, read_private_key, write_private_key
 from store.db import Database
-from store.models import KeyRecord, LoggedKey
+from store.models import KeyRecord, LoggedKey, Setting
 
 
 def to_public_key(row: KeyRecord) -> PublicKey:
@@ -138,11 +138,17 @@ class KeyManager:
         return self._cache[row.private_file]
 
     def rotate(self, role: Role, owner: str, now: datetime) -> PublicKey:
-        """Retire the current key at ``now`` and create its successor, valid from ``now``."""
+        """Retire the current key at ``now`` and create its successor, valid from ``now``.
+
+        A log key's successor is vouched for by the old key (a rollover note, kept with the new key's
+        row): stations and witnesses that pinned the old key follow it. A revoked key vouches for
+        nothing: after a revocation there is no current key, and those who pinned it must pin anew.
+        """
         try:
             old = self.current(role, owner, now)
         except MissingKey:
             old = None
+        old_private = self.private_key(role, owner, now) if old is not None and role is Role.LOG_SIGNER else None
         now = now.replace(microsecond=0)
         new = self.create(role, owner, now)
         if old is not None:
@@ -150,6 +156,15 @@ class KeyManager:
                 row = s.get(KeyRecord, old.id)
                 assert row is not None
                 row.valid_until = now
+                if old_private is not None:
+                    origin = s.get(Setting, "origin")
+                    if origin is not None and origin.value:
+                        from custody.log.note import verifier_key
+                        from custody.log.rollover import sign_rollover
+
+                        successor = s.scalars(select(KeyRecord).where(KeyRecord.public_raw == new.public_raw)).one()
+                        successor.rollover = sign_rollover(origin.value, verifier_key(origin.value, new.public_raw),
+                                                           now, old_private)
         return new
 
     def revoke(self, kid_hex: str, at: datetime, reason: str) -> list[PublicKey]:

@@ -183,7 +183,7 @@ def _log_key(session: Session, origin: str) -> str:
     from store.models import KeyRecord
 
     row = session.scalars(select(KeyRecord).where(KeyRecord.role == Role.LOG_SIGNER.value)
-                          .order_by(KeyRecord.valid_from.desc())).first()
+                          .order_by(KeyRecord.valid_from.desc(), KeyRecord.id.desc())).first()
     if row is None:
         raise CustodyError("the instance has no log signing key")
     return verifier_key(origin, row.public_raw)

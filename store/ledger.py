@@ -199,7 +199,7 @@ class Ledger:
         with self.db.session() as s:
             row = s.scalars(select(KeyRecord).where(KeyRecord.role == Role.LOG_SIGNER.value,
                                                     KeyRecord.private_file.is_not(None))
-                            .order_by(KeyRecord.valid_from.desc())).first()
+                            .order_by(KeyRecord.valid_from.desc(), KeyRecord.id.desc())).first()
         if row is None:
             raise CustodyError("the instance has no log signing key; run `custody init`")
         return row.public_raw
@@ -207,6 +207,14 @@ class Ledger:
     def log_key(self) -> str:
         """The log's public key as a signed-note verifier key ``<origin>+<hash>+<base64>``."""
         return verifier_key(self.origin, self._log_public())
+
+    def log_key_rollovers(self) -> list[str]:
+        """Every rollover note of the log key, oldest first (see :mod:`custody.log.rollover`)."""
+        with self.db.session() as s:
+            return [note for note in s.scalars(
+                select(KeyRecord.rollover).where(KeyRecord.role == Role.LOG_SIGNER.value,
+                                                 KeyRecord.rollover.is_not(None))
+                .order_by(KeyRecord.valid_from, KeyRecord.id)) if note]
 
     def verifier(self) -> NoteVerifier:
         return parse_verifier_key(self.log_key())

@@ -156,6 +156,9 @@ class KeyRecord(Base):
     revocation_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: File name of the encrypted private key inside the instance, for keys this instance holds.
     private_file: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: For a log key made by a rotation: the previous log key's signed note vouching for it
+    #: (:mod:`custody.log.rollover`), which stations and witnesses that pinned the old key follow.
+    rollover: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Setting(Base):

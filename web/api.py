@@ -31,6 +31,7 @@ from web.api_schemas import (
     InclusionQuery,
     ItemOut,
     KeyBundleOut,
+    LogKeyRolloversOut,
     RefusalsOut,
 )
 from web.audit import audit
@@ -273,6 +274,16 @@ def checkpoint_text() -> Any:
 @bp.doc(summary="The log's signed-note verifier key")
 def get_log_key() -> Any:
     return _text(state().ledger.log_key() + "\n")
+
+
+@bp.get("/log-key/rollovers")
+@bp.output(LogKeyRolloversOut, description="The log key now and the rollovers that lead to it")
+@bp.doc(summary="The log key's rotations, each vouched for by the key before",
+        description="A station or witness that pinned an older log key follows the rollovers from it, each signed "
+                    "by the key before, to the key that signs now. Public.")
+def get_log_key_rollovers() -> Any:
+    ledger = state().ledger
+    return jsonify({"log_key": ledger.log_key(), "rollovers": ledger.log_key_rollovers()})
 
 
 @bp.get("/proofs/inclusion/<int:index>")

@@ -86,6 +86,13 @@ class KeyBundleOut(Schema):
     signature = Nested(BundleSignature, required=True)
 
 
+class LogKeyRolloversOut(Schema):
+    log_key = String(required=True, metadata={"description": "the log's verifier key now"})
+    rollovers = List(String(), required=True, metadata={
+        "description": "every rotation of the log key, oldest first: a signed note by the old key naming the new "
+                       "one (custody.log.rollover), for stations and witnesses that pinned an older key"})
+
+
 class ExpectedQuery(Schema):
     action = String(load_default="receive", validate=OneOf([a.value for a in Action]))
 

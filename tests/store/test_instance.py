@@ -210,6 +210,29 @@ def test_labels_issued_in_bulk_verify_against_the_registry(tiny_exam) -> None:
         label_text_of(tiny_exam, EXAM, "nope")
 
 
+def test_a_log_key_rotation_is_vouched_for_by_the_old_key_and_no_other_rotation_is(tiny_exam) -> None:
+    """The old log key signs a rollover naming its successor, kept with the new key's row (what stations and
+    witnesses follow); a label key's rotation has none, and a revoked log key vouches for nothing."""
+    from custody.log.note import verifier_key
+    from custody.log.rollover import follow_rollovers
+    from store.ledger import Ledger
+
+    ledger = Ledger(tiny_exam)
+    first = ledger.log_key()
+    later = T0 + timedelta(days=3)
+    tiny_exam.keys.rotate(Role.LABEL_ISSUER, "3601", later)
+    assert ledger.log_key_rollovers() == []
+    second = tiny_exam.keys.rotate(Role.LOG_SIGNER, "3601", later)
+    third = tiny_exam.keys.rotate(Role.LOG_SIGNER, "3601", later + timedelta(days=1))
+    keys = [first, *(verifier_key(tiny_exam.origin, k.public_raw) for k in (second, third))]
+    assert ledger.log_key() == keys[2]
+    assert follow_rollovers(first, ledger.log_key_rollovers()) == keys
+    tiny_exam.keys.revoke(third.kid_hex, later + timedelta(days=2), "log key file copied")
+    fourth = tiny_exam.keys.rotate(Role.LOG_SIGNER, "3601", later + timedelta(days=2))
+    assert verifier_key(tiny_exam.origin, fourth.public_raw) not in follow_rollovers(first, ledger.log_key_rollovers())
+    ledger.close()
+
+
 def test_rotation_and_revocation_through_the_manager(tiny_exam) -> None:
     old_text = label_text_of(tiny_exam, EXAM, "YW-P-K001-01")
     later = T0 + timedelta(days=3)

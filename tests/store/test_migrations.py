@@ -26,8 +26,8 @@ def test_the_migrated_schema_is_the_models_schema(db_url: str) -> None:
 
 
 def test_a_key_rotated_before_the_retirement_leaf_existed_gets_one_with_the_next_batch(tiny_exam) -> None:
-    """An instance upgraded to 0008 (``custody init``) whose log holds a key rotated under 0007, when only
-    the registry knew its end: the first batch after the upgrade logs that end, and the log verifies."""
+    """An instance upgraded to 0008 (``custody init``) with a key whose end only the registry knew: the
+    first batch after the upgrade logs that end, and the log verifies."""
     import json
     from datetime import timedelta
 
@@ -44,10 +44,10 @@ def test_a_key_rotated_before_the_retirement_leaf_existed_gets_one_with_the_next
     first = Ledger(tiny_exam, clock=lambda: at)
     first.record_labels("zk2017")  # the keys are in the log
     first.close()
-    config = tiny_exam.db.alembic_config()
-    command.downgrade(config, "0007")
     old = tiny_exam.keys.current(Role.BADGE_ISSUER, "3601", at)
-    tiny_exam.keys.rotate(Role.BADGE_ISSUER, "3601", at + timedelta(minutes=1))  # 0007 knew no retirement
+    tiny_exam.keys.rotate(Role.BADGE_ISSUER, "3601", at + timedelta(minutes=1))  # in the registry only, so far
+    # down to 0007 and up again with the data in place (0007 had no retired_idx: nothing marks the end logged)
+    command.downgrade(tiny_exam.db.alembic_config(), "0007")
     tiny_exam.db.migrate()
     ledger = Ledger(tiny_exam, clock=lambda: at + timedelta(minutes=2))
     try:
