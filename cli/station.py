@@ -181,6 +181,9 @@ def sync(ctx: click.Context, actions: tuple[str, ...], as_json: bool) -> None:
         if send is not None:
             click.echo(f"sent {send.attempted}: {send.accepted} accepted, {send.duplicate} already in the log, "
                        f"{send.refused} refused, {send.conflict} id conflicts; {counts['pending']} still unsent")
+        if report.log_key_followed:
+            click.echo(f"the institute rotated its log key: now pinned {report.log_key_followed} (vouched for by "
+                       "the key pinned before)")
         click.echo(f"key bundle: {report.bundle or 'not updated'}; expected lists: "
                    + (", ".join(f"{a} ({n})" for a, n in report.expected.items()) or "not updated"))
         if report.refusals_note:

@@ -15,6 +15,7 @@ per action with the time they were fetched.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,14 +94,27 @@ def open_bundle(document: Any, log_key: str) -> KeyBundle:
 
 
 class BundleCache:
-    def __init__(self, path: Path, log_key: str):
+    """The key bundle last fetched. ``previous_keys``: log keys this station followed on from (a rotation):
+    the cached bundle may be signed by one of them until the next one is fetched; a fetched one never."""
+
+    def __init__(self, path: Path, log_key: str, previous_keys: Sequence[str] = ()):
         self.path = path
         self.log_key = log_key
+        self.previous_keys = tuple(previous_keys)
 
     def load(self) -> KeyBundle | None:
         """The cached bundle, verified again; ``None`` if none was ever fetched."""
         document = read_json(self.path)
-        return None if document is None else open_bundle(document, self.log_key)
+        if document is None:
+            return None
+        error: BundleError | None = None
+        for key in (self.log_key, *reversed(self.previous_keys)):
+            try:
+                return open_bundle(document, key)
+            except BundleError as exc:
+                error = error or exc  # the current key's reason is the one to give
+        assert error is not None
+        raise error
 
     def store(self, document: Any) -> KeyBundle:
         """Verify and keep a freshly fetched bundle (refusing one older than the cached one)."""

@@ -124,3 +124,7 @@ class StationClient:
 
     def log_key(self) -> Response:
         return self.transport.request("GET", "/api/v1/log-key", b"", {})
+
+    def log_key_rollovers(self) -> Response:
+        """The log key now and its rollovers (``GET /api/v1/log-key/rollovers``; an older server answers 404)."""
+        return self.transport.request("GET", "/api/v1/log-key/rollovers", b"", {})

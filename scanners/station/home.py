@@ -55,13 +55,20 @@ class StationConfig:
     created_at: str
     stale_after_hours: float = DEFAULT_STALE_HOURS
     format: str = CONFIG_FORMAT
+    #: Log keys pinned before ``log_key``, oldest first: followed on from, each by a rollover the one
+    #: before signed (a rotation of the log key; :mod:`custody.log.rollover`).
+    previous_log_keys: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> StationConfig:
         if data.get("format") != CONFIG_FORMAT:
             raise StationError(f"station.json has format {data.get('format')!r}, expected {CONFIG_FORMAT!r}")
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if not isinstance(values.get("previous_log_keys", ()), (list, tuple)):
+            raise StationError("station.json: previous_log_keys is not a list")
+        values["previous_log_keys"] = tuple(values.get("previous_log_keys", ()))
         try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+            return cls(**values)
         except TypeError as exc:
             raise StationError(f"station.json is incomplete: {exc}") from None
 
@@ -125,6 +132,10 @@ class StationHome:
                 f"no station is set up in {self.path}: run `custody station init --server URL --code CODE "
                 f"--unit UNIT` or pass --station-home / {HOME_ENV}")
         return StationConfig.from_json(data)
+
+    def save_config(self, config: StationConfig) -> None:
+        """Replace station.json (whole or not at all)."""
+        write_json_atomic(self.config_path, asdict(config))
 
     def signer(self, secret: bytes | None = None) -> Signer:
         """The station's signer (asks for the passphrase if ``secret`` is not given)."""

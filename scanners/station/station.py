@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ class SyncReport:
     errors: list[str] = field(default_factory=list)
     bundle_refused: bool = False  # the server's key bundle did not verify against the pinned log key
     bad_refusal_receipts: int = 0  # refusal reports answered with a receipt that does not prove them
+    log_key_followed: str | None = None  # the log key pinned now, followed on from the old one (a rotation)
 
     @property
     def integrity_failure(self) -> bool:
@@ -70,10 +71,18 @@ class SyncReport:
         return not any(e.startswith("offline") for e in self.errors)
 
     def as_json(self) -> dict[str, Any]:
-        return {"bundle": self.bundle, "expected": self.expected, "send": self.send.as_json() if self.send else None,
+        return {"bundle": self.bundle, "log_key_followed": self.log_key_followed,
+                "expected": self.expected, "send": self.send.as_json() if self.send else None,
                 "refusals_reported": self.refusals_reported, "refusals_note": self.refusals_note,
                 "bundle_refused": self.bundle_refused, "bad_refusal_receipts": self.bad_refusal_receipts,
                 "errors": self.errors}
+
+
+def _named_log_key(document: Any) -> str | None:
+    """The log key a fetched key bundle says signed it (not verified: only to notice a rotation)."""
+    body = document.get("bundle") if isinstance(document, dict) else None
+    named = body.get("log_key") if isinstance(body, dict) else None
+    return named if isinstance(named, str) else None
 
 
 class Station:
@@ -86,7 +95,7 @@ class Station:
         self._transport = transport
         self._signer: Signer | None = None
         self.outbox = Outbox(home.outbox_path, self.config.code)
-        self.bundles = BundleCache(home.bundle_path, self.config.log_key)
+        self.bundles = BundleCache(home.bundle_path, self.config.log_key, self.config.previous_log_keys)
         self.expected_cache = ExpectedCache(home.expected_dir)
         self.backoff = backoff or Backoff()
 
@@ -147,6 +156,9 @@ class Station:
         (what it just received is no longer "on its way", and is now "held here")."""
         report = SyncReport()
         client = self.client()
+        # the key bundle first: it names the log key the server signs with, so that a rotation of the log
+        # key is followed before the receipts of this sync are checked
+        self._fetch_bundle(client, report)
         if send:
             report.send = self.sender().send_due(force=force)
             report.errors.extend(e if not e.startswith("cannot reach") else f"offline: {e}"
@@ -157,14 +169,62 @@ class Station:
             self.report_refusals(report)
         return report
 
-    def _fetch(self, client: StationClient, actions: Sequence[str], report: SyncReport) -> None:
+    def _fetch_bundle(self, client: StationClient, report: SyncReport) -> None:
         try:
             response = client.key_bundle()
             if response.status == 200:
-                self.bundles.store(response.json())
+                document = response.json()
+                named = _named_log_key(document)
+                if named is not None and named != self.config.log_key:
+                    report.log_key_followed = self.follow_log_key(client, named)
+                self.bundles.store(document)
                 report.bundle = "updated"
             else:
                 report.errors.append(f"key bundle: server answered {response.status}: {response.error_message()}")
+        except TransportError as exc:
+            report.errors.append(f"offline: {exc}")
+        except BundleError as exc:
+            report.bundle_refused = True
+            report.errors.append(str(exc))
+
+    def follow_log_key(self, client: StationClient, target: str) -> str:
+        """The server signs with another log key than the pinned one (the institute rotated it): follow
+        the rollovers from the pinned key, each signed by the key before, to ``target`` and pin it (the
+        old keys kept, for the bundle cached until the next one). Raises :class:`BundleError` when no
+        chain leads there: a forgery, or a key revoked and replaced, which must be pinned anew on purpose."""
+        from custody.log.rollover import RolloverError, follow_rollovers
+
+        pinned = self.config.log_key
+        response = client.log_key_rollovers()
+        notes: list[str] = []
+        if response.status == 200:
+            try:
+                found = response.json().get("rollovers")
+                notes = [n for n in found if isinstance(n, str)] if isinstance(found, list) else []
+            except (ValueError, AttributeError):
+                notes = []
+        try:
+            chain = follow_rollovers(pinned, notes)
+        except RolloverError as exc:
+            chain = [pinned]
+            reason = f" ({exc})"
+        else:
+            reason = ""
+        if target not in chain:
+            raise BundleError(
+                f"the server now signs with log key {target}, but no rollover signed by the pinned key {pinned} "
+                f"leads to it{reason}: refused. If the institute replaced a revoked log key, confirm the new key "
+                "with it and set up the station's log key on purpose")
+        followed = chain[:chain.index(target)]
+        config = replace(self.config, log_key=target,
+                         previous_log_keys=(*self.config.previous_log_keys, *followed))
+        self.home.save_config(config)
+        self.config = config
+        self.bundles = BundleCache(self.home.bundle_path, config.log_key, config.previous_log_keys)
+        return target
+
+    def _fetch(self, client: StationClient, actions: Sequence[str], report: SyncReport) -> None:
+        try:
             for action in dict.fromkeys([*actions, HELD_ACTION]):
                 response = client.expected(action)
                 if response.status == 200:
@@ -175,9 +235,6 @@ class Station:
                                          f"{response.error_message()}")
         except TransportError as exc:
             report.errors.append(f"offline: {exc}")
-        except BundleError as exc:
-            report.bundle_refused = True
-            report.errors.append(str(exc))
 
     def report_refusals(self, report: SyncReport) -> None:
         """Send refusal evidence to ``POST /api/v1/refusals``; a server without that endpoint (404) leaves it
