@@ -278,6 +278,23 @@ class _Source:
         assert self.url is not None
         return parse_consistency_proof(get_text(self.url, "/api/v1/proofs/consistency", f"old={old}&new={new}"))
 
+    def rollovers(self) -> list[str]:
+        """The city's log key rollovers, oldest first (none from a city that does not serve them)."""
+        if self.local is not None:
+            ledger = self._ledger()
+            try:
+                return ledger.log_key_rollovers()
+            finally:
+                ledger.instance.close()
+        from store.witness_http import CityUnreachable, get_text
+
+        assert self.url is not None
+        try:
+            found = json.loads(get_text(self.url, "/api/v1/log-key/rollovers")).get("rollovers")
+        except (CityUnreachable, ValueError, AttributeError):
+            return []
+        return [n for n in found if isinstance(n, str)] if isinstance(found, list) else []
+
     def post(self, note: bytes) -> HandBack:
         """Hand the cosigned checkpoint back: POST it to the city (retried, see store.witness_http.hand_back),
         or store it in the local instance. Says whether it was taken; raises only on the unexpected."""
@@ -332,6 +349,39 @@ def _witness_config(home: Path, log_key: str | None, name: str | None, *, rotate
     return config
 
 
+def _follow_rollovers(home: Path, config: dict[str, Any], new_note: bytes, source: _Source) -> str | None:
+    """A checkpoint not signed by the trusted log key: if the city's rollovers, each signed by the key
+    before, lead from it to the key that signed the checkpoint, trust that key from now on (the old ones
+    kept to open the held checkpoint) and return it. Else None: the checkpoint is judged as it is (the
+    alarm, if nothing vouches for its key)."""
+    from custody.errors import LogError
+    from custody.log.checkpoint import open_checkpoint
+    from custody.log.note import parse_verifier_key
+    from custody.log.rollover import follow_rollovers
+    from keys.durable import write_atomically
+
+    trusted = config["log_key"]
+    try:
+        open_checkpoint(new_note, parse_verifier_key(trusted))
+        return None
+    except LogError:
+        pass
+    try:
+        chain = follow_rollovers(trusted, source.rollovers())
+    except LogError:
+        return None
+    for n, candidate in enumerate(chain[1:], start=1):
+        try:
+            open_checkpoint(new_note, parse_verifier_key(candidate))
+        except LogError:
+            continue
+        config["previous_log_keys"] = [*config.get("previous_log_keys", []), *chain[:n]]
+        config["log_key"] = candidate
+        write_atomically(home / "witness.json", (json.dumps(config, indent=1) + "\n").encode())
+        return candidate
+    return None
+
+
 def _witness_key(home: Path, name: str, secret: bytes | None = None) -> Any:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -364,12 +414,13 @@ def witness_once(home: Path, source: _Source, *, log_key: str | None = None, nam
     from keys.files import public_raw
 
     config = _witness_config(home, log_key, name, rotated=rotated)
-    verifier = parse_verifier_key(config["log_key"])
-    previous_keys = [parse_verifier_key(k) for k in config.get("previous_log_keys", [])]
     key = _witness_key(home, config["name"], secret)
     held_path = home / "checkpoint"
     held = held_path.read_bytes() if held_path.exists() else None
     new_note = source.checkpoint()
+    followed = _follow_rollovers(home, config, new_note, source)
+    verifier = parse_verifier_key(config["log_key"])
+    previous_keys = [parse_verifier_key(k) for k in config.get("previous_log_keys", [])]
     old_size = open_held(held, [verifier, *previous_keys]).size if held else 0
     from custody.errors import LogError
     from custody.log.checkpoint import parse_checkpoint
@@ -394,7 +445,7 @@ def witness_once(home: Path, source: _Source, *, log_key: str | None = None, nam
     outcome: dict[str, Any] = {"size": size, "root": result.checkpoint.root_hash.hex(),
                                "previous_size": result.previous_size, "cosignature": result.line.strip(),
                                "handed_back": None, "posted": "not posted (--no-post)",
-                               "posted_zh": "未交回（--no-post）"}
+                               "posted_zh": "未交回（--no-post）", "log_key_followed": followed}
     if not post:
         return outcome
     from store.witness_http import HandBack
@@ -485,6 +536,9 @@ def witness(url: str | None, local: Path | None, witness_home: Path, log_key: st
                                       ensure_ascii=False))
             raise SystemExit(1) from None
         not_handed_back = result["handed_back"] is False
+        if result.get("log_key_followed") and not as_json:
+            click.echo(f"the city rotated its log key: now trusting {result['log_key_followed']} (vouched for by "
+                       "the key trusted before)")
         if as_json:
             click.echo(json.dumps(result, ensure_ascii=False))
         elif not_handed_back:

@@ -6,6 +6,7 @@ import http.server
 import json
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -152,16 +153,18 @@ def test_witness_cosigns_and_raises_the_alarm_on_a_rewritten_log(make_simulated,
     assert alarm["alarm"] == "fork" and alarm["message_zh"].startswith("日志分叉") and "FORK" in alarm["message"]
 
 
-def test_a_witness_follows_a_log_key_rotation_only_on_purpose_and_still_holds_the_log_to_its_past(
+def test_a_witness_follows_a_log_key_rotation_the_old_key_vouched_for_and_another_only_on_purpose(
         make_simulated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The city rotates its log key: the witness raises the alarm (it cannot tell a rotation from a forgery)
-    and says how to go on; told the new key on purpose, it opens the checkpoint it holds with the old key
-    and cosigns only a new checkpoint that extends it. Before, witness.json had to be edited by hand, and
-    then the held checkpoint no longer opened: every round failed."""
+    """The city rotates its log key: the old key's rollover vouches for the new one, and the witness follows
+    it, the new checkpoint still extending the one held (signed by the old key). A key replaced after a
+    revocation has no rollover: the witness raises the alarm (it cannot tell it from a forgery), says how to
+    go on, and follows only when told the new key on purpose. Before, every rotation was an alarm, and the
+    advice (edit witness.json) left a held checkpoint that no longer opened: every round failed."""
+    from custody.keyring import Role
     from store.ledger import Ledger
 
     sim = make_simulated()
-    old_key = Ledger(sim.instance).log_key()
+    keys = [Ledger(sim.instance).log_key()]
     monkeypatch.setenv("CUSTODY_PASSPHRASE", "province-passphrase")
     monkeypatch.setenv("CUSTODY_DATABASE_URL", sim.instance.db.url)
     province = tmp_path / "province"
@@ -170,26 +173,33 @@ def test_a_witness_follows_a_log_key_rotation_only_on_purpose_and_still_holds_th
         return CliRunner().invoke(cli, ["witness", "--local", str(sim.instance.home), "--home", str(province),
                                         "--once", "--json", "--no-post", *args])
 
-    first = witness("--log-key", old_key, "--name", "province.witness")
+    first = witness("--log-key", keys[0], "--name", "province.witness")
     assert first.exit_code == 0, first.output
     held = json.loads(first.stdout.strip().splitlines()[-1])["size"]
     rotated = _run(sim, "keys", "rotate", "--role", "log_signer")  # the new key signs a checkpoint at once
     assert rotated.exit_code == 0 and "entered in the custody log" in rotated.output, rotated.output
-    new_key = Ledger(sim.instance).log_key()
-    assert new_key != old_key
+    keys.append(Ledger(sim.instance).log_key())
+    followed = witness()
+    assert followed.exit_code == 0, followed.output
+    line = json.loads(followed.stdout.strip().splitlines()[-1])
+    assert line["log_key_followed"] == keys[1] and line["previous_size"] == held and line["size"] > held
+    config = json.loads((province / "witness.json").read_text())
+    assert config["log_key"] == keys[1] and config["previous_log_keys"] == keys[:1]
 
+    # the log key revoked, then replaced: nothing vouches for the new one
+    now = datetime.now(UTC)
+    sim.instance.keys.revoke(sim.instance.keys.current(Role.LOG_SIGNER, "3601", now).kid, now, "key file copied")
+    assert _run(sim, "keys", "rotate", "--role", "log_signer").exit_code == 0
+    keys.append(Ledger(sim.instance).log_key())
     alarm = witness()
     assert alarm.exit_code == 1 and "WITNESS ALARM" in alarm.stderr and "--log-key-rotated" in alarm.stderr
     assert json.loads(alarm.stdout.strip().splitlines()[-1])["alarm"] == "forged"
-    not_on_purpose = witness("--log-key", new_key)
-    assert not_on_purpose.exit_code == 2 and "--log-key-rotated" in not_on_purpose.output
-    assert json.loads((province / "witness.json").read_text())["log_key"] == old_key
-    followed = witness("--log-key", new_key, "--log-key-rotated")
-    assert followed.exit_code == 0, followed.output
-    line = json.loads(followed.stdout.strip().splitlines()[-1])
-    assert line["previous_size"] == held and line["size"] > held
-    config = json.loads((province / "witness.json").read_text())
-    assert config["log_key"] == new_key and config["previous_log_keys"] == [old_key]
+    not_on_purpose = witness("--log-key", keys[2])
+    assert not_on_purpose.exit_code == 2 and "--log-key-rotated" in not_on_purpose.output, not_on_purpose.output
+    assert json.loads((province / "witness.json").read_text())["log_key"] == keys[1]
+    on_purpose = witness("--log-key", keys[2], "--log-key-rotated")
+    assert on_purpose.exit_code == 0, on_purpose.output
+    assert json.loads((province / "witness.json").read_text())["previous_log_keys"] == keys[:2]
     assert witness().exit_code == 0  # later rounds: the new key, nothing more to say
 
 
