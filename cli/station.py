@@ -123,6 +123,35 @@ def init(ctx: click.Context, server: str, code: str, unit: str, log_key: str | N
     click.echo("then run `custody station sync` to fetch the key bundle and the expected lists")
 
 
+@station.command("pin-log-key")
+@click.argument("log_key", metavar="KEY")
+@click.pass_context
+def pin_log_key(ctx: click.Context, log_key: str) -> None:
+    """Pin another log key on purpose: after the institute revoked its log key and made another, which no
+    rollover vouches for. Confirm KEY with the institute first (`custody log-key` on the server). The key
+    pinned before is kept, for the key bundle cached until the next sync."""
+    from dataclasses import replace
+
+    from custody.log.note import parse_verifier_key
+    from scanners.station.errors import StationError
+    from scanners.station.home import StationHome
+
+    try:
+        parse_verifier_key(log_key)
+    except CustodyError as exc:
+        raise StationError(f"KEY: {exc}") from None
+    home = StationHome(ctx.obj)
+    config = home.config()
+    if parse_verifier_key(log_key).name != parse_verifier_key(config.log_key).name:
+        raise StationError(f"KEY is a key of log {parse_verifier_key(log_key).name!r}, this station's log is "
+                           f"{parse_verifier_key(config.log_key).name!r}")
+    if log_key == config.log_key:
+        click.echo(f"log key {log_key} is already pinned")
+        return
+    home.save_config(replace(config, log_key=log_key, previous_log_keys=(*config.previous_log_keys, config.log_key)))
+    click.echo(f"pinned log key {log_key} (was {config.log_key}); run `custody station sync`")
+
+
 @station.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_context

@@ -55,9 +55,11 @@ def test_a_station_follows_a_log_key_rotation_and_its_receipts_verify(make_stati
     assert result.exit_code == 0 and "rotated its log key" not in result.stdout, result.output
 
 
-def test_a_log_key_no_rollover_leads_to_is_refused_and_nothing_changes(make_station: Any, live_server: Any) -> None:
+def test_a_log_key_no_rollover_leads_to_is_refused_until_pinned_on_purpose(make_station: Any,
+                                                                           live_server: Any) -> None:
     """The old key revoked, then a new one made: the revoked key vouches for nothing, so the station refuses
-    the server's new key (it cannot tell it from a forger's) and keeps the one it pinned."""
+    the server's new key (it cannot tell it from a forger's) and keeps the one it pinned, until an operator
+    pins the new one on purpose."""
     station = make_station("ST-360102", "360102")
     old_key = station.config.log_key
     now = datetime.now(UTC)
@@ -69,3 +71,19 @@ def test_a_log_key_no_rollover_leads_to_is_refused_and_nothing_changes(make_stat
     assert any("no rollover signed by the pinned key" in e for e in report.errors), report.errors
     assert json.loads(station.home.config_path.read_text())["log_key"] == old_key
     assert station.bundle() is not None  # the bundle cached before is kept, still verified by the pinned key
+    station.close()
+
+    # told the new key on purpose (confirmed with the institute), the station goes on
+    new_key = live_server.ledger.log_key()
+
+    def command(*args: str) -> Any:
+        return CliRunner().invoke(station_cli, ["--station-home", str(station.home.path), *args],
+                                  env={"CUSTODY_PASSPHRASE": PASSPHRASE})
+
+    assert command("pin-log-key", "not-a-key").exit_code == 2
+    pinned = command("pin-log-key", new_key)
+    assert pinned.exit_code == 0 and f"pinned log key {new_key}" in pinned.output, pinned.output
+    saved = json.loads(station.home.config_path.read_text())
+    assert saved["log_key"] == new_key and saved["previous_log_keys"] == [old_key]
+    synced = command("sync")
+    assert synced.exit_code == 0, synced.output
