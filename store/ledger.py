@@ -913,11 +913,13 @@ class _BatchBuilder:
             .order_by(KeyRecord.id)).all()
         for key, revoked_idx, logged_id, retired_idx in rows:
             if logged_id is None:
-                mark = self._add({"type": "key", "kid": key.kid, "role": key.role, "owner": key.owner,
-                                  "public_key": _b64(key.public_raw),
-                                  "valid_from": format_time(key.valid_from),
-                                  "valid_until": format_time(key.valid_until) if key.valid_until else None,
-                                  "received_at": self.received}, None)
+                leaf = {"type": "key", "kid": key.kid, "role": key.role, "owner": key.owner,
+                        "public_key": _b64(key.public_raw), "valid_from": format_time(key.valid_from),
+                        "valid_until": format_time(key.valid_until) if key.valid_until else None,
+                        "received_at": self.received}
+                if key.rollover:  # a log key made by a rotation: the old key's note vouching for it
+                    leaf["rollover"] = key.rollover
+                mark = self._add(leaf, None)
                 self.key_marks.append((key.id, "registered", mark))
                 if key.valid_until is not None:  # its key leaf holds its end
                     self.key_marks.append((key.id, "retired", mark))

@@ -197,9 +197,42 @@ def _fmt(when: datetime | None) -> str | None:
 _NO_OFFSET = UTC.utcoffset(None)
 
 
-def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list[Finding]]:
+def _rollover_findings(origin: str, log_keys: Sequence[tuple[int, dict[str, Any], bytes]],
+                       by_raw: dict[bytes, KeyRecord]) -> list[Finding]:
+    """Each log key leaf that carries a rollover (a rotation's new key): the rollover must be signed by the log
+    key logged before it and name this key, and the registry must hold the same note (stations and witnesses
+    fetch it from there). ``log_keys``: the log keys' leaves in log order (index, leaf, raw key)."""
+    from custody.log.note import verifier_key
+    from custody.log.rollover import follow_rollovers
+
+    findings: list[Finding] = []
+    for n, (idx, leaf, raw) in enumerate(log_keys):
+        note = leaf.get("rollover")
+        if note is None:
+            continue
+        key = verifier_key(origin, raw)
+        try:
+            chain = follow_rollovers(verifier_key(origin, log_keys[n - 1][2]), [note]) if n else []
+        except (LogError, ValueError):
+            chain = []
+        if not isinstance(note, str) or chain[-1:] != [key]:
+            before = f"log key {log_keys[n - 1][1].get('kid')}" if n else "no log key before it"
+            findings.append(Finding(
+                "rollover_invalid", f"leaf {idx}: the rollover to log key {leaf.get('kid')} is not signed by "
+                f"{before}, or names another key", f"第 {idx} 条日志：日志密钥 {leaf.get('kid')} 的交接声明无效",
+                index=idx, expected=f"a rollover signed by {before}", found="a note that does not chain"))
+        row = by_raw.get(raw)
+        if row is not None and row.rollover != note:
+            findings.append(Finding(
+                "key_registry_mismatch", f"leaf {idx} logs the rollover to log key {leaf.get('kid')}; the registry "
+                "holds " + ("none" if row.rollover is None else "another note"),
+                f"第 {idx} 条日志记录的日志密钥交接声明与密钥登记表不符", index=idx))
+    return findings
+
+
+def _keys_from_log(s: Session, registry: list[KeyRecord], origin: str) -> tuple[KeyRing, list[Finding]]:
     """The key ring the log itself establishes (key, retirement and revocation leaves), cross-checked with
-    the registry.
+    the registry; and each log key rotation's rollover checked (:func:`_rollover_findings`).
 
     A revocation counts from the earliest time either source gives: a revocation
     the registry lost still voids what the key signed afterwards. So does a key's end
@@ -213,6 +246,7 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
     every_revocation: dict[bytes, list[tuple[datetime, int]]] = {}  # each key's readable revocation leaves
     unreadable: list[tuple[int, dict[str, Any], bytes]] = []
     ended: dict[bytes, tuple[datetime, int, dict[str, Any]]] = {}  # each key's logged end that holds (the earliest)
+    log_keys: list[tuple[int, dict[str, Any], bytes]] = []  # the log keys' key leaves, in log order
     for idx, data in s.execute(select(LogLeaf.idx, LogLeaf.data).where(LogLeaf.type.in_(KEY_LEAF_TYPES))
                                .order_by(LogLeaf.idx)):
         try:
@@ -234,6 +268,8 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
             continue
         if leaf.get("type") == "key":
             logged[raw] = leaf
+            if leaf.get("role") == Role.LOG_SIGNER.value:
+                log_keys.append((idx, leaf, raw))
             if row is None or (row.role, row.owner, _fmt(row.valid_from)) != (leaf.get("role"), leaf.get("owner"),
                                                                             leaf.get("valid_from")):
                 found = f"{row.role}/{row.owner}/{_fmt(row.valid_from)}" if row else "no registry row"
@@ -273,6 +309,7 @@ def _keys_from_log(s: Session, registry: list[KeyRecord]) -> tuple[KeyRing, list
                 f"第 {idx} 条日志记录密钥 {leaf.get('kid')} 于 {leaf.get('valid_until')} 失效，"
                 f"密钥登记表却记为 {found}",
                 index=idx, expected=str(leaf.get("valid_until")), found=found))
+    findings += _rollover_findings(origin, log_keys, by_raw)
     ring = KeyRing()
     for raw, leaf in logged.items():
         row = by_raw.get(raw)
@@ -460,7 +497,7 @@ def verify_instance(instance: Instance, options: VerifyOptions | None = None) ->
         head_size, head_root = (head.size, head.root) if head else (0, None)
         leaf_count, max_idx = s.execute(select(func.count(LogLeaf.idx), func.max(LogLeaf.idx))).one()
         stored_cps = [(r.size, r.note) for r in s.scalars(select(LogCheckpoint).order_by(LogCheckpoint.size))]
-        keyring, key_findings = _keys_from_log(s, registry)
+        keyring, key_findings = _keys_from_log(s, registry, instance.origin)
         snapshot, state_findings, mode_detail = _load_state(s, log_keys)
         revoked_since = s.scalar(select(func.count()).select_from(LogLeaf).where(
             LogLeaf.type == "revocation", LogLeaf.idx >= snapshot["size"])) if snapshot is not None else 0

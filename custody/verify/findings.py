@@ -71,6 +71,8 @@ CODES: dict[str, tuple[str, str, str]] = {
     "label_invalid": ("Label invalid", "标签无效", "a logged label does not verify or does not match its leaf"),
     "key_registry_mismatch": ("Key registry differs from the log", "密钥登记与日志不符",
                               "the key registry and the key records in the log disagree"),
+    "rollover_invalid": ("Log key rollover invalid", "日志密钥交接无效",
+                         "a new log key's rollover is not signed by the log key before it, or names another key"),
     "alert_missing": ("Alert missing", "告警缺失",
                       "re-running the custody rules raises an alert the alerts table lacks"),
     "alert_extra": ("Alert not explained", "多余告警",

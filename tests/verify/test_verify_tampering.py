@@ -245,6 +245,51 @@ def test_a_retired_key_extended_in_the_registry_is_named_and_what_it_signed_afte
     assert {f["index"] for f in extended.report["findings"] if f["index"] in label_leaves} == label_leaves
 
 
+def test_a_log_key_rotation_logs_its_rollover_and_a_registry_that_loses_it_is_named(simulated) -> None:
+    """The new log key's key leaf carries the old key's rollover (what stations and witnesses follow, served
+    from the registry): the log verifies; a registry whose note was removed or replaced is named."""
+    from sqlalchemy import select, update
+
+    from custody.keyring import Role
+    from custody.log.rollover import follow_rollovers
+    from store.ledger import Ledger
+    from store.models import KeyRecord, LogLeaf
+
+    first = Ledger(simulated.instance).log_key()
+    simulated.instance.keys.rotate(Role.LOG_SIGNER, "3601", datetime.now(UTC))
+    _log_registry_facts(simulated)
+    with simulated.instance.db.session() as s:
+        leaves = [(i, json.loads(d)) for i, d in s.execute(select(LogLeaf.idx, LogLeaf.data)
+                                                             .where(LogLeaf.type == "key"))]
+    [(idx, leaf)] = [(i, leaf) for i, leaf in leaves if "rollover" in leaf]
+    assert follow_rollovers(first, [leaf["rollover"]])[-1] == Ledger(simulated.instance).log_key()
+    assert simulated.verify(full=True).ok
+    with simulated.instance.db.write_session() as s:  # the registry's note removed: stations cannot follow
+        s.execute(update(KeyRecord).where(KeyRecord.kid == leaf["kid"]).values(rollover=None))
+    outcome = simulated.verify(full=True)
+    assert [f["index"] for f in named(outcome, "key_registry_mismatch")] == [idx]
+
+
+def test_a_rollover_not_signed_by_the_log_key_before_is_named() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from custody.log.note import verifier_key
+    from custody.log.rollover import sign_rollover
+    from store.verification import _rollover_findings
+
+    origin = "test.exam/zk2017"
+    old, new, forger = (Ed25519PrivateKey.generate() for _ in range(3))
+    raws = [k.public_key().public_bytes_raw() for k in (old, new)]
+    at = datetime(2017, 6, 20, tzinfo=UTC)
+    good = sign_rollover(origin, verifier_key(origin, raws[1]), at, old)
+    forged = sign_rollover(origin, verifier_key(origin, raws[1]), at, forger)
+    other = sign_rollover(origin, verifier_key(origin, b"\x02" * 32), at, old)
+    for note, codes_found in ((good, []), (forged, ["rollover_invalid"]), (other, ["rollover_invalid"])):
+        keys = [(3, {"kid": "old"}, raws[0]), (9, {"kid": "new", "rollover": note}, raws[1])]
+        assert [f.code for f in _rollover_findings(origin, keys, {})] == codes_found
+    assert [f.index for f in _rollover_findings(origin, [(9, {"kid": "new", "rollover": good}, raws[1])], {})] == [9]
+
+
 def test_a_retroactive_revocation_fails_the_first_full_run_only_then_is_a_check(simulated) -> None:
     """A station laptop stolen and noticed late: its key is revoked back to the theft, after the server had
     accepted what it signed. Every nightly run failed on it from then on (and ran in full, since the last
