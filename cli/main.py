@@ -204,7 +204,7 @@ def keys_rotate(ctx: Context, role: str, owner: str | None) -> None:
     key = instance.keys.rotate(Role(role), owner or instance.institute, now())
     click.echo(f"new {role} key {key.kid_hex}, valid from {key.valid_from.isoformat()}")
     # the new key, and the old key's end (a retirement leaf), into the log now
-    logged = _log_registry_now(instance, "the new key and the old key's end are", "")  # "are in the key registry"
+    logged = _log_registry_now(instance, "the new key and the old key's end are in the key registry", "")
     click.echo(f"entered in the custody log ({_leaves(logged)})")
 
 
@@ -215,16 +215,16 @@ def _leaves(count: int) -> str:
 def _log_registry_now(instance: Instance, what: str, retry: str) -> int:
     """Append the registry's new facts to the custody log now, not with the server's next batch (after an
     exam there may be none for weeks, and the nightly verification trusts the log's key facts, not the
-    registry's); returns how many leaves that took."""
-    from custody.errors import CustodyError
+    registry's); returns how many leaves that took. ``what`` says what the registry holds, ``retry`` how
+    else to log it, for the error when the log cannot take it now."""
     from store.ledger import Ledger
 
     try:
         return Ledger(instance).log_registry()
     except CustodyError as exc:
         raise click.ClickException(
-            f"{what} in the key registry but NOT yet in the custody log: {exc}. It enters the log with the next "
-            f"batch the server appends{retry}.") from None
+            f"{what} but NOT yet in the custody log: {exc}. It enters the log with the next batch the server "
+            f"appends{retry}.") from None
 
 
 @keys.command("revoke")
@@ -254,7 +254,7 @@ def keys_revoke(ctx: Context, kid: str, reason: str, at_text: str | None) -> Non
                    f"{key.revocation_reason}")
     # Into the log now (the nightly verification names what the key signed from then on until the log holds
     # the revocation).
-    what = "the revocation is in the key registry (stations signing with the key are refused from now on) but"
+    what = "the revocation is in the key registry (stations signing with the key are refused from now on)"
     logged = _log_registry_now(instance, what, ", or run this command again with the passphrase")
     click.echo(f"entered in the custody log ({_leaves(logged)})" if logged
                else "the custody log already holds it")

@@ -139,6 +139,28 @@ def test_keys_rotate_logs_the_new_key_and_the_old_key_s_end_at_once(exam, tmp_pa
     assert new in {leaf["kid"] for leaf in leaves if leaf["type"] == "key"}
 
 
+def test_a_key_fact_the_log_cannot_take_now_says_so_once_and_how_it_gets_there(exam, monkeypatch) -> None:
+    """The registry holds the change; the log (closing, no log key) does not yet: the message says which, and
+    names the registry once (it read "... in the key registry (...) but in the key registry but NOT yet")."""
+    from custody.errors import CustodyError
+    from store.ledger import Ledger
+
+    def cannot(_self):
+        raise CustodyError("no log key at hand")
+
+    monkeypatch.setattr(Ledger, "log_registry", cannot)
+    kid = json.loads(exam("keys", "list", "--json").output)[0]["kid"]
+    revoked = exam("keys", "revoke", kid, "--reason", "laptop stolen", ok=False)
+    assert revoked.exit_code == 1 and revoked.output.count("in the key registry") == 1, revoked.output
+    assert ("the revocation is in the key registry (stations signing with the key are refused from now on) but NOT "
+            "yet in the custody log: no log key at hand. It enters the log with the next batch the server appends, "
+            "or run this command again with the passphrase.") in " ".join(revoked.output.split())
+    rotated = exam("keys", "rotate", "--role", "label_issuer", ok=False)
+    assert rotated.exit_code == 1 and ("the new key and the old key's end are in the key registry but NOT yet in "
+                                       "the custody log: no log key at hand. It enters the log with the next batch "
+                                       "the server appends.") in " ".join(rotated.output.split()), rotated.output
+
+
 def test_a_refused_label_exits_non_zero_with_its_reason(exam) -> None:
     text = exam("labels", "text", "YW-P-K001-01").output.strip()
     changed = text[:-10] + ("1" if text[-10] != "1" else "2") + text[-9:]
