@@ -137,14 +137,14 @@ def pin_log_key(ctx: click.Context, log_key: str) -> None:
     from scanners.station.home import StationHome
 
     try:
-        parse_verifier_key(log_key)
+        log = parse_verifier_key(log_key).name
     except CustodyError as exc:
         raise StationError(f"KEY: {exc}") from None
     home = StationHome(ctx.obj)
     config = home.config()
-    if parse_verifier_key(log_key).name != parse_verifier_key(config.log_key).name:
-        raise StationError(f"KEY is a key of log {parse_verifier_key(log_key).name!r}, this station's log is "
-                           f"{parse_verifier_key(config.log_key).name!r}")
+    pinned_log = parse_verifier_key(config.log_key).name
+    if log != pinned_log:
+        raise StationError(f"KEY is a key of log {log!r}, this station's log is {pinned_log!r}")
     if log_key == config.log_key:
         click.echo(f"log key {log_key} is already pinned")
         return

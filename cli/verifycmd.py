@@ -286,14 +286,14 @@ class _Source:
                 return ledger.log_key_rollovers()
             finally:
                 ledger.instance.close()
+        from custody.log.rollover import rollovers_of
         from store.witness_http import CityUnreachable, get_text
 
         assert self.url is not None
         try:
-            found = json.loads(get_text(self.url, "/api/v1/log-key/rollovers")).get("rollovers")
-        except (CityUnreachable, ValueError, AttributeError):
+            return rollovers_of(json.loads(get_text(self.url, "/api/v1/log-key/rollovers")))
+        except (CityUnreachable, ValueError):
             return []
-        return [n for n in found if isinstance(n, str)] if isinstance(found, list) else []
 
     def post(self, note: bytes) -> HandBack:
         """Hand the cosigned checkpoint back: POST it to the city (retried, see store.witness_http.hand_back),

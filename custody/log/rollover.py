@@ -50,6 +50,13 @@ def sign_rollover(origin: str, new_key: str, at: datetime, old_private: Signer, 
     return sign_note(rollover_body(origin, new_key, at), origin, old_private, public_raw=public_raw).decode()
 
 
+def rollovers_of(document: object) -> list[str]:
+    """The rollover notes of a ``GET /api/v1/log-key/rollovers`` answer (parsed JSON); none from anything else:
+    what is not a note is left to :func:`follow_rollovers`, which follows only notes that chain."""
+    found = document.get("rollovers") if isinstance(document, dict) else None
+    return [note for note in found if isinstance(note, str)] if isinstance(found, list) else []
+
+
 def _parts(note: str) -> tuple[str, str]:
     """The origin and new key a rollover note names (signature not checked)."""
     lines = parse_unverified_note(note.encode()).body.decode().split("\n")

@@ -192,16 +192,15 @@ class Station:
         the rollovers from the pinned key, each signed by the key before, to ``target`` and pin it (the
         old keys kept, for the bundle cached until the next one). Raises :class:`BundleError` when no
         chain leads there: a forgery, or a key revoked and replaced, which must be pinned anew on purpose."""
-        from custody.log.rollover import RolloverError, follow_rollovers
+        from custody.log.rollover import RolloverError, follow_rollovers, rollovers_of
 
         pinned = self.config.log_key
         response = client.log_key_rollovers()
         notes: list[str] = []
         if response.status == 200:
             try:
-                found = response.json().get("rollovers")
-                notes = [n for n in found if isinstance(n, str)] if isinstance(found, list) else []
-            except (ValueError, AttributeError):
+                notes = rollovers_of(response.json())
+            except ValueError:  # not JSON
                 notes = []
         try:
             chain = follow_rollovers(pinned, notes)

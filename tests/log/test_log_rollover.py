@@ -51,3 +51,11 @@ def test_a_rollover_of_another_log_or_a_checkpoint_is_refused_not_followed() -> 
         follow_rollovers(keys[0], [checkpoint])
     with pytest.raises(ValueError):
         sign_rollover(ORIGIN, keys[1], datetime(2017, 6, 20), private[0])  # a time with no zone
+
+
+def test_the_notes_of_a_rollovers_answer_and_nothing_of_anything_else() -> None:
+    from custody.log.rollover import rollovers_of
+
+    assert rollovers_of({"log_key": "k", "rollovers": ["a", 3, None, "b"]}) == ["a", "b"]
+    for answer in ({"rollovers": "a"}, {"log_key": "k"}, ["a"], None, "a"):
+        assert rollovers_of(answer) == []
