@@ -211,11 +211,12 @@ def _rollover_findings(origin: str, log_keys: Sequence[tuple[int, dict[str, Any]
         if note is None:
             continue
         key = verifier_key(origin, raw)
-        try:
-            chain = follow_rollovers(verifier_key(origin, log_keys[n - 1][2]), [note]) if n else []
+        try:  # a note that is no text, or of no log key logged before, chains to nothing
+            chain = follow_rollovers(verifier_key(origin, log_keys[n - 1][2]), [note]) \
+                if n and isinstance(note, str) else []
         except (LogError, ValueError):
             chain = []
-        if not isinstance(note, str) or chain[-1:] != [key]:
+        if chain[-1:] != [key]:
             before = f"log key {log_keys[n - 1][1].get('kid')}" if n else "no log key before it"
             findings.append(Finding(
                 "rollover_invalid", f"leaf {idx}: the rollover to log key {leaf.get('kid')} is not signed by "

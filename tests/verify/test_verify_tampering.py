@@ -284,7 +284,8 @@ def test_a_rollover_not_signed_by_the_log_key_before_is_named() -> None:
     good = sign_rollover(origin, verifier_key(origin, raws[1]), at, old)
     forged = sign_rollover(origin, verifier_key(origin, raws[1]), at, forger)
     other = sign_rollover(origin, verifier_key(origin, b"\x02" * 32), at, old)
-    for note, codes_found in ((good, []), (forged, ["rollover_invalid"]), (other, ["rollover_invalid"])):
+    for note, codes_found in ((good, []), (forged, ["rollover_invalid"]), (other, ["rollover_invalid"]),
+                              (5, ["rollover_invalid"])):  # not a text: named, not a crash
         keys = [(3, {"kid": "old"}, raws[0]), (9, {"kid": "new", "rollover": note}, raws[1])]
         assert [f.code for f in _rollover_findings(origin, keys, {})] == codes_found
     assert [f.index for f in _rollover_findings(origin, [(9, {"kid": "new", "rollover": good}, raws[1])], {})] == [9]
